@@ -1,0 +1,87 @@
+//! The command line, as clap derive structs only. Doc comments are the help text. Past `lib::run` nothing
+//! sees these structs: they are resolved into `Config` and per-command params first.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// paylens: weekly customer, repeat-purchase and restock answers from WeChat Pay and Alipay bill exports.
+#[derive(Debug, Parser)]
+#[command(name = "paylens", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file (default: ./paylens.toml when present). Env: PAYLENS_CONFIG.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Store folder (default: data/store). Env: PAYLENS_STORE.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// IANA time zone of the bills' local times (default: Asia/Shanghai). Env: PAYLENS_TIMEZONE.
+    #[arg(long, global = true, value_name = "ZONE")]
+    pub timezone: Option<String>,
+    /// Print the resolved settings and exit.
+    #[arg(long, global = true, hide = true)]
+    pub show_config: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read bill exports (files, folders, .zip) into the store.
+    Ingest(IngestArgs),
+    /// Generate a realistic demo shop's exports, ingest them and summarise the store.
+    Demo(DemoArgs),
+    /// Summarise what the store holds: files, months, events, customers.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Files, folders (read recursively) and .zip archives. The format is detected from the content.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Fail, storing nothing, when a file's stated totals do not match its rows or a row is rejected.
+    #[arg(long)]
+    pub strict: bool,
+    /// Print the per-file summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder for the demo's inbox, store and reports.
+    #[arg(long, default_value = "data/demo", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Random seed: the same seed gives byte-identical files.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Number of customers the shop has over the period.
+    #[arg(long, default_value_t = 1500)]
+    pub customers: u32,
+    /// Days of history, ending last Sunday.
+    #[arg(long, default_value_t = 364)]
+    pub days: u32,
+    /// Target number of transactions (for benchmarks: 1000000, 10000000); overrides --customers.
+    #[arg(long, value_name = "ROWS")]
+    pub scale: Option<u64>,
+    /// Only write the exports; do not ingest.
+    #[arg(long)]
+    pub no_ingest: bool,
+    /// Last day of the data (default: last Sunday). Fixes the output for tests.
+    #[arg(long, value_name = "DATE")]
+    pub end: Option<chrono::NaiveDate>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

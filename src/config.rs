@@ -1,0 +1,325 @@
+//! `paylens.toml` and its resolution. Precedence is written once, in [`Config::resolve`]: command line >
+//! environment (`PAYLENS_*`) > `paylens.toml` > built-in defaults. Unknown keys are errors naming the file
+//! and key. Every field's doc comment is the README's configuration reference.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// The default config file, read from the working directory when present.
+pub const DEFAULT_CONFIG: &str = "paylens.toml";
+
+/// Everything the commands need, resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub store: PathBuf,
+    pub inbox: PathBuf,
+    pub reports: PathBuf,
+    #[serde(serialize_with = "serialize_tz")]
+    pub timezone: Tz,
+    pub personal: PersonalRules,
+    pub generic: Vec<GenericMapping>,
+    /// Where the settings came from, for `--show-config`.
+    pub config_file: Option<PathBuf>,
+}
+
+/// The file as written. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    /// Folder of the Parquet store. Default `data/store`.
+    store: Option<PathBuf>,
+    /// Folder `paylens run` ingests new exports from. Default `data/inbox`.
+    inbox: Option<PathBuf>,
+    /// Folder reports are written under, one sub-folder per ISO week. Default `reports`.
+    reports: Option<PathBuf>,
+    /// IANA zone the bills' local times are in. Default `Asia/Shanghai`.
+    timezone: Option<String>,
+    /// Which rows of a personal bill are shop sales.
+    #[serde(default)]
+    personal: Option<PersonalRules>,
+    /// Column mappings for other platforms' CSV, POS line items and inventory snapshots.
+    #[serde(default)]
+    generic: Vec<GenericMapping>,
+}
+
+/// Which rows of a personal (QR-code) bill count as sales.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersonalRules {
+    /// WeChat `交易类型` values that are shop takings (with `收/支` = `收入`).
+    pub wechat_sale_types: Vec<String>,
+    /// Alipay `交易分类` values that are never sales even when `收入` (transfers, red packets).
+    pub alipay_excluded_categories: Vec<String>,
+}
+
+impl Default for PersonalRules {
+    fn default() -> Self {
+        PersonalRules {
+            wechat_sale_types: ["二维码收款", "赞赏码", "群收款"]
+                .map(String::from)
+                .to_vec(),
+            alipay_excluded_categories: ["转账红包", "转账", "红包", "退款"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+/// What a generic CSV holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GenericKind {
+    /// Payments and refunds (one row each), like a bill.
+    Payments,
+    /// POS line items: merchant order no, sku, name, quantity, unit price.
+    LineItems,
+    /// An inventory snapshot: sku, on hand, on order, lead time, pack size, minimum order, unit cost.
+    Inventory,
+}
+
+/// One or several accepted header names for a field.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderNames {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl HeaderNames {
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            HeaderNames::One(s) => vec![s.as_str()],
+            HeaderNames::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// A mapping from a CSV's header names to paylens fields. A file matches the first mapping whose required
+/// columns all appear in one header row within its first 30 lines.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericMapping {
+    /// Name shown as the file's format (`generic:<name>`).
+    pub name: String,
+    pub kind: GenericKind,
+    /// `utf-8` or `gbk`; detected from the bytes when absent.
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// chrono format of time cells (`%Y-%m-%d %H:%M:%S`); the bill formats are tried when absent.
+    #[serde(default)]
+    pub time_format: Option<String>,
+    /// `yuan` (default) or `fen`: the unit of money cells.
+    #[serde(default)]
+    pub money_unit: Option<String>,
+    /// Cell values (of the `kind` column) that mark a refund row; negative amounts are refunds anyway.
+    #[serde(default)]
+    pub refund_values: Vec<String>,
+    /// Cell values (of the `status` column) that mark a cancelled row, dropped and counted.
+    #[serde(default)]
+    pub cancelled_values: Vec<String>,
+    /// paylens field -> header name(s). Payments: time, amount, order_id (required), merchant_order_id,
+    /// customer, product, fee, kind, status, store. Line items: merchant_order_id, name, quantity,
+    /// unit_price (required), sku, time. Inventory: sku, on_hand (required), name, on_order,
+    /// lead_time_days, pack_size, min_order, unit_cost, snapshot_date.
+    pub columns: BTreeMap<String, HeaderNames>,
+}
+
+impl GenericMapping {
+    pub fn required_fields(kind: GenericKind) -> &'static [&'static str] {
+        match kind {
+            GenericKind::Payments => &["time", "amount", "order_id"],
+            GenericKind::LineItems => &["merchant_order_id", "name", "quantity", "unit_price"],
+            GenericKind::Inventory => &["sku", "on_hand"],
+        }
+    }
+
+    pub fn known_fields(kind: GenericKind) -> &'static [&'static str] {
+        match kind {
+            GenericKind::Payments => &[
+                "time",
+                "amount",
+                "order_id",
+                "merchant_order_id",
+                "customer",
+                "product",
+                "fee",
+                "kind",
+                "status",
+                "store",
+            ],
+            GenericKind::LineItems => &[
+                "merchant_order_id",
+                "name",
+                "quantity",
+                "unit_price",
+                "sku",
+                "time",
+            ],
+            GenericKind::Inventory => &[
+                "sku",
+                "on_hand",
+                "name",
+                "on_order",
+                "lead_time_days",
+                "pack_size",
+                "min_order",
+                "unit_cost",
+                "snapshot_date",
+            ],
+        }
+    }
+
+    fn validate(&self, file: &Path) -> Result<()> {
+        for f in Self::required_fields(self.kind) {
+            if !self.columns.contains_key(*f) {
+                bail!(
+                    "{}: generic mapping `{}` lacks the required column `{f}`",
+                    file.display(),
+                    self.name
+                );
+            }
+        }
+        for k in self.columns.keys() {
+            if !Self::known_fields(self.kind).contains(&k.as_str()) {
+                bail!(
+                    "{}: generic mapping `{}` has unknown column key `{k}` (known: {})",
+                    file.display(),
+                    self.name,
+                    Self::known_fields(self.kind).join(", ")
+                );
+            }
+        }
+        if let Some(e) = &self.encoding {
+            if !matches!(
+                e.to_ascii_lowercase().as_str(),
+                "utf-8" | "utf8" | "gbk" | "gb18030" | "gb2312"
+            ) {
+                bail!(
+                    "{}: generic mapping `{}`: encoding `{e}` is not utf-8 or gbk",
+                    file.display(),
+                    self.name
+                );
+            }
+        }
+        if let Some(u) = &self.money_unit {
+            if u != "yuan" && u != "fen" {
+                bail!(
+                    "{}: generic mapping `{}`: money_unit `{u}` is not yuan or fen",
+                    file.display(),
+                    self.name
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Settings given on the command line or in the environment, which win over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub store: Option<PathBuf>,
+    pub inbox: Option<PathBuf>,
+    pub reports: Option<PathBuf>,
+    pub timezone: Option<String>,
+}
+
+impl Config {
+    /// Applies command line > environment > file > defaults.
+    pub fn resolve(cli: &Overrides) -> Result<Config> {
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        let explicit = cli
+            .config
+            .clone()
+            .or_else(|| env("PAYLENS_CONFIG").map(PathBuf::from));
+        let (file, path) = match explicit {
+            Some(p) => (read_file(&p)?, Some(p)),
+            None if Path::new(DEFAULT_CONFIG).exists() => {
+                let p = PathBuf::from(DEFAULT_CONFIG);
+                (read_file(&p)?, Some(p))
+            }
+            None => (ConfigFile::default(), None),
+        };
+        let pick = |cli: &Option<PathBuf>, var: &str, file: Option<PathBuf>, default: &str| {
+            cli.clone()
+                .or_else(|| env(var).map(PathBuf::from))
+                .or(file)
+                .unwrap_or_else(|| PathBuf::from(default))
+        };
+        let tz_name = cli
+            .timezone
+            .clone()
+            .or_else(|| env("PAYLENS_TIMEZONE").and_then(|v| v.into_string().ok()))
+            .or(file.timezone)
+            .unwrap_or_else(|| "Asia/Shanghai".into());
+        let timezone: Tz = tz_name.parse().map_err(|_| {
+            anyhow::anyhow!("timezone `{tz_name}` is not an IANA zone name such as Asia/Shanghai")
+        })?;
+        Ok(Config {
+            store: pick(&cli.store, "PAYLENS_STORE", file.store, "data/store"),
+            inbox: pick(&cli.inbox, "PAYLENS_INBOX", file.inbox, "data/inbox"),
+            reports: pick(&cli.reports, "PAYLENS_REPORTS", file.reports, "reports"),
+            timezone,
+            personal: file.personal.unwrap_or_default(),
+            generic: file.generic,
+            config_file: path,
+        })
+    }
+
+    /// Defaults only, rooted elsewhere (used by `demo`).
+    pub fn with_store(&self, store: PathBuf) -> Config {
+        Config {
+            store,
+            ..self.clone()
+        }
+    }
+}
+
+fn serialize_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
+fn read_file(path: &Path) -> Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let file: ConfigFile = toml::from_str(&text)
+        .with_context(|| format!("config file {} is not valid", path.display()))?;
+    for m in &file.generic {
+        m.validate(path)?;
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors_naming_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("paylens.toml");
+        std::fs::write(&p, "stor = \"x\"\n").unwrap();
+        let err = format!("{:#}", read_file(&p).unwrap_err());
+        assert!(
+            err.contains("paylens.toml") && err.contains("stor"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn generic_mapping_must_name_required_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("paylens.toml");
+        std::fs::write(
+            &p,
+            "[[generic]]\nname = \"m\"\nkind = \"payments\"\n[generic.columns]\ntime = \"t\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", read_file(&p).unwrap_err());
+        assert!(err.contains("amount"), "{err}");
+    }
+}

@@ -1,0 +1,541 @@
+//! `paylens ingest`: detect each input's format by content, parse it with its dialect, stage the events
+//! in the store (de-duplicated), commit once, and print one summary line per file (or `--json`).
+//! Dialects live in their own files; cell rules in `normalise.rs`; the store in `crate::store`.
+
+mod alipay_merchant;
+mod generic;
+pub mod model;
+pub mod normalise;
+mod personal;
+pub mod source;
+mod wechat_merchant;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono_tz::Tz;
+use polars::prelude::DataFrame;
+use serde::Serialize;
+
+use crate::config::{Config, GenericMapping};
+use crate::privacy::KeyHasher;
+use crate::store::{FileEntry, StoreWriter};
+use model::{Event, EventSink, FileReport};
+use normalise::TextEncoding;
+use source::Input;
+
+pub use model::Kind;
+
+/// Resolved settings of one ingest.
+#[derive(Debug, Clone)]
+pub struct IngestParams {
+    pub paths: Vec<PathBuf>,
+    /// A stated total that does not match, or a rejected row, fails the run and nothing is stored.
+    pub strict: bool,
+    pub json: bool,
+    /// Print nothing (used by `demo` and `run`, which print their own summary).
+    pub quiet: bool,
+}
+
+/// The per-file outcome, as printed and as `--json` emits it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileOutcome {
+    pub path: String,
+    pub format: String,
+    /// `ingested`, `already_ingested` or `refused`.
+    pub status: String,
+    pub payments: u64,
+    pub refunds: u64,
+    pub skipped: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub payments_fen: i64,
+    pub refunds_fen: i64,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    /// `true`/`false` where the file states totals, `null` where it states none.
+    pub reconciled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub details: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IngestOutcome {
+    pub files: Vec<FileOutcome>,
+    #[serde(skip)]
+    pub new_events: u64,
+    #[serde(skip)]
+    pub store: PathBuf,
+}
+
+impl IngestOutcome {
+    pub fn refused(&self) -> usize {
+        self.files.iter().filter(|f| f.status == "refused").count()
+    }
+}
+
+/// The parsing context a dialect writes into.
+pub struct Ctx<'a> {
+    pub cfg: &'a Config,
+    pub tz: Tz,
+    pub sink: EventSink<'a>,
+    pub report: FileReport,
+}
+
+impl Ctx<'_> {
+    pub fn push(&mut self, e: Event) {
+        self.sink.push(e, &mut self.report);
+    }
+
+    /// A local bill time and its UTC instant.
+    pub fn time(&self, raw: &str) -> Result<(NaiveDateTime, DateTime<Utc>), String> {
+        let local = normalise::parse_local_time(raw)?;
+        Ok((local, normalise::to_utc(local, self.tz)?))
+    }
+
+    pub fn today(&self) -> NaiveDate {
+        Utc::now().with_timezone(&self.tz).date_naive()
+    }
+}
+
+/// What detection found.
+#[derive(Debug, Clone)]
+pub enum Format {
+    WechatMerchant,
+    AlipayMerchant,
+    AlipayMerchantSummary,
+    WechatPersonalCsv,
+    WechatPersonalXlsx,
+    AlipayPersonal,
+    AlipayPersonalWeb,
+    Generic(GenericMapping),
+}
+
+impl Format {
+    pub fn name(&self) -> String {
+        match self {
+            Format::WechatMerchant => wechat_merchant::FORMAT.into(),
+            Format::AlipayMerchant => alipay_merchant::FORMAT.into(),
+            Format::AlipayMerchantSummary => alipay_merchant::SUMMARY_FORMAT.into(),
+            Format::WechatPersonalCsv => personal::WECHAT_CSV.into(),
+            Format::WechatPersonalXlsx => personal::WECHAT_XLSX.into(),
+            Format::AlipayPersonal => personal::ALIPAY.into(),
+            Format::AlipayPersonalWeb => personal::ALIPAY_WEB.into(),
+            Format::Generic(m) => generic::format_name(m),
+        }
+    }
+}
+
+/// The formats detection tries, for the refusal message.
+fn formats_tried(cfg: &Config) -> String {
+    let mut v: Vec<String> = [
+        "WeChat Pay merchant trade bill",
+        "Alipay merchant 业务明细",
+        "WeChat personal bill (CSV, XLSX)",
+        "Alipay personal bill (2023+, app, web layouts)",
+    ]
+    .map(String::from)
+    .to_vec();
+    v.extend(
+        cfg.generic
+            .iter()
+            .map(|m| format!("generic mapping `{}`", m.name)),
+    );
+    v.push("POS line items CSV".into());
+    v.push("inventory snapshot CSV".into());
+    v.join(", ")
+}
+
+/// Detects the format by content, never by the file name.
+pub fn detect(input: &Input, cfg: &Config) -> Result<(Format, TextEncoding)> {
+    let head = input.head(8)?;
+    if head.is_empty() {
+        anyhow::bail!("the file is empty");
+    }
+    if head.starts_with(b"PK\x03\x04") {
+        let rows = personal::xlsx_rows(input)?;
+        let first_cells: Vec<&str> = rows
+            .iter()
+            .take(3)
+            .flat_map(|r| r.cells.iter().map(|c| normalise::clean_cell(c)))
+            .collect();
+        if first_cells
+            .iter()
+            .any(|c| c.starts_with(personal::WECHAT_MARKER))
+        {
+            return Ok((Format::WechatPersonalXlsx, TextEncoding::Utf8));
+        }
+        anyhow::bail!(
+            "a spreadsheet that is not a WeChat personal bill; tried: {}",
+            formats_tried(cfg)
+        );
+    }
+    let (enc, lines) = source::sniff(input, 40)?;
+    let text_like = lines
+        .iter()
+        .take(5)
+        .all(|l| !l.contains('\u{fffd}') && !l.contains('\0'));
+    let first = lines
+        .first()
+        .map(|l| l.trim_start_matches('\u{feff}'))
+        .unwrap_or("");
+    let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    let format = if wechat_merchant::detect(&lines) {
+        Format::WechatMerchant
+    } else if first.starts_with(alipay_merchant::DETAILS_MARKER) {
+        Format::AlipayMerchant
+    } else if first.starts_with(alipay_merchant::SUMMARY_MARKER) {
+        Format::AlipayMerchantSummary
+    } else if first.starts_with(alipay_merchant::LEDGER_MARKER) {
+        return Err(crate::UserError(alipay_merchant::LEDGER_REFUSAL.into()).into());
+    } else if first.starts_with(personal::WECHAT_MARKER) {
+        Format::WechatPersonalCsv
+    } else if first.starts_with(personal::ALIPAY_WEB_MARKER) {
+        Format::AlipayPersonalWeb
+    } else if has(personal::ALIPAY_RECEIPT_MARKER)
+        && personal::ALIPAY_COMPANIES.iter().any(|c| has(c))
+    {
+        Format::AlipayPersonal
+    } else {
+        let mut mappings = cfg.generic.clone();
+        mappings.extend(generic::builtin_mappings());
+        match generic::detect(&lines, &mappings) {
+            Some(m) => Format::Generic(m.clone()),
+            None if !text_like => anyhow::bail!(
+                "not a text or spreadsheet file (binary or unknown encoding); tried: {}",
+                formats_tried(cfg)
+            ),
+            None => anyhow::bail!("no known bill format; tried: {}", formats_tried(cfg)),
+        }
+    };
+    Ok((format, enc))
+}
+
+/// Parses one input into its report and sink.
+fn parse_input<'a>(
+    input: &Input,
+    cfg: &'a Config,
+    hasher: &'a KeyHasher,
+    sha: &str,
+) -> Result<(Format, Ctx<'a>)> {
+    let (format, enc) = detect(input, cfg)?;
+    let mut sink = EventSink::new(hasher, sha);
+    sink.set_format(&format.name());
+    let mut ctx = Ctx {
+        cfg,
+        tz: cfg.timezone,
+        sink,
+        report: FileReport {
+            format: format.name(),
+            ..Default::default()
+        },
+    };
+    match &format {
+        Format::WechatMerchant => wechat_merchant::parse(input, enc, &mut ctx)?,
+        Format::AlipayMerchant => alipay_merchant::parse(input, enc, &mut ctx)?,
+        Format::AlipayMerchantSummary => ctx.report.notes.push(
+            "the per-store summary (汇总) of an Alipay 业务明细 export: its details file carries the rows".into(),
+        ),
+        Format::WechatPersonalCsv => personal::parse_wechat(personal::text_rows(input, enc)?, &mut ctx)?,
+        Format::WechatPersonalXlsx => personal::parse_wechat(personal::xlsx_rows(input)?, &mut ctx)?,
+        Format::AlipayPersonal | Format::AlipayPersonalWeb => personal::parse_alipay(personal::text_rows(input, enc)?, &mut ctx)?,
+        Format::Generic(m) => generic::parse(input, m, &mut ctx)?,
+    }
+    Ok((format, ctx))
+}
+
+/// An empty frame with the event schema.
+pub fn empty_events() -> DataFrame {
+    let hasher = KeyHasher::from_secret(b"schema");
+    EventSink::new(&hasher, "").finish().0
+}
+
+fn fmt_time(t: Option<NaiveDateTime>) -> Option<String> {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+fn rejects_csv(name: &str, rejects: &[model::Reject]) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(vec![0xEF, 0xBB, 0xBF]);
+    let _ = w.write_record(["file", "line", "reason", "raw"]);
+    for r in rejects {
+        let _ = w.write_record([name, &r.line.to_string(), &r.reason, &r.raw]);
+    }
+    w.into_inner().unwrap_or_default()
+}
+
+fn refused(name: &str, err: &anyhow::Error) -> FileOutcome {
+    FileOutcome {
+        path: name.to_string(),
+        format: "unknown".into(),
+        status: "refused".into(),
+        payments: 0,
+        refunds: 0,
+        skipped: 0,
+        rejected: 0,
+        duplicates: 0,
+        payments_fen: 0,
+        refunds_fen: 0,
+        first: None,
+        last: None,
+        reconciled: None,
+        error: Some(format!("{err:#}")),
+        details: vec![],
+    }
+}
+
+/// Ingests the inputs into the store at `cfg.store`.
+pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
+    let mut store = StoreWriter::open(&cfg.store)?;
+    let (inputs, unreadable) = source::collect_inputs(&params.paths, Some(&cfg.store));
+    let mut files: Vec<FileOutcome> = unreadable
+        .iter()
+        .map(|u| refused(&u.name, &anyhow::anyhow!("{}", u.reason)))
+        .collect();
+    let total_bytes: u64 = inputs.iter().map(|i| i.size).sum();
+    let progress = progress_bar(total_bytes, params.quiet || params.json);
+    let mut strict_failures = Vec::new();
+    for input in &inputs {
+        progress.set_message(input.name.clone());
+        let outcome = ingest_one(input, cfg, &mut store);
+        progress.inc(input.size);
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => refused(&input.name, &e),
+        };
+        if params.strict
+            && (outcome.reconciled == Some(false)
+                || outcome.rejected > 0
+                || outcome.status == "refused")
+        {
+            strict_failures.push(outcome.path.clone());
+        }
+        files.push(outcome);
+    }
+    progress.finish_and_clear();
+    let outcome_files = files;
+    if !strict_failures.is_empty() {
+        if !params.quiet {
+            print_outcome(
+                &IngestOutcome {
+                    files: outcome_files,
+                    new_events: 0,
+                    store: cfg.store.clone(),
+                },
+                params.json,
+            )?;
+        }
+        return Err(crate::UserError(format!(
+            "--strict: {} file(s) did not read cleanly or did not match their own totals ({}); nothing was stored",
+            strict_failures.len(),
+            strict_failures.join(", ")
+        ))
+        .into());
+    }
+    let stats = if store.has_staged() {
+        store.commit()?
+    } else {
+        Default::default()
+    };
+    let outcome = IngestOutcome {
+        files: outcome_files,
+        new_events: stats.new_events,
+        store: cfg.store.clone(),
+    };
+    if !params.quiet {
+        print_outcome(&outcome, params.json)?;
+    }
+    Ok(outcome)
+}
+
+fn ingest_one(input: &Input, cfg: &Config, store: &mut StoreWriter) -> Result<FileOutcome> {
+    let sha = input
+        .sha256()
+        .with_context(|| format!("reading {}", input.name))?;
+    if let Some(prev) = store.manifest.find(&sha) {
+        return Ok(FileOutcome {
+            path: input.name.clone(),
+            format: prev.format.clone(),
+            status: "already_ingested".into(),
+            payments: 0,
+            refunds: 0,
+            skipped: 0,
+            rejected: 0,
+            duplicates: prev.payments + prev.refunds,
+            payments_fen: 0,
+            refunds_fen: 0,
+            first: prev.first.clone(),
+            last: prev.last.clone(),
+            reconciled: prev.reconciled,
+            error: None,
+            details: vec![format!(
+                "already ingested on {} as {}: nothing to do",
+                prev.ingested_at, prev.path
+            )],
+        });
+    }
+    let (format, ctx) = parse_input(input, cfg, &store.hasher, &sha)
+        .with_context(|| format!("reading {}", input.name))?;
+    let report = ctx.report;
+    let (events, identities, line_items, inventory) = ctx.sink.finish();
+    let duplicates = store.stage_events(events)?;
+    store.stage_identities(identities);
+    store.stage_line_items(&sha, line_items);
+    store.stage_inventory(&sha, inventory);
+    let rejects_file = (!report.rejects.is_empty()).then(|| format!("rejects/{}.csv", &sha[..16]));
+    let entry = FileEntry {
+        sha256: sha.clone(),
+        path: input.name.clone(),
+        format: format.name(),
+        rows: report.payments
+            + report.refunds
+            + report.skipped_total()
+            + report.rejects.len() as u64,
+        payments: report.payments,
+        refunds: report.refunds,
+        skipped: report.skipped_total(),
+        rejected: report.rejects.len() as u64,
+        duplicates,
+        payments_fen: report.payments_fen,
+        refunds_fen: report.refunds_fen,
+        first: fmt_time(report.first),
+        last: fmt_time(report.last),
+        reconciled: report.reconciled(),
+        ingested_at: Utc::now()
+            .with_timezone(&cfg.timezone)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        rejects_file: rejects_file.clone(),
+    };
+    store.stage_file(
+        entry,
+        rejects_file
+            .as_ref()
+            .map(|_| rejects_csv(&input.name, &report.rejects)),
+    );
+    Ok(FileOutcome {
+        path: input.name.clone(),
+        format: format.name(),
+        status: "ingested".into(),
+        payments: report.payments,
+        refunds: report.refunds,
+        skipped: report.skipped_total(),
+        rejected: report.rejects.len() as u64,
+        duplicates,
+        payments_fen: report.payments_fen,
+        refunds_fen: report.refunds_fen,
+        first: fmt_time(report.first),
+        last: fmt_time(report.last),
+        reconciled: report.reconciled(),
+        error: None,
+        details: details(&report, rejects_file.as_deref(), &cfg.store),
+    })
+}
+
+fn details(r: &FileReport, rejects_file: Option<&str>, store: &std::path::Path) -> Vec<String> {
+    let mut d = Vec::new();
+    if !r.skipped.is_empty() {
+        let parts: Vec<String> = r.skipped.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        d.push(format!("skipped: {}", parts.join("; ")));
+    }
+    if let Some(f) = rejects_file {
+        let first = &r.rejects[0];
+        d.push(format!(
+            "{} row(s) rejected, kept in {}; first: line {}: {}",
+            r.rejects.len(),
+            store.join(f).display(),
+            first.line,
+            first.reason
+        ));
+    }
+    for c in r.checks.iter().filter(|c| !c.ok()) {
+        let (s, v) = match c.unit {
+            "fen" => (
+                normalise::format_yuan(c.stated),
+                normalise::format_yuan(c.computed),
+            ),
+            "millifen" => (
+                format!("{:.5}", c.stated as f64 / 100_000.0),
+                format!("{:.5}", c.computed as f64 / 100_000.0),
+            ),
+            _ => (c.stated.to_string(), c.computed.to_string()),
+        };
+        d.push(format!(
+            "totals: {} states {s}, the rows add up to {v}",
+            c.what
+        ));
+    }
+    d.extend(r.notes.iter().cloned());
+    d
+}
+
+fn progress_bar(total: u64, hidden: bool) -> indicatif::ProgressBar {
+    if hidden || total < 16 << 20 {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {bytes}/{total_bytes} {wide_bar} {eta} {msg}",
+        )
+        .expect("static template"),
+    );
+    pb
+}
+
+fn print_outcome(o: &IngestOutcome, json: bool) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, o)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<24} {:>9} {:>8} {:>8} {:>8} {:>10}  {:<23}  {:<10} file",
+        "format", "payments", "refunds", "skipped", "rejected", "duplicates", "dates", "totals"
+    )?;
+    for f in &o.files {
+        let dates = match (&f.first, &f.last) {
+            (Some(a), Some(b)) => format!("{}..{}", &a[..10], &b[..10]),
+            _ => "-".into(),
+        };
+        let totals = match (f.status.as_str(), f.reconciled) {
+            ("refused", _) => "REFUSED",
+            ("already_ingested", _) => "unchanged",
+            (_, Some(true)) => "match",
+            (_, Some(false)) => "MISMATCH",
+            (_, None) => "none",
+        };
+        writeln!(
+            out,
+            "{:<24} {:>9} {:>8} {:>8} {:>8} {:>10}  {:<23}  {:<10} {}",
+            f.format,
+            f.payments,
+            f.refunds,
+            f.skipped,
+            f.rejected,
+            f.duplicates,
+            dates,
+            totals,
+            f.path
+        )?;
+        if let Some(e) = &f.error {
+            writeln!(out, "    error: {e}")?;
+        }
+        for d in &f.details {
+            writeln!(out, "    {d}")?;
+        }
+    }
+    writeln!(
+        out,
+        "{} new event(s) stored in {}",
+        o.new_events,
+        o.store.display()
+    )?;
+    Ok(())
+}

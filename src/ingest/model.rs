@@ -1,0 +1,377 @@
+//! The canonical records every dialect produces (payment/refund events, POS line items, inventory rows),
+//! the per-file report (counts, sums, rejects, reconciliation), and the sink that turns events into
+//! compact Polars column chunks with keyed customer hashes. Parsers know nothing about Parquet or hashing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::privacy::KeyHasher;
+
+/// Payment or refund. Refund amounts are negative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Payment,
+    Refund,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Payment => "payment",
+            Kind::Refund => "refund",
+        }
+    }
+}
+
+/// How far a customer key can be trusted to mean one person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyQuality {
+    /// A stable platform id (WeChat openid under one appid).
+    Strong,
+    /// A masked account, a display name or a nickname: collisions and changes are possible.
+    Weak,
+}
+
+impl KeyQuality {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyQuality::Strong => "strong",
+            KeyQuality::Weak => "weak",
+        }
+    }
+}
+
+/// The raw buyer identifier a row carries, before hashing. Lives only in the identities table.
+#[derive(Debug, Clone)]
+pub struct RawIdentity {
+    /// What the identifier is: `wechat_openid`, `alipay_masked_account`, `alipay_counterparty`, `wechat_nickname`.
+    pub kind: &'static str,
+    /// The identifier itself, namespaced where needed (`appid/openid`).
+    pub id: String,
+    /// What a report may show: an already-masked account, or a masked nickname.
+    pub label: String,
+    pub quality: KeyQuality,
+}
+
+/// One payment or refund, normalised.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub event_id: String,
+    pub kind: Kind,
+    pub occurred_local: NaiveDateTime,
+    pub occurred_at: DateTime<Utc>,
+    pub order_id: Option<String>,
+    pub merchant_order_id: Option<String>,
+    pub refund_id: Option<String>,
+    /// For a refund: the event id of the payment it refunds.
+    pub payment_event_id: Option<String>,
+    pub customer: Option<RawIdentity>,
+    pub product_name: Option<String>,
+    /// Order amount in fen (negative for refunds).
+    pub amount_fen: i64,
+    /// What the merchant is settled (after platform-funded discounts), fen.
+    pub settled_fen: i64,
+    /// Coupons and discounts on the order, fen.
+    pub discount_fen: i64,
+    /// Platform fee in 1/1000 fen; negative when a refund returns it.
+    pub fee_millifen: i64,
+    pub currency: String,
+    pub channel: &'static str,
+    pub trade_type: Option<String>,
+    pub store: Option<String>,
+    pub terminal: Option<String>,
+    pub operator: Option<String>,
+    pub status: Option<String>,
+    pub line: u64,
+}
+
+/// A POS line item: joins to events on the merchant order number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineItem {
+    pub merchant_order_id: String,
+    pub sku: Option<String>,
+    pub name: String,
+    pub quantity: f64,
+    pub unit_price_fen: i64,
+    pub sold_at: Option<DateTime<Utc>>,
+    pub line: u64,
+}
+
+/// One product's row in an inventory snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InventoryRow {
+    pub snapshot_date: NaiveDate,
+    pub sku: String,
+    pub name: Option<String>,
+    pub on_hand: f64,
+    pub on_order: f64,
+    pub lead_time_days: Option<f64>,
+    pub pack_size: Option<f64>,
+    pub min_order: Option<f64>,
+    pub unit_cost_fen: Option<i64>,
+    pub line: u64,
+}
+
+/// A row that could not be read, kept with its reason and raw text.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reject {
+    pub line: u64,
+    pub reason: String,
+    pub raw: String,
+}
+
+/// One of the file's own totals, recomputed from its rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct TotalCheck {
+    /// What the file states, in its own words (`总交易单数`, `#交易合计 笔数`).
+    pub what: String,
+    pub stated: i64,
+    pub computed: i64,
+    /// `fen`, `millifen` or `rows`.
+    pub unit: &'static str,
+}
+
+impl TotalCheck {
+    pub fn ok(&self) -> bool {
+        self.stated == self.computed
+    }
+}
+
+/// What reading one file found.
+#[derive(Debug, Default, Clone)]
+pub struct FileReport {
+    pub format: String,
+    pub payments: u64,
+    pub refunds: u64,
+    pub payments_fen: i64,
+    pub refunds_fen: i64,
+    /// Rows read but not sales, by reason (`cancelled`, `not a sale: 支出`, ...).
+    pub skipped: BTreeMap<String, u64>,
+    pub rejects: Vec<Reject>,
+    pub checks: Vec<TotalCheck>,
+    pub first: Option<NaiveDateTime>,
+    pub last: Option<NaiveDateTime>,
+    pub line_items: u64,
+    pub inventory_rows: u64,
+    /// Things worth telling the user that are not errors.
+    pub notes: Vec<String>,
+}
+
+impl FileReport {
+    pub fn skip(&mut self, reason: impl Into<String>) {
+        *self.skipped.entry(reason.into()).or_default() += 1;
+    }
+    pub fn reject(&mut self, line: u64, reason: impl Into<String>, raw: &str) {
+        self.rejects.push(Reject {
+            line,
+            reason: reason.into(),
+            raw: raw.to_string(),
+        });
+    }
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+    /// `None` when the file states no totals, else whether every stated total matched.
+    pub fn reconciled(&self) -> Option<bool> {
+        (!self.checks.is_empty()).then(|| self.checks.iter().all(TotalCheck::ok))
+    }
+    fn see_time(&mut self, t: NaiveDateTime) {
+        self.first = Some(self.first.map_or(t, |f| f.min(t)));
+        self.last = Some(self.last.map_or(t, |l| l.max(t)));
+    }
+}
+
+/// Rows per column chunk: bounds the memory of rows not yet in Polars' compact layout.
+const CHUNK_ROWS: usize = 64 * 1024;
+
+/// Collects events into Polars chunks, hashing customer ids on the way in.
+pub struct EventSink<'a> {
+    hasher: &'a KeyHasher,
+    source_format: String,
+    source_file: String,
+    cols: EventColumns,
+    chunks: Vec<DataFrame>,
+    /// customer_key -> identity, for the separate identities table.
+    pub identities: HashMap<String, RawIdentity>,
+    pub line_items: Vec<LineItem>,
+    pub inventory: Vec<InventoryRow>,
+}
+
+#[derive(Default)]
+struct EventColumns {
+    event_id: Vec<String>,
+    kind: Vec<&'static str>,
+    occurred_at: Vec<i64>,
+    local_date: Vec<i32>,
+    order_id: Vec<Option<String>>,
+    merchant_order_id: Vec<Option<String>>,
+    refund_id: Vec<Option<String>>,
+    payment_event_id: Vec<Option<String>>,
+    customer_key: Vec<Option<String>>,
+    customer_key_quality: Vec<&'static str>,
+    product_name: Vec<Option<String>>,
+    amount_fen: Vec<i64>,
+    settled_fen: Vec<i64>,
+    discount_fen: Vec<i64>,
+    fee_millifen: Vec<i64>,
+    currency: Vec<String>,
+    channel: Vec<&'static str>,
+    trade_type: Vec<Option<String>>,
+    store: Vec<Option<String>>,
+    terminal: Vec<Option<String>>,
+    operator: Vec<Option<String>>,
+    status: Vec<Option<String>>,
+    source_line: Vec<u64>,
+}
+
+impl<'a> EventSink<'a> {
+    pub fn new(hasher: &'a KeyHasher, source_file_sha: &str) -> Self {
+        EventSink {
+            hasher,
+            source_format: String::new(),
+            source_file: source_file_sha.to_string(),
+            cols: EventColumns::default(),
+            chunks: Vec::new(),
+            identities: HashMap::new(),
+            line_items: Vec::new(),
+            inventory: Vec::new(),
+        }
+    }
+
+    pub fn set_format(&mut self, format: &str) {
+        self.source_format = format.to_string();
+    }
+
+    /// Adds an event and counts it in the report.
+    pub fn push(&mut self, e: Event, report: &mut FileReport) {
+        match e.kind {
+            Kind::Payment => {
+                report.payments += 1;
+                report.payments_fen += e.amount_fen;
+            }
+            Kind::Refund => {
+                report.refunds += 1;
+                report.refunds_fen += e.amount_fen;
+            }
+        }
+        report.see_time(e.occurred_local);
+        let c = &mut self.cols;
+        let (key, quality) = match &e.customer {
+            Some(id) => {
+                let key = self.hasher.key(&id.id);
+                self.identities
+                    .entry(key.clone())
+                    .or_insert_with(|| id.clone());
+                (Some(key), id.quality.as_str())
+            }
+            None => (None, "none"),
+        };
+        c.customer_key.push(key);
+        c.customer_key_quality.push(quality);
+        c.event_id.push(e.event_id);
+        c.kind.push(e.kind.as_str());
+        c.occurred_at.push(e.occurred_at.timestamp_micros());
+        c.local_date.push(days_since_epoch(e.occurred_local.date()));
+        c.order_id.push(e.order_id);
+        c.merchant_order_id.push(e.merchant_order_id);
+        c.refund_id.push(e.refund_id);
+        c.payment_event_id.push(e.payment_event_id);
+        c.product_name.push(e.product_name);
+        c.amount_fen.push(e.amount_fen);
+        c.settled_fen.push(e.settled_fen);
+        c.discount_fen.push(e.discount_fen);
+        c.fee_millifen.push(e.fee_millifen);
+        c.currency.push(e.currency);
+        c.channel.push(e.channel);
+        c.trade_type.push(e.trade_type);
+        c.store.push(e.store);
+        c.terminal.push(e.terminal);
+        c.operator.push(e.operator);
+        c.status.push(e.status);
+        c.source_line.push(e.line);
+        if c.event_id.len() >= CHUNK_ROWS {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.cols.event_id.is_empty() {
+            return;
+        }
+        let cols = std::mem::take(&mut self.cols);
+        let df = columns_to_frame(cols, &self.source_format, &self.source_file);
+        self.chunks.push(df);
+    }
+
+    /// All events as one frame with the store's event schema.
+    pub fn finish(
+        mut self,
+    ) -> (
+        DataFrame,
+        HashMap<String, RawIdentity>,
+        Vec<LineItem>,
+        Vec<InventoryRow>,
+    ) {
+        self.flush();
+        let df = if self.chunks.is_empty() {
+            columns_to_frame(EventColumns::default(), "", "")
+        } else {
+            let mut chunks = self.chunks.into_iter();
+            let mut df = chunks.next().expect("non-empty");
+            for c in chunks {
+                df.vstack_mut_owned(c)
+                    .expect("chunks share the event schema");
+            }
+            df.rechunk_mut();
+            df
+        };
+        (df, self.identities, self.line_items, self.inventory)
+    }
+}
+
+pub fn days_since_epoch(d: NaiveDate) -> i32 {
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
+}
+
+fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
+    let n = c.event_id.len();
+    let s = |name: &str, v: Vec<Option<String>>| Column::new(name.into(), v);
+    let columns = vec![
+        Column::new("event_id".into(), c.event_id),
+        Column::new("source_format".into(), vec![format; n]),
+        Column::new("kind".into(), c.kind),
+        Column::new("occurred_at".into(), c.occurred_at)
+            .cast(&DataType::Datetime(
+                TimeUnit::Microseconds,
+                Some(TimeZone::UTC),
+            ))
+            .expect("i64 to datetime"),
+        Column::new("local_date".into(), c.local_date)
+            .cast(&DataType::Date)
+            .expect("i32 to date"),
+        s("order_id", c.order_id),
+        s("merchant_order_id", c.merchant_order_id),
+        s("refund_id", c.refund_id),
+        s("payment_event_id", c.payment_event_id),
+        s("customer_key", c.customer_key),
+        Column::new("customer_key_quality".into(), c.customer_key_quality),
+        s("product_name", c.product_name),
+        Column::new("amount_fen".into(), c.amount_fen),
+        Column::new("settled_fen".into(), c.settled_fen),
+        Column::new("discount_fen".into(), c.discount_fen),
+        Column::new("fee_millifen".into(), c.fee_millifen),
+        Column::new("currency".into(), c.currency),
+        Column::new("channel".into(), c.channel),
+        s("trade_type", c.trade_type),
+        s("store", c.store),
+        s("terminal", c.terminal),
+        s("operator", c.operator),
+        s("status", c.status),
+        Column::new("source_file".into(), vec![file; n]),
+        Column::new("source_line".into(), c.source_line),
+    ];
+    DataFrame::new(n, columns).expect("columns have equal length")
+}

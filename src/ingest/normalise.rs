@@ -1,0 +1,402 @@
+//! Cell rules shared by every export dialect: trimming (backticks, TABs, padding), the `/` empty marker,
+//! exact decimal money (integer fen, fees in 1/1000 fen), local bill times to UTC instants, and the text
+//! decoding of whole files (BOM, UTF-8, GB18030). Dialect modules call these; none re-implements them.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+/// Fen per yuan.
+pub const FEN: i64 = 100;
+/// Fees are kept in 1/1000 fen, the 5 decimals of yuan the WeChat bill prints (`0.04000`).
+pub const MILLIFEN_PER_FEN: i64 = 1000;
+
+/// Strips what the platforms wrap cells in: spaces, TABs, CR, one leading backtick (WeChat merchant),
+/// surrounding double quotes, and full-width spaces.
+pub fn clean_cell(raw: &str) -> &str {
+    let trimmed = raw.trim_matches(|c: char| c == ' ' || c == '\t' || c == '\r' || c == '\u{3000}');
+    let trimmed = trimmed.strip_prefix('`').unwrap_or(trimmed);
+    let trimmed = if trimmed.len() >= 2 && trimmed.starts_with('"') && trimmed.ends_with('"') {
+        &trimmed[1..trimmed.len() - 1]
+    } else {
+        trimmed
+    };
+    trimmed.trim_matches(|c: char| c == ' ' || c == '\t')
+}
+
+/// A cleaned cell, or `None` when it is empty or the platforms' `/` placeholder.
+pub fn opt_cell(raw: &str) -> Option<&str> {
+    let c = clean_cell(raw);
+    (!c.is_empty() && c != "/").then_some(c)
+}
+
+/// Parses a decimal amount exactly into an integer scaled by `10^scale`.
+/// Accepts a sign, `¥`/`￥`, thousands separators and up to `scale` decimals (more are accepted only
+/// when they are zeros). Rejects floats in scientific notation and anything else.
+pub fn parse_scaled(raw: &str, scale: u32) -> Result<i64, String> {
+    let s = clean_cell(raw);
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let s = s.trim_start_matches(['¥', '￥']).trim();
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) if !neg => (true, r),
+        _ => (neg, s),
+    };
+    if s.is_empty() {
+        return Err(format!("amount `{raw}` is empty"));
+    }
+    let (int_part, frac_part) = s.split_once('.').unwrap_or((s, ""));
+    let int_digits: String = int_part.chars().filter(|&c| c != ',').collect();
+    let bad = |why: &str| Err(format!("amount `{}` {why}", raw.trim()));
+    if int_digits.is_empty() && frac_part.is_empty()
+        || !int_digits.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
+        return bad("is not a number");
+    }
+    if frac_part.len() > scale as usize && frac_part[scale as usize..].bytes().any(|b| b != b'0') {
+        return bad(&format!("has more than {scale} decimals"));
+    }
+    let mut value: i64 = 0;
+    for b in int_digits.bytes() {
+        value = match value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add((b - b'0') as i64))
+        {
+            Some(v) => v,
+            None => return bad("is too large"),
+        };
+    }
+    let mut frac: i64 = 0;
+    for i in 0..scale as usize {
+        let d = frac_part.as_bytes().get(i).map_or(0, |b| (b - b'0') as i64);
+        frac = frac * 10 + d;
+    }
+    let total = value
+        .checked_mul(10i64.pow(scale))
+        .and_then(|v| v.checked_add(frac));
+    match total {
+        Some(t) => Ok(if neg { -t } else { t }),
+        None => bad("is too large"),
+    }
+}
+
+/// Yuan with up to 2 decimals to integer fen.
+pub fn parse_fen(raw: &str) -> Result<i64, String> {
+    parse_scaled(raw, 2)
+}
+
+/// Yuan with up to 5 decimals (WeChat fees) to 1/1000 fen.
+pub fn parse_millifen(raw: &str) -> Result<i64, String> {
+    parse_scaled(raw, 5)
+}
+
+/// An amount cell that may be empty (empty means 0).
+pub fn parse_fen_or_zero(raw: &str) -> Result<i64, String> {
+    opt_cell(raw).map_or(Ok(0), parse_fen)
+}
+
+/// A fee cell that may be empty (empty means 0), in 1/1000 fen.
+pub fn parse_millifen_or_zero(raw: &str) -> Result<i64, String> {
+    opt_cell(raw).map_or(Ok(0), parse_millifen)
+}
+
+/// Formats fen as yuan with two decimals (`-1234` -> `-12.34`).
+pub fn format_yuan(fen: i64) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    format!("{sign}{}.{:02}", fen.abs() / FEN, fen.abs() % FEN)
+}
+
+/// Parses a local bill time: `2019-07-25 08:35:41`, full-width colons, `2019/9/26 12:45` (Excel re-save,
+/// seconds lost), `2019-07-25T08:35:41`, or a date alone (midnight).
+pub fn parse_local_time(raw: &str) -> Result<NaiveDateTime, String> {
+    let s: String = clean_cell(raw)
+        .chars()
+        .map(|c| match c {
+            '：' => ':',
+            'T' => ' ',
+            c => c,
+        })
+        .collect();
+    let s = s.trim();
+    const FORMATS: [&str; 6] = [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y/%m/%d %H:%M:%S",
+        "%Y/%m/%d %H:%M",
+        "%Y%m%d %H:%M:%S",
+        "%Y-%m-%d %H:%M:%S%.f",
+    ];
+    for f in FORMATS {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Ok(t);
+        }
+    }
+    for f in ["%Y-%m-%d", "%Y/%m/%d"] {
+        if let Ok(d) = NaiveDate::parse_from_str(s, f) {
+            return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists"));
+        }
+    }
+    Err(format!("time `{}` is not a date and time", raw.trim()))
+}
+
+/// Parses with an explicit chrono format (generic CSV mappings), falling back to the built-in forms.
+pub fn parse_local_time_with(raw: &str, format: Option<&str>) -> Result<NaiveDateTime, String> {
+    if let Some(f) = format {
+        let s = clean_cell(raw);
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Ok(t);
+        }
+        if let Ok(d) = NaiveDate::parse_from_str(s, f) {
+            return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists"));
+        }
+    }
+    parse_local_time(raw)
+}
+
+/// Local wall time in `tz` to a UTC instant. The bills' zone has no DST; for a zone that does, an
+/// ambiguous time takes the earlier instant and a skipped one is an error.
+pub fn to_utc(local: NaiveDateTime, tz: Tz) -> Result<DateTime<Utc>, String> {
+    tz.from_local_datetime(&local)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| format!("time {local} does not exist in zone {tz}"))
+}
+
+/// An Excel serial date (days since 1899-12-30, fraction = time of day) to a local time.
+pub fn excel_serial_to_local(serial: f64) -> Option<NaiveDateTime> {
+    if !(1.0..2_958_466.0).contains(&serial) {
+        return None;
+    }
+    let base = NaiveDate::from_ymd_opt(1899, 12, 30)?.and_hms_opt(0, 0, 0)?;
+    let secs = (serial * 86_400.0).round() as i64;
+    base.checked_add_signed(chrono::Duration::seconds(secs))
+}
+
+/// Checks a platform id: digits or letters; an Excel-mangled id like `4.20000E+27` is unrecoverable.
+pub fn check_id<'a>(raw: &'a str, what: &str) -> Result<&'a str, String> {
+    let c = clean_cell(raw);
+    let upper = c.to_ascii_uppercase();
+    if upper.contains("E+") && c.contains('.') {
+        return Err(format!(
+            "{what} `{c}` is in scientific notation: the file was re-saved by Excel/WPS and the id is lost; \
+             export the bill again from the platform"
+        ));
+    }
+    Ok(c)
+}
+
+/// The text encoding a file was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextEncoding {
+    Utf8,
+    Gb18030,
+}
+
+impl TextEncoding {
+    pub fn name(self) -> &'static str {
+        match self {
+            TextEncoding::Utf8 => "UTF-8",
+            TextEncoding::Gb18030 => "GBK/GB18030",
+        }
+    }
+}
+
+/// Guesses the encoding from the first bytes: a UTF-8 BOM or valid UTF-8 (allowing a character cut at
+/// the end of the sample) means UTF-8; anything else is read as GB18030, the superset of GBK.
+pub fn sniff_encoding(sample: &[u8]) -> TextEncoding {
+    if sample.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        return TextEncoding::Utf8;
+    }
+    match std::str::from_utf8(sample) {
+        Ok(_) => TextEncoding::Utf8,
+        Err(e) if e.error_len().is_none() => TextEncoding::Utf8,
+        Err(_) => TextEncoding::Gb18030,
+    }
+}
+
+/// Decodes one line (or a whole small file) in the given encoding, dropping a UTF-8 BOM and a trailing CR.
+/// Invalid bytes become U+FFFD; the caller sees them as unreadable cells, never as a panic.
+pub fn decode(bytes: &[u8], enc: TextEncoding) -> String {
+    let bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF][..]).unwrap_or(bytes);
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    match enc {
+        TextEncoding::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
+        TextEncoding::Gb18030 => encoding_rs::GB18030
+            .decode_without_bom_handling(bytes)
+            .0
+            .into_owned(),
+    }
+}
+
+/// Splits one CSV line the way these exports need: commas separate, double quotes group (with `""` as
+/// an escaped quote), and stray TABs or spaces after a closing quote (WeChat personal, 2025-04 on) are
+/// tolerated. Cells are returned raw; callers clean them with [`clean_cell`].
+pub fn split_csv_line(line: &str) -> Vec<String> {
+    let mut out = Vec::with_capacity(32);
+    let mut cur = String::new();
+    let mut in_quotes = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if in_quotes && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' if in_quotes => in_quotes = false,
+            '"' if cur.trim_matches([' ', '\t', '`']).is_empty() => {
+                cur.clear();
+                in_quotes = true;
+            }
+            ',' if !in_quotes => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// A header row mapped by name: canonical column name -> position. Aliases map other spellings to the
+/// canonical one, so dialects never address a column by position.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub len: usize,
+    idx: std::collections::HashMap<String, usize>,
+}
+
+impl Header {
+    /// Builds from raw header cells; `aliases` is (other spelling, canonical name).
+    pub fn new<S: AsRef<str>>(cells: &[S], aliases: &[(&str, &str)]) -> Header {
+        let mut idx = std::collections::HashMap::new();
+        for (i, c) in cells.iter().enumerate() {
+            let name = clean_cell(c.as_ref());
+            if name.is_empty() {
+                continue;
+            }
+            let canonical = aliases
+                .iter()
+                .find(|(a, _)| *a == name)
+                .map_or(name, |(_, c)| *c);
+            idx.entry(canonical.to_string()).or_insert(i);
+        }
+        let len = cells
+            .iter()
+            .rposition(|c| !clean_cell(c.as_ref()).is_empty())
+            .map_or(0, |p| p + 1);
+        Header { len, idx }
+    }
+
+    pub fn get(&self, name: &str) -> Option<usize> {
+        self.idx.get(name).copied()
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.idx.contains_key(name)
+    }
+
+    /// The required names this header lacks.
+    pub fn missing<'n>(&self, required: &[&'n str]) -> Vec<&'n str> {
+        required.iter().copied().filter(|n| !self.has(n)).collect()
+    }
+
+    /// The cleaned cell of a named column in a row ("" when the column or cell is absent).
+    pub fn cell<'r, S: AsRef<str>>(&self, row: &'r [S], name: &str) -> &'r str {
+        self.get(name)
+            .and_then(|i| row.get(i))
+            .map_or("", |c| clean_cell(c.as_ref()))
+    }
+
+    /// Like [`Header::cell`], `None` for empty and `/`.
+    pub fn opt<'r, S: AsRef<str>>(&self, row: &'r [S], name: &str) -> Option<&'r str> {
+        let c = self.cell(row, name);
+        (!c.is_empty() && c != "/").then_some(c)
+    }
+
+    /// Like [`Header::opt`], owned.
+    pub fn owned<S: AsRef<str>>(&self, row: &[S], name: &str) -> Option<String> {
+        self.opt(row, name).map(str::to_string)
+    }
+}
+
+/// Number of cells in a row once trailing empty cells (trailing commas) are dropped.
+pub fn used_len<S: AsRef<str>>(row: &[S]) -> usize {
+    row.iter()
+        .rposition(|c| !clean_cell(c.as_ref()).is_empty())
+        .map_or(0, |p| p + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_is_exact() {
+        assert_eq!(parse_fen("6.00"), Ok(600));
+        assert_eq!(parse_fen("`6.00"), Ok(600));
+        assert_eq!(parse_fen("-0.04"), Ok(-4));
+        assert_eq!(parse_fen("¥28.16"), Ok(2816));
+        assert_eq!(parse_fen("￥1,234.56"), Ok(123456));
+        assert_eq!(parse_fen("-¥3.5"), Ok(-350));
+        assert_eq!(parse_fen("0.1\t"), Ok(10));
+        assert_eq!(parse_fen(".5"), Ok(50));
+        assert!(parse_fen("12,3x").is_err());
+        assert!(parse_fen("1.234").is_err());
+        assert!(parse_fen("").is_err());
+        assert!(parse_fen("1e5").is_err());
+        assert!(parse_fen("99999999999999999999").is_err());
+        assert_eq!(parse_millifen("0.04000"), Ok(4000));
+        assert_eq!(parse_millifen("-0.00600"), Ok(-600));
+        assert_eq!(parse_millifen("0.01"), Ok(1000));
+    }
+
+    #[test]
+    fn times_in_every_spelling() {
+        let t = NaiveDateTime::parse_from_str("2019-07-25 08:35:41", "%Y-%m-%d %H:%M:%S").unwrap();
+        assert_eq!(parse_local_time("`2019-07-25 08:35:41"), Ok(t));
+        assert_eq!(parse_local_time("2019-07-25 08：35：41"), Ok(t));
+        let m = NaiveDateTime::parse_from_str("2019-09-26 12:45:00", "%Y-%m-%d %H:%M:%S").unwrap();
+        assert_eq!(parse_local_time("2019/9/26 12:45"), Ok(m));
+        assert!(parse_local_time("yesterday").is_err());
+        let utc = to_utc(t, chrono_tz::Asia::Shanghai).unwrap();
+        assert_eq!(utc.to_rfc3339(), "2019-07-25T00:35:41+00:00");
+    }
+
+    #[test]
+    fn excel_serial() {
+        // 45658.5 = 2025-01-01 12:00 (Excel's 1900 system).
+        let t = excel_serial_to_local(45658.5).unwrap();
+        assert_eq!(t.to_string(), "2025-01-01 12:00:00");
+    }
+
+    #[test]
+    fn csv_lines_with_quirks() {
+        let cells =
+            split_csv_line("\"2025-05-01 10:00:00\",\"二维码收款\",\"3985734\"\t,\"a,b\",`x");
+        let cells: Vec<&str> = cells.iter().map(|c| clean_cell(c)).collect();
+        assert_eq!(
+            cells,
+            ["2025-05-01 10:00:00", "二维码收款", "3985734", "a,b", "x"]
+        );
+        assert_eq!(opt_cell(" / "), None);
+        assert!(check_id("4.20000E+27", "交易号").is_err());
+        assert_eq!(
+            check_id("`4200000925202101284997714292", "id"),
+            Ok("4200000925202101284997714292")
+        );
+    }
+
+    #[test]
+    fn encodings() {
+        let (gbk, _, _) = encoding_rs::GBK.encode("#支付宝业务明细查询");
+        assert_eq!(sniff_encoding(&gbk), TextEncoding::Gb18030);
+        assert_eq!(decode(&gbk, TextEncoding::Gb18030), "#支付宝业务明细查询");
+        assert_eq!(sniff_encoding("交易时间".as_bytes()), TextEncoding::Utf8);
+        assert_eq!(
+            sniff_encoding(&"交易时间".as_bytes()[..5]),
+            TextEncoding::Utf8
+        );
+        assert_eq!(format_yuan(-1234), "-12.34");
+        assert_eq!(format_yuan(5), "0.05");
+    }
+}

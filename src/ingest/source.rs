@@ -1,0 +1,303 @@
+//! Turning the paths a user names into inputs: files, folders (recursively, sorted), `.zip` archives
+//! (entry names in GBK without the UTF-8 flag included) and gzip. Also the line reader every text dialect
+//! uses: it streams, decodes each line in the file's encoding and keeps line numbers.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Cursor, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use super::normalise::{decode, sniff_encoding, TextEncoding};
+
+/// Entries larger than this inside a zip are refused (a zip bomb or not a bill).
+const MAX_ZIP_ENTRY: u64 = 4 << 30;
+
+/// Where an input's bytes are.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    File(PathBuf),
+    Bytes(std::sync::Arc<Vec<u8>>),
+}
+
+/// One file to ingest, named as the user would recognise it (`bills.zip!2026-11.csv` for a zip entry).
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub name: String,
+    pub payload: Payload,
+    pub size: u64,
+}
+
+/// A path that could not be opened or expanded; reported per input, never fatal for the others.
+#[derive(Debug)]
+pub struct Unreadable {
+    pub name: String,
+    pub reason: String,
+}
+
+impl Input {
+    /// A reader over the raw (possibly gzip-compressed) bytes.
+    fn raw_reader(&self) -> Result<Box<dyn Read + Send + '_>> {
+        Ok(match &self.payload {
+            Payload::File(p) => {
+                Box::new(File::open(p).with_context(|| format!("opening {}", p.display()))?)
+            }
+            Payload::Bytes(b) => Box::new(Cursor::new(b.as_slice())),
+        })
+    }
+
+    /// A buffered reader over the content, gzip undone.
+    pub fn reader(&self) -> Result<Box<dyn BufRead + Send + '_>> {
+        let mut buf = BufReader::with_capacity(1 << 20, self.raw_reader()?);
+        let gz = buf.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+        Ok(if gz {
+            Box::new(BufReader::with_capacity(
+                1 << 20,
+                flate2::read::MultiGzDecoder::new(buf),
+            ))
+        } else {
+            Box::new(buf)
+        })
+    }
+
+    /// The first `n` bytes of content (gzip undone), for detection.
+    pub fn head(&self, n: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(n);
+        self.reader()?.take(n as u64).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// The whole content (gzip undone). For the small dialects (personal bills, xlsx, generic CSV).
+    pub fn read_all(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.reader()?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// SHA-256 of the bytes as stored (identifies the file in the manifest).
+    pub fn sha256(&self) -> Result<String> {
+        let mut r = self.raw_reader()?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+}
+
+/// Expands files, folders and zips into inputs, sorted by name within a folder. Hidden files, `~$` Office
+/// lock files and the store itself are passed over.
+pub fn collect_inputs(paths: &[PathBuf], skip_dir: Option<&Path>) -> (Vec<Input>, Vec<Unreadable>) {
+    let mut inputs = Vec::new();
+    let mut bad = Vec::new();
+    for p in paths {
+        collect_path(p, skip_dir, &mut inputs, &mut bad);
+    }
+    (inputs, bad)
+}
+
+fn collect_path(
+    p: &Path,
+    skip_dir: Option<&Path>,
+    inputs: &mut Vec<Input>,
+    bad: &mut Vec<Unreadable>,
+) {
+    let name = p.display().to_string();
+    let meta = match std::fs::metadata(p) {
+        Ok(m) => m,
+        Err(e) => {
+            return bad.push(Unreadable {
+                name,
+                reason: format!("cannot open: {e}"),
+            })
+        }
+    };
+    if meta.is_dir() {
+        if skip_dir.is_some_and(|s| same_dir(p, s)) {
+            return;
+        }
+        let mut entries: Vec<PathBuf> = match std::fs::read_dir(p) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) => {
+                return bad.push(Unreadable {
+                    name,
+                    reason: format!("cannot list folder: {e}"),
+                })
+            }
+        };
+        entries.sort();
+        for e in entries {
+            let file_name = e
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if file_name.starts_with('.') || file_name.starts_with("~$") {
+                continue;
+            }
+            collect_path(&e, skip_dir, inputs, bad);
+        }
+        return;
+    }
+    let input = Input {
+        name: name.clone(),
+        payload: Payload::File(p.to_path_buf()),
+        size: meta.len(),
+    };
+    match input.head(4) {
+        Ok(h) if h.starts_with(b"PK\x03\x04") && !is_xlsx(&input) => {
+            expand_zip(&input, inputs, bad)
+        }
+        Ok(_) => inputs.push(input),
+        Err(e) => bad.push(Unreadable {
+            name,
+            reason: format!("cannot read: {e:#}"),
+        }),
+    }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// An OOXML workbook is a zip too; it is one input, not a container.
+pub fn is_xlsx(input: &Input) -> bool {
+    let Ok(r) = input.raw_reader() else {
+        return false;
+    };
+    let mut bytes = Vec::new();
+    if r.take(64 << 20).read_to_end(&mut bytes).is_err() {
+        return false;
+    }
+    zip::ZipArchive::new(Cursor::new(bytes))
+        .is_ok_and(|z| z.index_for_name("xl/workbook.xml").is_some())
+}
+
+/// The name of a zip entry: UTF-8 when it is, else GBK (Alipay's archives do not set the UTF-8 flag).
+pub fn zip_entry_name(raw: &[u8]) -> String {
+    match std::str::from_utf8(raw) {
+        Ok(s) => s.to_string(),
+        Err(_) => encoding_rs::GB18030
+            .decode_without_bom_handling(raw)
+            .0
+            .into_owned(),
+    }
+}
+
+fn expand_zip(zip_input: &Input, inputs: &mut Vec<Input>, bad: &mut Vec<Unreadable>) {
+    let archive = zip_input.raw_reader().and_then(|mut r| {
+        let mut bytes = Vec::new();
+        r.read_to_end(&mut bytes)?;
+        Ok(zip::ZipArchive::new(Cursor::new(bytes))?)
+    });
+    let mut archive = match archive {
+        Ok(a) => a,
+        Err(e) => {
+            return bad.push(Unreadable {
+                name: zip_input.name.clone(),
+                reason: format!("not a readable zip: {e:#}"),
+            })
+        }
+    };
+    let mut entries = Vec::new();
+    for i in 0..archive.len() {
+        let mut f = match archive.by_index(i) {
+            Ok(f) => f,
+            Err(e) => {
+                bad.push(Unreadable {
+                    name: format!("{}!#{i}", zip_input.name),
+                    reason: format!("cannot read zip entry (password-protected zips must be unzipped first): {e}"),
+                });
+                continue;
+            }
+        };
+        let entry = zip_entry_name(f.name_raw());
+        let name = format!("{}!{entry}", zip_input.name);
+        let base = entry.rsplit('/').next().unwrap_or(&entry);
+        if f.is_dir() || base.starts_with('.') || entry.starts_with("__MACOSX") {
+            continue;
+        }
+        if f.size() > MAX_ZIP_ENTRY {
+            bad.push(Unreadable {
+                name,
+                reason: format!("zip entry of {} bytes is too large", f.size()),
+            });
+            continue;
+        }
+        let mut bytes = Vec::with_capacity(f.size() as usize);
+        if let Err(e) = f.read_to_end(&mut bytes) {
+            bad.push(Unreadable {
+                name,
+                reason: format!("cannot decompress zip entry: {e}"),
+            });
+            continue;
+        }
+        entries.push(Input {
+            name,
+            size: bytes.len() as u64,
+            payload: Payload::Bytes(std::sync::Arc::new(bytes)),
+        });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    for e in entries {
+        if e.head(4).is_ok_and(|h| h.starts_with(b"PK\x03\x04")) && !is_xlsx(&e) {
+            expand_zip(&e, inputs, bad);
+        } else {
+            inputs.push(e);
+        }
+    }
+}
+
+/// Streams the lines of a text input, decoded, with 1-based line numbers. CR and a BOM are removed.
+pub struct Lines<'a> {
+    reader: Box<dyn BufRead + Send + 'a>,
+    enc: TextEncoding,
+    buf: Vec<u8>,
+    pub line_no: u64,
+}
+
+impl<'a> Lines<'a> {
+    pub fn new(input: &'a Input, enc: TextEncoding) -> Result<Self> {
+        Ok(Lines {
+            reader: input.reader()?,
+            enc,
+            buf: Vec::with_capacity(4096),
+            line_no: 0,
+        })
+    }
+
+    /// The next line, or `None` at the end. A read error ends the file with an error.
+    pub fn next_line(&mut self) -> Result<Option<String>> {
+        self.buf.clear();
+        let n = self.reader.read_until(b'\n', &mut self.buf)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.line_no += 1;
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+        }
+        Ok(Some(decode(&self.buf, self.enc)))
+    }
+}
+
+/// The first lines of an input, decoded, for detection; with the encoding found.
+pub fn sniff(input: &Input, max_lines: usize) -> Result<(TextEncoding, Vec<String>)> {
+    let head = input.head(64 * 1024)?;
+    let enc = sniff_encoding(&head);
+    let text = decode(&head, enc);
+    let lines = text
+        .lines()
+        .take(max_lines)
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .collect();
+    Ok((enc, lines))
+}

@@ -1,0 +1,62 @@
+//! paylens as a library: `run` resolves the configuration and dispatches to one module per subcommand.
+//! Each command module has a `run(params, cfg)` of the same shape and owns its own output.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod ingest;
+pub mod privacy;
+pub mod status;
+pub mod store;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use cli::{Cli, Command};
+use config::{Config, Overrides};
+
+/// A problem with what the user gave us (input, flags, config, a busy store): exit code 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UserError(pub String);
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let overrides = Overrides {
+        config: cli.global.config.clone(),
+        store: cli.global.store.clone(),
+        inbox: None,
+        reports: None,
+        timezone: cli.global.timezone.clone(),
+    };
+    let cfg = Config::resolve(&overrides).map_err(|e| UserError(format!("{e:#}")))?;
+    if cli.global.show_config {
+        println!("{}", serde_json::to_string_pretty(&cfg)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    match cli.command {
+        Command::Ingest(a) => {
+            let params = ingest::IngestParams {
+                paths: a.paths,
+                strict: a.strict,
+                json: a.json,
+                quiet: false,
+            };
+            let outcome = ingest::run(&params, &cfg)?;
+            Ok(if outcome.refused() > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Demo(a) => {
+            let params = demo::DemoParams::from_args(&a);
+            demo::run(&params, &cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(a) => {
+            status::run(a.json, &cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Thin entry point: parse arguments, call `paylens::run`, print the error chain, map it to an exit code
+//! (0 ok, 1 bad input or user error, 2 unexpected). A closed stdout pipe exits 0 quietly.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = paylens::cli::Cli::parse();
+    match paylens::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if err.chain().any(is_broken_pipe) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("paylens: {err:#}");
+            if err.chain().any(|c| c.is::<paylens::UserError>()) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::from(2)
+            }
+        }
+    }
+}
+
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let pipe = std::io::ErrorKind::BrokenPipe;
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == pipe)
+        || e.downcast_ref::<serde_json::Error>()
+            .is_some_and(|e| e.io_error_kind() == Some(pipe))
+}

@@ -1,0 +1,715 @@
+//! The only code that reads or writes `data/store`. Layout:
+//!
+//! ```text
+//! manifest.json                         the commit point: which files make up the store, what was ingested
+//! secret.key                            per-store HMAC key (0600), see privacy.rs
+//! events/month=YYYY-MM/part-<gen>.parquet   payments and refunds, one file per month (zstd)
+//! identities/part-<gen>.parquet         customer_key -> raw buyer identifier (personal data)
+//! line_items/part-<gen>.parquet         POS line items
+//! inventory/part-<gen>.parquet          inventory snapshots
+//! rejects/<sha256 prefix>.csv           rows that could not be read: file, line, reason, raw text
+//! ```
+//!
+//! A write stages everything under new generation-numbered names, fsyncs, then replaces `manifest.json`
+//! by rename: a crash or error leaves the previous manifest, whose files are untouched. Files no manifest
+//! names are removed by the next writer. One writer at a time holds `.lock` (an OS file lock).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::ingest::model::{InventoryRow, LineItem, RawIdentity};
+use crate::privacy::KeyHasher;
+use crate::UserError;
+
+pub const MANIFEST: &str = "manifest.json";
+const LOCK: &str = ".lock";
+const SECRET: &str = "secret.key";
+
+/// One ingested file, as the manifest records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub sha256: String,
+    pub path: String,
+    pub format: String,
+    pub rows: u64,
+    pub payments: u64,
+    pub refunds: u64,
+    pub skipped: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub payments_fen: i64,
+    pub refunds_fen: i64,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub reconciled: Option<bool>,
+    pub ingested_at: String,
+    pub rejects_file: Option<String>,
+}
+
+/// The store's table of contents. Paths are relative to the store folder.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    pub generation: u64,
+    /// month (`2026-11`) -> events file.
+    pub events: BTreeMap<String, String>,
+    pub identities: Option<String>,
+    pub line_items: Option<String>,
+    pub inventory: Option<String>,
+    pub files: Vec<FileEntry>,
+}
+
+impl Manifest {
+    pub fn find(&self, sha256: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.sha256 == sha256)
+    }
+
+    fn referenced(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.events.values().map(String::as_str).collect();
+        v.extend(self.identities.as_deref());
+        v.extend(self.line_items.as_deref());
+        v.extend(self.inventory.as_deref());
+        v.extend(self.files.iter().filter_map(|f| f.rejects_file.as_deref()));
+        v
+    }
+}
+
+/// Read access to a store (no lock): the manifest and its tables.
+pub struct StoreReader {
+    pub root: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl StoreReader {
+    pub fn open(root: &Path) -> Result<StoreReader> {
+        Ok(StoreReader {
+            root: root.to_path_buf(),
+            manifest: read_manifest(root)?,
+        })
+    }
+
+    /// All events, or an empty frame with the event schema.
+    pub fn events(&self) -> Result<DataFrame> {
+        let mut out: Option<DataFrame> = None;
+        for file in self.manifest.events.values() {
+            let df = read_parquet(&self.root.join(file))?;
+            match &mut out {
+                Some(o) => {
+                    o.vstack_mut_owned(df)?;
+                }
+                None => out = Some(df),
+            }
+        }
+        Ok(out.unwrap_or_else(crate::ingest::empty_events))
+    }
+
+    pub fn table(&self, rel: Option<&str>) -> Result<Option<DataFrame>> {
+        rel.map(|r| read_parquet(&self.root.join(r))).transpose()
+    }
+}
+
+pub fn read_parquet(path: &Path) -> Result<DataFrame> {
+    let f = File::open(path).with_context(|| format!("opening store file {}", path.display()))?;
+    anyhow::Context::with_context(ParquetReader::new(f).finish(), || {
+        format!("reading store file {}", path.display())
+    })
+}
+
+fn read_manifest(root: &Path) -> Result<Manifest> {
+    let p = root.join(MANIFEST);
+    if !p.exists() {
+        return Ok(Manifest {
+            version: 1,
+            ..Default::default()
+        });
+    }
+    let text = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is damaged: restore it from a backup", p.display()))
+}
+
+/// What one ingest adds, before it is committed.
+#[derive(Default)]
+struct Staged {
+    /// month -> new event rows (already de-duplicated against the store and earlier staged rows).
+    events: BTreeMap<String, Vec<DataFrame>>,
+    identities: HashMap<String, RawIdentity>,
+    line_items: Vec<(String, LineItem)>,
+    inventory: Vec<(String, InventoryRow)>,
+    files: Vec<FileEntry>,
+    rejects: Vec<(String, Vec<u8>)>,
+}
+
+/// Write access: holds the lock for its lifetime.
+pub struct StoreWriter {
+    pub root: PathBuf,
+    pub manifest: Manifest,
+    pub hasher: KeyHasher,
+    _lock: File,
+    staged: Staged,
+    /// event ids known per month (store + staged), loaded on first touch.
+    known: HashMap<String, DataFrame>,
+}
+
+impl StoreWriter {
+    /// Opens (creating) the store and takes the writer lock, or says who holds it.
+    pub fn open(root: &Path) -> Result<StoreWriter> {
+        fs::create_dir_all(root)
+            .with_context(|| format!("creating store folder {}", root.display()))?;
+        let lock_path = root.join(LOCK);
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&lock_path).unwrap_or_default();
+                return Err(UserError(format!(
+                    "the store {} is being written by another paylens process{}; wait for it to finish and run again",
+                    root.display(),
+                    if holder.trim().is_empty() { String::new() } else { format!(" (pid {})", holder.trim()) }
+                ))
+                .into());
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).context(format!("locking {}", lock_path.display()))
+            }
+        }
+        let mut l = &lock;
+        let _ = l.set_len(0);
+        let _ = write!(l, "{}", std::process::id());
+        let manifest = read_manifest(root)?;
+        let hasher = KeyHasher::for_store(&root.join(SECRET))?;
+        let w = StoreWriter {
+            root: root.to_path_buf(),
+            manifest,
+            hasher,
+            _lock: lock,
+            staged: Staged::default(),
+            known: HashMap::new(),
+        };
+        w.remove_unreferenced()?;
+        Ok(w)
+    }
+
+    /// Stages one file's rows. Returns how many events were duplicates of the store or of files staged
+    /// before it (or of itself).
+    pub fn stage_events(&mut self, events: DataFrame) -> Result<u64> {
+        if events.height() == 0 {
+            return Ok(0);
+        }
+        let before = events.height();
+        let events = events
+            .lazy()
+            .unique_stable_generic(Some(vec![col("event_id")]), UniqueKeepStrategy::First)
+            .with_column(col("local_date").dt().strftime("%Y-%m").alias("__month"))
+            .collect()?;
+        let months: Vec<String> = events
+            .column("__month")?
+            .unique_stable()?
+            .str()?
+            .iter()
+            .flatten()
+            .map(str::to_string)
+            .collect();
+        let mut kept = 0;
+        for month in months {
+            let part = events
+                .clone()
+                .lazy()
+                .filter(col("__month").eq(lit(month.clone())))
+                .drop(cols(["__month"]))
+                .collect()?;
+            let known = self.known_ids(&month)?;
+            let fresh = part
+                .lazy()
+                .anti_join(known.clone().lazy(), col("event_id"), col("event_id"))
+                .collect()?;
+            if fresh.height() == 0 {
+                continue;
+            }
+            kept += fresh.height();
+            let ids = fresh.select(["event_id"])?;
+            let known = self.known.get_mut(&month).expect("loaded above");
+            known.vstack_mut_owned(ids)?;
+            self.staged.events.entry(month).or_default().push(fresh);
+        }
+        Ok((before - kept) as u64)
+    }
+
+    fn known_ids(&mut self, month: &str) -> Result<&DataFrame> {
+        if !self.known.contains_key(month) {
+            let df = match self.manifest.events.get(month) {
+                Some(f) => {
+                    let path = self.root.join(f);
+                    let file =
+                        File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+                    ParquetReader::new(file)
+                        .with_columns(Some(vec!["event_id".into()]))
+                        .finish()?
+                }
+                None => DataFrame::new(
+                    0,
+                    vec![Column::new_empty("event_id".into(), &DataType::String)],
+                )?,
+            };
+            self.known.insert(month.to_string(), df);
+        }
+        Ok(&self.known[month])
+    }
+
+    pub fn stage_identities(&mut self, ids: HashMap<String, RawIdentity>) {
+        self.staged.identities.extend(ids);
+    }
+
+    pub fn stage_line_items(&mut self, sha: &str, items: Vec<LineItem>) {
+        self.staged
+            .line_items
+            .extend(items.into_iter().map(|i| (sha.to_string(), i)));
+    }
+
+    pub fn stage_inventory(&mut self, sha: &str, rows: Vec<InventoryRow>) {
+        self.staged
+            .inventory
+            .extend(rows.into_iter().map(|r| (sha.to_string(), r)));
+    }
+
+    pub fn stage_file(&mut self, entry: FileEntry, rejects_csv: Option<Vec<u8>>) {
+        if let (Some(name), Some(bytes)) = (&entry.rejects_file, rejects_csv) {
+            self.staged.rejects.push((name.clone(), bytes));
+        }
+        self.staged.files.push(entry);
+    }
+
+    pub fn has_staged(&self) -> bool {
+        !self.staged.files.is_empty()
+    }
+
+    /// Writes every staged change under new names, then switches the manifest. On error the store is
+    /// left exactly as it was (new files removed).
+    pub fn commit(&mut self) -> Result<CommitStats> {
+        let mut written: Vec<PathBuf> = Vec::new();
+        let result = self.write_generation(&mut written);
+        match result {
+            Ok((manifest, stats)) => {
+                self.manifest = manifest;
+                self.staged = Staged::default();
+                self.remove_unreferenced()?;
+                Ok(stats)
+            }
+            Err(e) => {
+                for p in &written {
+                    let _ = fs::remove_file(p);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn write_generation(&mut self, written: &mut Vec<PathBuf>) -> Result<(Manifest, CommitStats)> {
+        let gen = self.manifest.generation + 1;
+        let mut next = self.manifest.clone();
+        next.generation = gen;
+        let mut stats = CommitStats::default();
+        let fail_after: Option<usize> = std::env::var("PAYLENS_TEST_FAIL_AFTER_PARTITIONS")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let staged = std::mem::take(&mut self.staged.events);
+        for (i, (month, frames)) in staged.iter().enumerate() {
+            if fail_after == Some(i) {
+                self.staged.events = staged.clone();
+                bail!("injected failure after {i} partitions (PAYLENS_TEST_FAIL_AFTER_PARTITIONS)");
+            }
+            let mut all = match self.manifest.events.get(month) {
+                Some(f) => read_parquet(&self.root.join(f))?,
+                None => frames[0].clear(),
+            };
+            for f in frames {
+                stats.new_events += f.height() as u64;
+                all.vstack_mut(f)?;
+            }
+            let mut all = all
+                .lazy()
+                .sort(["occurred_at", "event_id"], SortMultipleOptions::default())
+                .collect()?;
+            let rel = format!("events/month={month}/part-{gen:06}.parquet");
+            write_parquet_atomic(&self.root.join(&rel), &mut all, written)?;
+            next.events.insert(month.clone(), rel);
+            stats.months += 1;
+        }
+        self.staged.events = staged;
+        if !self.staged.identities.is_empty() {
+            let mut df = self.merged_identities()?;
+            let rel = format!("identities/part-{gen:06}.parquet");
+            write_parquet_atomic(&self.root.join(&rel), &mut df, written)?;
+            next.identities = Some(rel);
+        }
+        if !self.staged.line_items.is_empty() {
+            let mut df = self.merged_line_items()?;
+            let rel = format!("line_items/part-{gen:06}.parquet");
+            write_parquet_atomic(&self.root.join(&rel), &mut df, written)?;
+            next.line_items = Some(rel);
+        }
+        if !self.staged.inventory.is_empty() {
+            let mut df = self.merged_inventory()?;
+            let rel = format!("inventory/part-{gen:06}.parquet");
+            write_parquet_atomic(&self.root.join(&rel), &mut df, written)?;
+            next.inventory = Some(rel);
+        }
+        for (name, bytes) in &self.staged.rejects {
+            write_bytes_atomic(&self.root.join(name), bytes, written)?;
+        }
+        next.files.extend(self.staged.files.iter().cloned());
+        let json = serde_json::to_vec_pretty(&next)?;
+        let tmp = self.root.join(format!("{MANIFEST}.tmp"));
+        write_file_synced(&tmp, &json)?;
+        written.push(tmp.clone());
+        fs::rename(&tmp, self.root.join(MANIFEST)).context("switching the store manifest")?;
+        sync_dir(&self.root);
+        Ok((next, stats))
+    }
+
+    fn merged_identities(&self) -> Result<DataFrame> {
+        let mut rows: BTreeMap<String, (String, String, String, String)> = BTreeMap::new();
+        if let Some(f) = &self.manifest.identities {
+            let df = read_parquet(&self.root.join(f))?;
+            let get = |c: &str| -> Result<Vec<String>> {
+                Ok(df
+                    .column(c)?
+                    .str()?
+                    .iter()
+                    .map(|v| v.unwrap_or("").to_string())
+                    .collect())
+            };
+            let (k, q, kind, id, label) = (
+                get("customer_key")?,
+                get("quality")?,
+                get("id_kind")?,
+                get("raw_id")?,
+                get("label")?,
+            );
+            for i in 0..k.len() {
+                rows.insert(
+                    k[i].clone(),
+                    (
+                        q[i].clone(),
+                        kind[i].clone(),
+                        id[i].clone(),
+                        label[i].clone(),
+                    ),
+                );
+            }
+        }
+        for (k, v) in &self.staged.identities {
+            rows.entry(k.clone()).or_insert_with(|| {
+                (
+                    v.quality.as_str().into(),
+                    v.kind.into(),
+                    v.id.clone(),
+                    v.label.clone(),
+                )
+            });
+        }
+        let n = rows.len();
+        let mut cols: [Vec<String>; 5] = Default::default();
+        for (k, (q, kind, id, label)) in rows {
+            cols[0].push(k);
+            cols[1].push(q);
+            cols[2].push(kind);
+            cols[3].push(id);
+            cols[4].push(label);
+        }
+        let [k, q, kind, id, label] = cols;
+        Ok(DataFrame::new(
+            n,
+            vec![
+                Column::new("customer_key".into(), k),
+                Column::new("quality".into(), q),
+                Column::new("id_kind".into(), kind),
+                Column::new("raw_id".into(), id),
+                Column::new("label".into(), label),
+            ],
+        )?)
+    }
+
+    fn merged_line_items(&self) -> Result<DataFrame> {
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        let mut new = Vec::new();
+        for (sha, li) in &self.staged.line_items {
+            let k = seen
+                .entry(format!("{sha}\u{1}{}", li.merchant_order_id))
+                .or_default();
+            *k += 1;
+            new.push((format!("{}#{}", li.merchant_order_id, k), sha, li));
+        }
+        let n = new.len();
+        let df = DataFrame::new(
+            n,
+            vec![
+                Column::new(
+                    "item_id".into(),
+                    new.iter().map(|(id, _, _)| id.clone()).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "merchant_order_id".into(),
+                    new.iter()
+                        .map(|(_, _, l)| l.merchant_order_id.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "sku".into(),
+                    new.iter()
+                        .map(|(_, _, l)| l.sku.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "name".into(),
+                    new.iter()
+                        .map(|(_, _, l)| l.name.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "quantity".into(),
+                    new.iter().map(|(_, _, l)| l.quantity).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "unit_price_fen".into(),
+                    new.iter()
+                        .map(|(_, _, l)| l.unit_price_fen)
+                        .collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "sold_at".into(),
+                    new.iter()
+                        .map(|(_, _, l)| l.sold_at.map(|t| t.timestamp_micros()))
+                        .collect::<Vec<_>>(),
+                )
+                .cast(&DataType::Datetime(
+                    TimeUnit::Microseconds,
+                    Some(TimeZone::UTC),
+                ))?,
+                Column::new(
+                    "source_file".into(),
+                    new.iter()
+                        .map(|(_, s, _)| s.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "source_line".into(),
+                    new.iter().map(|(_, _, l)| l.line).collect::<Vec<_>>(),
+                ),
+            ],
+        )?;
+        self.merge_keyed(self.manifest.line_items.as_deref(), df, &["item_id"])
+    }
+
+    fn merged_inventory(&self) -> Result<DataFrame> {
+        let rows: Vec<&InventoryRow> = self.staged.inventory.iter().map(|(_, r)| r).collect();
+        let n = rows.len();
+        let df = DataFrame::new(
+            n,
+            vec![
+                Column::new(
+                    "snapshot_date".into(),
+                    rows.iter()
+                        .map(|r| crate::ingest::model::days_since_epoch(r.snapshot_date))
+                        .collect::<Vec<_>>(),
+                )
+                .cast(&DataType::Date)?,
+                Column::new(
+                    "sku".into(),
+                    rows.iter().map(|r| r.sku.clone()).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "name".into(),
+                    rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "on_hand".into(),
+                    rows.iter().map(|r| r.on_hand).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "on_order".into(),
+                    rows.iter().map(|r| r.on_order).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "lead_time_days".into(),
+                    rows.iter().map(|r| r.lead_time_days).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "pack_size".into(),
+                    rows.iter().map(|r| r.pack_size).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "min_order".into(),
+                    rows.iter().map(|r| r.min_order).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "unit_cost_fen".into(),
+                    rows.iter().map(|r| r.unit_cost_fen).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "source_file".into(),
+                    self.staged
+                        .inventory
+                        .iter()
+                        .map(|(s, _)| s.clone())
+                        .collect::<Vec<_>>(),
+                ),
+            ],
+        )?;
+        // A later snapshot row for the same date and sku replaces the earlier one.
+        let merged = self.merge_keyed_last(
+            self.manifest.inventory.as_deref(),
+            df,
+            &["snapshot_date", "sku"],
+        )?;
+        Ok(merged)
+    }
+
+    /// Existing rows first, new rows after; the first row per key is kept.
+    fn merge_keyed(
+        &self,
+        existing: Option<&str>,
+        new: DataFrame,
+        key: &[&str],
+    ) -> Result<DataFrame> {
+        let all = match existing {
+            Some(f) => {
+                let mut old = read_parquet(&self.root.join(f))?;
+                old.vstack_mut_owned(new)?;
+                old
+            }
+            None => new,
+        };
+        Ok(all
+            .lazy()
+            .unique_stable_generic(
+                Some(key.iter().map(|k| col(*k)).collect()),
+                UniqueKeepStrategy::First,
+            )
+            .collect()?)
+    }
+
+    fn merge_keyed_last(
+        &self,
+        existing: Option<&str>,
+        new: DataFrame,
+        key: &[&str],
+    ) -> Result<DataFrame> {
+        let all = match existing {
+            Some(f) => {
+                let mut old = read_parquet(&self.root.join(f))?;
+                old.vstack_mut_owned(new)?;
+                old
+            }
+            None => new,
+        };
+        Ok(all
+            .lazy()
+            .unique_stable_generic(
+                Some(key.iter().map(|k| col(*k)).collect()),
+                UniqueKeepStrategy::Last,
+            )
+            .sort(
+                key.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+                SortMultipleOptions::default(),
+            )
+            .collect()?)
+    }
+
+    /// Removes files the manifest does not name (left by a crash or an older generation).
+    fn remove_unreferenced(&self) -> Result<()> {
+        let referenced: std::collections::HashSet<PathBuf> = self
+            .manifest
+            .referenced()
+            .into_iter()
+            .map(|r| self.root.join(r))
+            .collect();
+        let _ = fs::remove_file(self.root.join(format!("{MANIFEST}.tmp")));
+        for table in ["events", "identities", "line_items", "inventory", "rejects"] {
+            let dir = self.root.join(table);
+            if dir.exists() {
+                remove_unreferenced_in(&dir, &referenced)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn remove_unreferenced_in(dir: &Path, keep: &std::collections::HashSet<PathBuf>) -> Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let p = entry?.path();
+        if p.is_dir() {
+            remove_unreferenced_in(&p, keep)?;
+            let _ = fs::remove_dir(&p); // only succeeds when empty
+        } else if !keep.contains(&p) {
+            fs::remove_file(&p)
+                .with_context(|| format!("removing stale store file {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// What a commit wrote.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CommitStats {
+    pub new_events: u64,
+    pub months: u64,
+}
+
+fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Writes `df` as zstd Parquet to `path` via a temp file, fsync and rename; records what it created.
+pub fn write_parquet_atomic(
+    path: &Path,
+    df: &mut DataFrame,
+    written: &mut Vec<PathBuf>,
+) -> Result<()> {
+    let dir = path.parent().expect("store paths have a parent");
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = path.with_extension("parquet.tmp");
+    written.push(tmp.clone());
+    let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let written_df = ParquetWriter::new(&f)
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::full())
+        .finish(df);
+    anyhow::Context::with_context(written_df, || format!("writing {}", tmp.display()))?;
+    f.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
+    written.push(path.to_path_buf());
+    sync_dir(dir);
+    Ok(())
+}
+
+fn write_bytes_atomic(path: &Path, bytes: &[u8], written: &mut Vec<PathBuf>) -> Result<()> {
+    let dir = path.parent().expect("store paths have a parent");
+    fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    written.push(tmp.clone());
+    write_file_synced(&tmp, bytes)?;
+    fs::rename(&tmp, path)?;
+    written.push(path.to_path_buf());
+    Ok(())
+}
