@@ -59,12 +59,8 @@ pub struct PersonalRules {
 impl Default for PersonalRules {
     fn default() -> Self {
         PersonalRules {
-            wechat_sale_types: ["二维码收款", "赞赏码", "群收款"]
-                .map(String::from)
-                .to_vec(),
-            alipay_excluded_categories: ["转账红包", "转账", "红包", "退款"]
-                .map(String::from)
-                .to_vec(),
+            wechat_sale_types: ["二维码收款", "赞赏码", "群收款"].map(String::from).to_vec(),
+            alipay_excluded_categories: ["转账红包", "转账", "红包", "退款"].map(String::from).to_vec(),
         }
     }
 }
@@ -151,14 +147,7 @@ impl GenericMapping {
                 "status",
                 "store",
             ],
-            GenericKind::LineItems => &[
-                "merchant_order_id",
-                "name",
-                "quantity",
-                "unit_price",
-                "sku",
-                "time",
-            ],
+            GenericKind::LineItems => &["merchant_order_id", "name", "quantity", "unit_price", "sku", "time"],
             GenericKind::Inventory => &[
                 "sku",
                 "on_hand",
@@ -232,10 +221,7 @@ impl Config {
     /// Applies command line > environment > file > defaults.
     pub fn resolve(cli: &Overrides) -> Result<Config> {
         let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-        let explicit = cli
-            .config
-            .clone()
-            .or_else(|| env("PAYLENS_CONFIG").map(PathBuf::from));
+        let explicit = cli.config.clone().or_else(|| env("PAYLENS_CONFIG").map(PathBuf::from));
         let (file, path) = match explicit {
             Some(p) => (read_file(&p)?, Some(p)),
             None if Path::new(DEFAULT_CONFIG).exists() => {
@@ -256,9 +242,9 @@ impl Config {
             .or_else(|| env("PAYLENS_TIMEZONE").and_then(|v| v.into_string().ok()))
             .or(file.timezone)
             .unwrap_or_else(|| "Asia/Shanghai".into());
-        let timezone: Tz = tz_name.parse().map_err(|_| {
-            anyhow::anyhow!("timezone `{tz_name}` is not an IANA zone name such as Asia/Shanghai")
-        })?;
+        let timezone: Tz = tz_name
+            .parse()
+            .map_err(|_| anyhow::anyhow!("timezone `{tz_name}` is not an IANA zone name such as Asia/Shanghai"))?;
         Ok(Config {
             store: pick(&cli.store, "PAYLENS_STORE", file.store, "data/store"),
             inbox: pick(&cli.inbox, "PAYLENS_INBOX", file.inbox, "data/inbox"),
@@ -272,10 +258,7 @@ impl Config {
 
     /// Defaults only, rooted elsewhere (used by `demo`).
     pub fn with_store(&self, store: PathBuf) -> Config {
-        Config {
-            store,
-            ..self.clone()
-        }
+        Config { store, ..self.clone() }
     }
 }
 
@@ -284,10 +267,9 @@ fn serialize_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> 
 }
 
 fn read_file(path: &Path) -> Result<ConfigFile> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config file {}", path.display()))?;
-    let file: ConfigFile = toml::from_str(&text)
-        .with_context(|| format!("config file {} is not valid", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    let file: ConfigFile =
+        toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
     for m in &file.generic {
         m.validate(path)?;
     }
@@ -304,10 +286,7 @@ mod tests {
         let p = dir.path().join("paylens.toml");
         std::fs::write(&p, "stor = \"x\"\n").unwrap();
         let err = format!("{:#}", read_file(&p).unwrap_err());
-        assert!(
-            err.contains("paylens.toml") && err.contains("stor"),
-            "{err}"
-        );
+        assert!(err.contains("paylens.toml") && err.contains("stor"), "{err}");
     }
 
     #[test]

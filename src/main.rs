@@ -25,8 +25,7 @@ fn main() -> ExitCode {
 
 fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
     let pipe = std::io::ErrorKind::BrokenPipe;
-    e.downcast_ref::<std::io::Error>()
-        .is_some_and(|e| e.kind() == pipe)
+    e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == pipe)
         || e.downcast_ref::<serde_json::Error>()
             .is_some_and(|e| e.io_error_kind() == Some(pipe))
 }

@@ -28,20 +28,11 @@ impl KeyHasher {
     /// Loads the store's secret, creating it (32 random bytes, mode 0600) on first use.
     pub fn for_store(path: &Path) -> Result<Self> {
         if path.exists() {
-            let text = fs::read_to_string(path)
-                .with_context(|| format!("reading store secret {}", path.display()))?;
-            let secret = hex::decode(text.trim()).with_context(|| {
-                format!(
-                    "store secret {} is not hex: restore it from a backup",
-                    path.display()
-                )
-            })?;
+            let text = fs::read_to_string(path).with_context(|| format!("reading store secret {}", path.display()))?;
+            let secret = hex::decode(text.trim())
+                .with_context(|| format!("store secret {} is not hex: restore it from a backup", path.display()))?;
             if secret.len() < 16 {
-                bail!(
-                    "store secret {} is too short ({} bytes)",
-                    path.display(),
-                    secret.len()
-                );
+                bail!("store secret {} is too short ({} bytes)", path.display(), secret.len());
             }
             return Ok(Self::from_secret(&secret));
         }

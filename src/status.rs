@@ -62,18 +62,12 @@ pub fn summarise(cfg: &Config) -> Result<StoreSummary> {
                 .n_unique()
                 .cast(DataType::UInt64)
                 .alias("weak"),
-            col("customer_key")
-                .is_null()
-                .sum()
-                .cast(DataType::UInt64)
-                .alias("none"),
+            col("customer_key").is_null().sum().cast(DataType::UInt64).alias("none"),
         ])
         .collect()?;
     let u = |c: &str| -> Result<u64> { Ok(sums.column(c)?.u64()?.get(0).unwrap_or(0)) };
     let i = |c: &str| -> Result<i64> { Ok(sums.column(c)?.i64()?.get(0).unwrap_or(0)) };
-    let rows = |rel: Option<&str>| -> Result<u64> {
-        Ok(store.table(rel)?.map_or(0, |d| d.height() as u64))
-    };
+    let rows = |rel: Option<&str>| -> Result<u64> { Ok(store.table(rel)?.map_or(0, |d| d.height() as u64)) };
     Ok(StoreSummary {
         files: store.manifest.files.len(),
         months: store.manifest.events.keys().cloned().collect(),
@@ -105,27 +99,13 @@ pub fn run(json: bool, cfg: &Config) -> Result<()> {
         _ => "none".into(),
     };
     writeln!(out, "months     {months}")?;
-    writeln!(
-        out,
-        "payments   {} ({} yuan)",
-        s.payments,
-        format_yuan(s.payments_fen)
-    )?;
-    writeln!(
-        out,
-        "refunds    {} ({} yuan)",
-        s.refunds,
-        format_yuan(s.refunds_fen)
-    )?;
+    writeln!(out, "payments   {} ({} yuan)", s.payments, format_yuan(s.payments_fen))?;
+    writeln!(out, "refunds    {} ({} yuan)", s.refunds, format_yuan(s.refunds_fen))?;
     writeln!(
         out,
         "customers  {} by a stable id, {} by a weak key (masked account or nickname); {} events carry no customer",
         s.customers_strong, s.customers_weak, s.events_without_customer
     )?;
-    writeln!(
-        out,
-        "line items {}; inventory rows {}",
-        s.line_items, s.inventory_rows
-    )?;
+    writeln!(out, "line items {}; inventory rows {}", s.line_items, s.inventory_rows)?;
     Ok(())
 }

@@ -130,8 +130,7 @@ fn read_manifest(root: &Path) -> Result<Manifest> {
         });
     }
     let text = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is damaged: restore it from a backup", p.display()))
+    serde_json::from_str(&text).with_context(|| format!("{} is damaged: restore it from a backup", p.display()))
 }
 
 /// What one ingest adds, before it is committed.
@@ -160,8 +159,7 @@ pub struct StoreWriter {
 impl StoreWriter {
     /// Opens (creating) the store and takes the writer lock, or says who holds it.
     pub fn open(root: &Path) -> Result<StoreWriter> {
-        fs::create_dir_all(root)
-            .with_context(|| format!("creating store folder {}", root.display()))?;
+        fs::create_dir_all(root).with_context(|| format!("creating store folder {}", root.display()))?;
         let lock_path = root.join(LOCK);
         let lock = fs::OpenOptions::new()
             .create(true)
@@ -176,13 +174,15 @@ impl StoreWriter {
                 return Err(UserError(format!(
                     "the store {} is being written by another paylens process{}; wait for it to finish and run again",
                     root.display(),
-                    if holder.trim().is_empty() { String::new() } else { format!(" (pid {})", holder.trim()) }
+                    if holder.trim().is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {})", holder.trim())
+                    }
                 ))
                 .into());
             }
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(e).context(format!("locking {}", lock_path.display()))
-            }
+            Err(fs::TryLockError::Error(e)) => return Err(e).context(format!("locking {}", lock_path.display())),
         }
         let mut l = &lock;
         let _ = l.set_len(0);
@@ -251,16 +251,12 @@ impl StoreWriter {
             let df = match self.manifest.events.get(month) {
                 Some(f) => {
                     let path = self.root.join(f);
-                    let file =
-                        File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+                    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
                     ParquetReader::new(file)
                         .with_columns(Some(vec!["event_id".into()]))
                         .finish()?
                 }
-                None => DataFrame::new(
-                    0,
-                    vec![Column::new_empty("event_id".into(), &DataType::String)],
-                )?,
+                None => DataFrame::new(0, vec![Column::new_empty("event_id".into(), &DataType::String)])?,
             };
             self.known.insert(month.to_string(), df);
         }
@@ -400,24 +396,13 @@ impl StoreWriter {
             for i in 0..k.len() {
                 rows.insert(
                     k[i].clone(),
-                    (
-                        q[i].clone(),
-                        kind[i].clone(),
-                        id[i].clone(),
-                        label[i].clone(),
-                    ),
+                    (q[i].clone(), kind[i].clone(), id[i].clone(), label[i].clone()),
                 );
             }
         }
         for (k, v) in &self.staged.identities {
-            rows.entry(k.clone()).or_insert_with(|| {
-                (
-                    v.quality.as_str().into(),
-                    v.kind.into(),
-                    v.id.clone(),
-                    v.label.clone(),
-                )
-            });
+            rows.entry(k.clone())
+                .or_insert_with(|| (v.quality.as_str().into(), v.kind.into(), v.id.clone(), v.label.clone()));
         }
         let n = rows.len();
         let mut cols: [Vec<String>; 5] = Default::default();
@@ -445,9 +430,7 @@ impl StoreWriter {
         let mut seen: HashMap<String, u32> = HashMap::new();
         let mut new = Vec::new();
         for (sha, li) in &self.staged.line_items {
-            let k = seen
-                .entry(format!("{sha}\u{1}{}", li.merchant_order_id))
-                .or_default();
+            let k = seen.entry(format!("{sha}\u{1}{}", li.merchant_order_id)).or_default();
             *k += 1;
             new.push((format!("{}#{}", li.merchant_order_id, k), sha, li));
         }
@@ -467,15 +450,11 @@ impl StoreWriter {
                 ),
                 Column::new(
                     "sku".into(),
-                    new.iter()
-                        .map(|(_, _, l)| l.sku.clone())
-                        .collect::<Vec<_>>(),
+                    new.iter().map(|(_, _, l)| l.sku.clone()).collect::<Vec<_>>(),
                 ),
                 Column::new(
                     "name".into(),
-                    new.iter()
-                        .map(|(_, _, l)| l.name.clone())
-                        .collect::<Vec<_>>(),
+                    new.iter().map(|(_, _, l)| l.name.clone()).collect::<Vec<_>>(),
                 ),
                 Column::new(
                     "quantity".into(),
@@ -483,9 +462,7 @@ impl StoreWriter {
                 ),
                 Column::new(
                     "unit_price_fen".into(),
-                    new.iter()
-                        .map(|(_, _, l)| l.unit_price_fen)
-                        .collect::<Vec<_>>(),
+                    new.iter().map(|(_, _, l)| l.unit_price_fen).collect::<Vec<_>>(),
                 ),
                 Column::new(
                     "sold_at".into(),
@@ -493,15 +470,10 @@ impl StoreWriter {
                         .map(|(_, _, l)| l.sold_at.map(|t| t.timestamp_micros()))
                         .collect::<Vec<_>>(),
                 )
-                .cast(&DataType::Datetime(
-                    TimeUnit::Microseconds,
-                    Some(TimeZone::UTC),
-                ))?,
+                .cast(&DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)))?,
                 Column::new(
                     "source_file".into(),
-                    new.iter()
-                        .map(|(_, s, _)| s.to_string())
-                        .collect::<Vec<_>>(),
+                    new.iter().map(|(_, s, _)| s.to_string()).collect::<Vec<_>>(),
                 ),
                 Column::new(
                     "source_line".into(),
@@ -525,64 +497,33 @@ impl StoreWriter {
                         .collect::<Vec<_>>(),
                 )
                 .cast(&DataType::Date)?,
-                Column::new(
-                    "sku".into(),
-                    rows.iter().map(|r| r.sku.clone()).collect::<Vec<_>>(),
-                ),
-                Column::new(
-                    "name".into(),
-                    rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
-                ),
-                Column::new(
-                    "on_hand".into(),
-                    rows.iter().map(|r| r.on_hand).collect::<Vec<_>>(),
-                ),
-                Column::new(
-                    "on_order".into(),
-                    rows.iter().map(|r| r.on_order).collect::<Vec<_>>(),
-                ),
+                Column::new("sku".into(), rows.iter().map(|r| r.sku.clone()).collect::<Vec<_>>()),
+                Column::new("name".into(), rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>()),
+                Column::new("on_hand".into(), rows.iter().map(|r| r.on_hand).collect::<Vec<_>>()),
+                Column::new("on_order".into(), rows.iter().map(|r| r.on_order).collect::<Vec<_>>()),
                 Column::new(
                     "lead_time_days".into(),
                     rows.iter().map(|r| r.lead_time_days).collect::<Vec<_>>(),
                 ),
-                Column::new(
-                    "pack_size".into(),
-                    rows.iter().map(|r| r.pack_size).collect::<Vec<_>>(),
-                ),
-                Column::new(
-                    "min_order".into(),
-                    rows.iter().map(|r| r.min_order).collect::<Vec<_>>(),
-                ),
+                Column::new("pack_size".into(), rows.iter().map(|r| r.pack_size).collect::<Vec<_>>()),
+                Column::new("min_order".into(), rows.iter().map(|r| r.min_order).collect::<Vec<_>>()),
                 Column::new(
                     "unit_cost_fen".into(),
                     rows.iter().map(|r| r.unit_cost_fen).collect::<Vec<_>>(),
                 ),
                 Column::new(
                     "source_file".into(),
-                    self.staged
-                        .inventory
-                        .iter()
-                        .map(|(s, _)| s.clone())
-                        .collect::<Vec<_>>(),
+                    self.staged.inventory.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>(),
                 ),
             ],
         )?;
         // A later snapshot row for the same date and sku replaces the earlier one.
-        let merged = self.merge_keyed_last(
-            self.manifest.inventory.as_deref(),
-            df,
-            &["snapshot_date", "sku"],
-        )?;
+        let merged = self.merge_keyed_last(self.manifest.inventory.as_deref(), df, &["snapshot_date", "sku"])?;
         Ok(merged)
     }
 
     /// Existing rows first, new rows after; the first row per key is kept.
-    fn merge_keyed(
-        &self,
-        existing: Option<&str>,
-        new: DataFrame,
-        key: &[&str],
-    ) -> Result<DataFrame> {
+    fn merge_keyed(&self, existing: Option<&str>, new: DataFrame, key: &[&str]) -> Result<DataFrame> {
         let all = match existing {
             Some(f) => {
                 let mut old = read_parquet(&self.root.join(f))?;
@@ -593,19 +534,11 @@ impl StoreWriter {
         };
         Ok(all
             .lazy()
-            .unique_stable_generic(
-                Some(key.iter().map(|k| col(*k)).collect()),
-                UniqueKeepStrategy::First,
-            )
+            .unique_stable_generic(Some(key.iter().map(|k| col(*k)).collect()), UniqueKeepStrategy::First)
             .collect()?)
     }
 
-    fn merge_keyed_last(
-        &self,
-        existing: Option<&str>,
-        new: DataFrame,
-        key: &[&str],
-    ) -> Result<DataFrame> {
+    fn merge_keyed_last(&self, existing: Option<&str>, new: DataFrame, key: &[&str]) -> Result<DataFrame> {
         let all = match existing {
             Some(f) => {
                 let mut old = read_parquet(&self.root.join(f))?;
@@ -616,10 +549,7 @@ impl StoreWriter {
         };
         Ok(all
             .lazy()
-            .unique_stable_generic(
-                Some(key.iter().map(|k| col(*k)).collect()),
-                UniqueKeepStrategy::Last,
-            )
+            .unique_stable_generic(Some(key.iter().map(|k| col(*k)).collect()), UniqueKeepStrategy::Last)
             .sort(
                 key.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
                 SortMultipleOptions::default(),
@@ -653,8 +583,7 @@ fn remove_unreferenced_in(dir: &Path, keep: &std::collections::HashSet<PathBuf>)
             remove_unreferenced_in(&p, keep)?;
             let _ = fs::remove_dir(&p); // only succeeds when empty
         } else if !keep.contains(&p) {
-            fs::remove_file(&p)
-                .with_context(|| format!("removing stale store file {}", p.display()))?;
+            fs::remove_file(&p).with_context(|| format!("removing stale store file {}", p.display()))?;
         }
     }
     Ok(())
@@ -681,11 +610,7 @@ fn sync_dir(dir: &Path) {
 }
 
 /// Writes `df` as zstd Parquet to `path` via a temp file, fsync and rename; records what it created.
-pub fn write_parquet_atomic(
-    path: &Path,
-    df: &mut DataFrame,
-    written: &mut Vec<PathBuf>,
-) -> Result<()> {
+pub fn write_parquet_atomic(path: &Path, df: &mut DataFrame, written: &mut Vec<PathBuf>) -> Result<()> {
     let dir = path.parent().expect("store paths have a parent");
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = path.with_extension("parquet.tmp");

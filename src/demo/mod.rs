@@ -75,11 +75,7 @@ struct DayTruth {
 pub fn last_sunday(cfg: &Config) -> NaiveDate {
     let today = Utc::now().with_timezone(&cfg.timezone).date_naive();
     let back = today.weekday().num_days_from_sunday().max(1) as u64;
-    let back = if today.weekday() == Weekday::Sun {
-        7
-    } else {
-        back
-    };
+    let back = if today.weekday() == Weekday::Sun { 7 } else { back };
     today - chrono::Days::new(back)
 }
 
@@ -91,8 +87,8 @@ fn splitmix(mut x: u64) -> u64 {
 }
 
 const SURNAMES: &[char] = &[
-    '王', '李', '张', '刘', '陈', '杨', '黄', '赵', '吴', '周', '徐', '孙', '马', '朱', '胡', '郭',
-    '何', '林', '罗', '高',
+    '王', '李', '张', '刘', '陈', '杨', '黄', '赵', '吴', '周', '徐', '孙', '马', '朱', '胡', '郭', '何', '林', '罗',
+    '高',
 ];
 const GIVEN: &[char] = &[
     '明', '华', '芳', '伟', '娜', '静', '磊', '洋', '艳', '勇', '军', '杰', '娟', '涛', '超', '霞',
@@ -146,10 +142,7 @@ fn identity(seed: u64, c: &shop::Customer) -> (String, String) {
         Channel::AlipayPersonal => {
             let g = GIVEN[(h % GIVEN.len() as u64) as usize];
             let mobile = 130 + (h >> 8) % 60;
-            (
-                format!("*{g}"),
-                format!("{mobile}******{:02}", (h >> 16) % 100),
-            )
+            (format!("*{g}"), format!("{mobile}******{:02}", (h >> 16) % 100))
         }
     }
 }
@@ -190,8 +183,7 @@ pub fn generate(p: &DemoParams, cfg: &Config) -> Result<Generated> {
         days,
         start,
     });
-    let idents: Vec<(String, String)> =
-        shop.customers.iter().map(|c| identity(p.seed, c)).collect();
+    let idents: Vec<(String, String)> = shop.customers.iter().map(|c| identity(p.seed, c)).collect();
     let mut g = Generated {
         customers,
         start: Some(start),
@@ -227,19 +219,12 @@ pub fn generate(p: &DemoParams, cfg: &Config) -> Result<Generated> {
             let v = visits[vi];
             vi += 1;
             let ch = shop.customers[v.customer as usize].channel;
-            let charges = if shop.rng.random::<f64>() < 0.03 {
-                2
-            } else {
-                1
-            };
+            let charges = if shop.rng.random::<f64>() < 0.03 { 2 } else { 1 };
             let mut secs = v.secs;
             for _ in 0..charges {
                 seq += 1;
                 let items = shop.pick_items(day, secs);
-                let amount: i64 = items
-                    .iter()
-                    .map(|&(i, q)| shop.products[i].price_fen * q as i64)
-                    .sum();
+                let amount: i64 = items.iter().map(|&(i, q)| shop.products[i].price_fen * q as i64).sum();
                 let merchant = matches!(ch, Channel::WechatMerchant | Channel::AlipayMerchant);
                 let coupon = if merchant && shop.rng.random::<f64>() < 0.04 {
                     (shop.rng.random_range(2..6) * 100).min(amount / 4)
@@ -247,24 +232,15 @@ pub fn generate(p: &DemoParams, cfg: &Config) -> Result<Generated> {
                     0
                 };
                 let cancelled = match ch {
-                    Channel::WechatMerchant | Channel::AlipayPersonal => {
-                        shop.rng.random::<f64>() < 0.004
-                    }
+                    Channel::WechatMerchant | Channel::AlipayPersonal => shop.rng.random::<f64>() < 0.004,
                     _ => false,
                 };
                 let time = at(date, secs);
                 let (buyer, account) = idents[v.customer as usize].clone();
                 let (tx_id, merchant_order_id) = match ch {
-                    Channel::WechatMerchant => {
-                        (format!("42000{ymd}{seq:015}"), format!("PL{ymd}{seq:08}"))
-                    }
-                    Channel::AlipayMerchant => {
-                        (format!("{ymd}22001{seq:015}"), format!("PL{ymd}{seq:08}"))
-                    }
-                    Channel::WechatPersonal => (
-                        format!("10000500{ymd}{seq:016}"),
-                        format!("10001{ymd}{seq:012}"),
-                    ),
+                    Channel::WechatMerchant => (format!("42000{ymd}{seq:015}"), format!("PL{ymd}{seq:08}")),
+                    Channel::AlipayMerchant => (format!("{ymd}22001{seq:015}"), format!("PL{ymd}{seq:08}")),
+                    Channel::WechatPersonal => (format!("10000500{ymd}{seq:016}"), format!("10001{ymd}{seq:012}")),
                     Channel::AlipayPersonal => (format!("{ymd}2200{seq:016}"), String::new()),
                 };
                 let mut entry = BillEntry {
@@ -371,25 +347,13 @@ pub fn generate(p: &DemoParams, cfg: &Config) -> Result<Generated> {
         add_private_rows(&mut shop, date, day, &mut private);
         today.sort_by(|a, b| a.time.cmp(&b.time).then(a.refund.cmp(&b.refund)));
         writers::wechat_merchant_day(
-            &inbox.join(format!(
-                "wechat_merchant/ALL_{}_{}.csv",
-                writers::WECHAT_MCH,
-                date
-            )),
+            &inbox.join(format!("wechat_merchant/ALL_{}_{}.csv", writers::WECHAT_MCH, date)),
             &today,
         )?;
         g.files += 1;
-        let last_of_month =
-            date.succ_opt().is_none_or(|n| n.month() != date.month()) || day + 1 == days;
+        let last_of_month = date.succ_opt().is_none_or(|n| n.month() != date.month()) || day + 1 == days;
         if last_of_month {
-            g.files += write_month(
-                &inbox,
-                month_start,
-                date,
-                &mut month,
-                &mut private,
-                &mut pos_rows,
-            )?;
+            g.files += write_month(&inbox, month_start, date, &mut month, &mut private, &mut pos_rows)?;
             month_start = date + chrono::Days::new(1);
         }
     }
@@ -400,43 +364,28 @@ pub fn generate(p: &DemoParams, cfg: &Config) -> Result<Generated> {
 }
 
 /// The owner's own spending and private receipts on the personal accounts: not sales.
-fn add_private_rows(
-    shop: &mut Shop,
-    date: NaiveDate,
-    day: u32,
-    private: &mut [Vec<PrivateEntry>; 2],
-) {
+fn add_private_rows(shop: &mut Shop, date: NaiveDate, day: u32, private: &mut [Vec<PrivateEntry>; 2]) {
     let ymd = date.format("%Y%m%d").to_string();
-    let mut add =
-        |shop: &mut Shop, which: usize, kind, counterparty, item, income, lo: i64, hi: i64| {
-            let secs = shop.rng.random_range(8 * 3600..22 * 3600);
-            let amount = shop.rng.random_range(lo..hi);
-            let tx = if which == 0 {
-                format!("4200009{ymd}{:015}", day * 10 + private[which].len() as u32)
-            } else {
-                format!("{ymd}2000{:016}", day * 10 + private[which].len() as u32)
-            };
-            private[which].push(PrivateEntry {
-                time: at(date, secs),
-                kind,
-                counterparty,
-                item,
-                income,
-                amount_fen: amount,
-                tx_id: tx,
-            });
+    let mut add = |shop: &mut Shop, which: usize, kind, counterparty, item, income, lo: i64, hi: i64| {
+        let secs = shop.rng.random_range(8 * 3600..22 * 3600);
+        let amount = shop.rng.random_range(lo..hi);
+        let tx = if which == 0 {
+            format!("4200009{ymd}{:015}", day * 10 + private[which].len() as u32)
+        } else {
+            format!("{ymd}2000{:016}", day * 10 + private[which].len() as u32)
         };
+        private[which].push(PrivateEntry {
+            time: at(date, secs),
+            kind,
+            counterparty,
+            item,
+            income,
+            amount_fen: amount,
+            tx_id: tx,
+        });
+    };
     if shop.rng.random::<f64>() < 0.4 {
-        add(
-            shop,
-            0,
-            "商户消费",
-            "美团外卖",
-            "外卖订单",
-            false,
-            1500,
-            6000,
-        );
+        add(shop, 0, "商户消费", "美团外卖", "外卖订单", false, 1500, 6000);
     }
     if shop.rng.random::<f64>() < 0.05 {
         add(shop, 0, "微信红包", "妈妈", "/", true, 2000, 20000);
@@ -445,16 +394,7 @@ fn add_private_rows(
         add(shop, 0, "转账", "供应商老陈", "/", false, 50000, 300000);
     }
     if shop.rng.random::<f64>() < 0.3 {
-        add(
-            shop,
-            1,
-            "日用百货",
-            "盒马鲜生",
-            "牛奶 鸡蛋",
-            false,
-            2000,
-            15000,
-        );
+        add(shop, 1, "日用百货", "盒马鲜生", "牛奶 鸡蛋", false, 2000, 15000);
     }
     if shop.rng.random::<f64>() < 0.03 {
         add(shop, 1, "转账红包", "张伟", "转账", true, 10000, 50000);
@@ -474,10 +414,7 @@ fn write_month(
     let mut files = 0;
     let alipay = std::mem::take(&mut month[Channel::AlipayMerchant as usize]);
     writers::alipay_merchant_month(
-        &inbox.join(format!(
-            "alipay_merchant/{}_{ym}.csv.zip",
-            writers::ALIPAY_ACCOUNT
-        )),
+        &inbox.join(format!("alipay_merchant/{}_{ym}.csv.zip", writers::ALIPAY_ACCOUNT)),
         from,
         next,
         &alipay,
@@ -562,7 +499,9 @@ fn write_truth(
         );
     }
     writers::write_text(&dir.join("daily.csv"), &s)?;
-    let mut s = String::from("customer_id,channel,identity,account,rate_per_day,p_drop,arrival_date,alive_at_end,payments,spend_fen\n");
+    let mut s = String::from(
+        "customer_id,channel,identity,account,rate_per_day,p_drop,arrival_date,alive_at_end,payments,spend_fen\n",
+    );
     for (c, (id, acct)) in shop.customers.iter().zip(idents) {
         let _ = writeln!(
             s,
@@ -616,11 +555,7 @@ pub fn run(p: &DemoParams, cfg: &Config) -> Result<()> {
     };
     let outcome = crate::ingest::run(&params, &store_cfg)?;
     let rejected: u64 = outcome.files.iter().map(|f| f.rejected).sum();
-    let mismatched = outcome
-        .files
-        .iter()
-        .filter(|f| f.reconciled == Some(false))
-        .count();
+    let mismatched = outcome.files.iter().filter(|f| f.reconciled == Some(false)).count();
     let refused = outcome.refused();
     println!(
         "  ingested {} files into {} in {:.1} s: {} new events, {rejected} rows rejected, {} files not matching their own totals, {refused} refused",
@@ -640,10 +575,7 @@ pub fn run(p: &DemoParams, cfg: &Config) -> Result<()> {
         s.customers_strong,
         s.customers_weak
     );
-    println!(
-        "  ground truth for tests: {}",
-        p.out.join("truth").display()
-    );
+    println!("  ground truth for tests: {}", p.out.join("truth").display());
     println!(
         "  done in {:.1} s. Try: paylens --store {} status",
         t0.elapsed().as_secs_f64(),

@@ -228,8 +228,7 @@ impl Shop {
             while (t as u32) < params.days {
                 let day = t as u32;
                 let date = params.start + chrono::Days::new(day as u64);
-                let factor = WEEKDAY[date.weekday().num_days_from_monday() as usize]
-                    * season(date.ordinal());
+                let factor = WEEKDAY[date.weekday().num_days_from_monday() as usize] * season(date.ordinal());
                 if first || rng.random::<f64>() < factor / max_factor {
                     first = false;
                     visits.push(Visit {

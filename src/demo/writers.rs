@@ -52,11 +52,7 @@ pub fn gbk(text: &str) -> Vec<u8> {
 /// 1/1000 fen printed as yuan with the 5 decimals of WeChat's fee columns (`4000` -> `0.04000`).
 fn yuan5(milli: i64) -> String {
     let sign = if milli < 0 { "-" } else { "" };
-    format!(
-        "{sign}{}.{:05}",
-        milli.abs() / 100_000,
-        milli.abs() % 100_000
-    )
+    format!("{sign}{}.{:05}", milli.abs() / 100_000, milli.abs() % 100_000)
 }
 
 pub const WECHAT_APPID: &str = "wx2421b1c4370ec43b";
@@ -73,52 +69,38 @@ pub fn wechat_merchant_day(path: &Path, entries: &[BillEntry]) -> Result<()> {
         } else {
             "JSAPI"
         };
-        let bank = if e.tx_id.ends_with('7') {
-            "CMB_DEBIT"
-        } else {
-            "OTHERS"
-        };
-        let (
-            status,
-            settled,
-            coupon,
-            refund_no,
-            mch_refund_no,
-            refund_amt,
-            refund_type,
-            refund_status,
-            fee,
-            order_amt,
-        ) = if e.refund {
-            let fee = -e.amount_fen * 6;
-            (
-                "REFUND",
-                0,
-                0,
-                e.refund_id.clone(),
-                format!("R{}", e.merchant_order_id),
-                e.amount_fen,
-                "ORIGINAL",
-                "SUCCESS",
-                fee,
-                0,
-            )
-        } else {
-            let settled = e.amount_fen - e.coupon_fen;
-            let status = if e.cancelled { "REVOKED" } else { "SUCCESS" };
-            (
-                status,
-                settled,
-                e.coupon_fen,
-                "0".into(),
-                "0".into(),
-                0,
-                "",
-                "",
-                settled * 6,
-                e.amount_fen,
-            )
-        };
+        let bank = if e.tx_id.ends_with('7') { "CMB_DEBIT" } else { "OTHERS" };
+        let (status, settled, coupon, refund_no, mch_refund_no, refund_amt, refund_type, refund_status, fee, order_amt) =
+            if e.refund {
+                let fee = -e.amount_fen * 6;
+                (
+                    "REFUND",
+                    0,
+                    0,
+                    e.refund_id.clone(),
+                    format!("R{}", e.merchant_order_id),
+                    e.amount_fen,
+                    "ORIGINAL",
+                    "SUCCESS",
+                    fee,
+                    0,
+                )
+            } else {
+                let settled = e.amount_fen - e.coupon_fen;
+                let status = if e.cancelled { "REVOKED" } else { "SUCCESS" };
+                (
+                    status,
+                    settled,
+                    e.coupon_fen,
+                    "0".into(),
+                    "0".into(),
+                    0,
+                    "",
+                    "",
+                    settled * 6,
+                    e.amount_fen,
+                )
+            };
         settled_sum += settled;
         refund_sum += refund_amt;
         fee_milli += fee;
@@ -247,7 +229,8 @@ pub fn alipay_merchant_month(
         cn_date(from),
         cn_date(to_exclusive)
     );
-    summary.push_str("#-----------------------------------------业务汇总列表----------------------------------------\r\n");
+    summary
+        .push_str("#-----------------------------------------业务汇总列表----------------------------------------\r\n");
     summary.push_str("门店编号,门店名称,交易订单总笔数,退款订单总笔数,交易订单金额（元）,商家实收（元）,商家优惠（元）,退款金额（元）\r\n");
     let _ = write!(
         summary,
@@ -261,19 +244,13 @@ pub fn alipay_merchant_month(
         format_yuan(trade_discount),
         format_yuan(refund_received)
     );
-    summary.push_str("#-----------------------------------------业务汇总列表结束------------------------------------\r\n");
-    let _ = write!(
-        summary,
-        "#导出时间：[{} 05:46:49]\r\n",
-        cn_date(to_exclusive)
-    );
+    summary
+        .push_str("#-----------------------------------------业务汇总列表结束------------------------------------\r\n");
+    let _ = write!(summary, "#导出时间：[{} 05:46:49]\r\n", cn_date(to_exclusive));
     let month = from.format("%Y%m").to_string();
     let details_name = format!("{ALIPAY_ACCOUNT}_{month}_业务明细.csv");
     let summary_name = format!("{ALIPAY_ACCOUNT}_{month}_业务明细(汇总).csv");
-    let zip = gbk_named_zip(&[
-        (details_name.as_str(), gbk(&s)),
-        (summary_name.as_str(), gbk(&summary)),
-    ])?;
+    let zip = gbk_named_zip(&[(details_name.as_str(), gbk(&s)), (summary_name.as_str(), gbk(&summary))])?;
     write_file(path, &zip)
 }
 
@@ -285,9 +262,7 @@ pub fn gbk_named_zip(entries: &[(&str, Vec<u8>)]) -> Result<Vec<u8>> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
-        .last_modified_time(
-            zip::DateTime::from_date_and_time(2026, 1, 1, 0, 0, 0).expect("valid date"),
-        );
+        .last_modified_time(zip::DateTime::from_date_and_time(2026, 1, 1, 0, 0, 0).expect("valid date"));
     for (i, (name, bytes)) in entries.iter().enumerate() {
         let raw = gbk(name);
         // One distinct letter per entry: no placeholder is a substring of another.
@@ -546,11 +521,7 @@ pub fn alipay_personal_month(
     let mut s = String::new();
     s.push_str(&"-".repeat(84));
     s.push_str("\r\n导出信息：\r\n姓名：李小明\r\n支付宝账户：138****0000\r\n");
-    let _ = write!(
-        s,
-        "起始时间：[{} 00:00:00]    终止时间：[{} 23:59:59]\r\n",
-        from, to
-    );
+    let _ = write!(s, "起始时间：[{} 00:00:00]    终止时间：[{} 23:59:59]\r\n", from, to);
     s.push_str("导出交易类型：[全部]\r\n");
     let _ = write!(s, "导出时间：[{} 09:30:12]\r\n", to + chrono::Days::new(1));
     let _ = write!(s, "共{}笔记录\r\n", lines.len());
@@ -564,7 +535,9 @@ pub fn alipay_personal_month(
     s.push_str("5.请妥善保管本回单，因泄露造成的损失由用户自行承担；\r\n");
     s.push_str("6.本回单自导出之日起有效期为30天。\r\n\r\n");
     s.push_str("------------------------支付宝（中国）网络技术有限公司  电子客户回单------------------------\r\n");
-    s.push_str("交易时间,交易分类,交易对方,对方账号,商品说明,收/支,金额,收/付款方式,交易状态,交易订单号,商家订单号,备注,\r\n");
+    s.push_str(
+        "交易时间,交易分类,交易对方,对方账号,商品说明,收/支,金额,收/付款方式,交易状态,交易订单号,商家订单号,备注,\r\n",
+    );
     for l in &lines {
         let _ = write!(
             s,
@@ -586,19 +559,9 @@ pub fn alipay_personal_month(
 }
 
 /// A POS line-item export (UTF-8 with BOM, as POS systems write for Excel).
-pub fn pos_month(
-    path: &Path,
-    rows: &[(String, String, String, u32, i64, NaiveDateTime)],
-) -> Result<()> {
+pub fn pos_month(path: &Path, rows: &[(String, String, String, u32, i64, NaiveDateTime)]) -> Result<()> {
     let mut w = csv::Writer::from_writer(vec![0xEF, 0xBB, 0xBF]);
-    w.write_record([
-        "merchant_order_no",
-        "sku",
-        "name",
-        "quantity",
-        "unit_price",
-        "time",
-    ])?;
+    w.write_record(["merchant_order_no", "sku", "name", "quantity", "unit_price", "time"])?;
     for (order, sku, name, qty, price, time) in rows {
         w.write_record([
             order.as_str(),

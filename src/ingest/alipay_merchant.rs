@@ -6,9 +6,7 @@
 use anyhow::{bail, Result};
 
 use super::model::{Event, KeyQuality, Kind, RawIdentity, TotalCheck};
-use super::normalise::{
-    check_id, parse_fen, parse_fen_or_zero, split_csv_line, Header, TextEncoding,
-};
+use super::normalise::{check_id, parse_fen, parse_fen_or_zero, split_csv_line, Header, TextEncoding};
 use super::source::{Input, Lines};
 use super::Ctx;
 
@@ -74,18 +72,15 @@ pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
             if h.has("支付宝交易号") {
                 let missing = h.missing(REQUIRED);
                 if !missing.is_empty() {
-                    bail!(
-                        "line {n}: the Alipay 业务明细 header lacks {}",
-                        missing.join(", ")
-                    );
+                    bail!("line {n}: the Alipay 业务明细 header lacks {}", missing.join(", "));
                 }
                 header = Some(h);
             }
             continue;
         };
-        add_sums(h, &cells, &mut sums);
-        if let Err(reason) = read_row(h, &cells, n, ctx) {
-            ctx.report.reject(n, reason, &line);
+        match read_row(h, &cells, n, ctx) {
+            Ok(()) => add_sums(h, &cells, &mut sums),
+            Err(reason) => ctx.report.reject(n, reason, &line),
         }
     }
     if header.is_none() {
@@ -94,6 +89,7 @@ pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
     for (n, line) in trailer {
         check_trailer(&line, n, &sums, ctx);
     }
+    ctx.report.expects_totals = true;
     Ok(())
 }
 
@@ -137,9 +133,7 @@ fn check_trailer(line: &str, n: u64, s: &Sums, ctx: &mut Ctx) {
                 if refund { s.refunds } else { s.trades },
                 "rows",
             )
-        } else if let Some((label, amount)) =
-            part.strip_suffix('元').and_then(|p| p.split_once('共'))
-        {
+        } else if let Some((label, amount)) = part.strip_suffix('元').and_then(|p| p.split_once('共')) {
             let computed = match (refund, label) {
                 (false, "商家实收") => s.trade_received,
                 (false, "交易金额") => s.trade_amount,
@@ -154,11 +148,7 @@ fn check_trailer(line: &str, n: u64, s: &Sums, ctx: &mut Ctx) {
                     continue;
                 }
             };
-            let tag = if refund {
-                "#退款合计"
-            } else {
-                "#交易合计"
-            };
+            let tag = if refund { "#退款合计" } else { "#交易合计" };
             (format!("{tag} {label}"), parse_fen(amount), computed, "fen")
         } else {
             continue;
@@ -198,12 +188,8 @@ fn read_row(h: &Header, cells: &[String], line: u64, ctx: &mut Ctx) -> Result<()
     }
     let merchant_order = check_id(h.cell(cells, "商户订单号"), "商户订单号")?;
     let time_raw = match kind {
-        Kind::Payment => h
-            .opt(cells, "完成时间")
-            .unwrap_or(h.cell(cells, "创建时间")),
-        Kind::Refund => h
-            .opt(cells, "完成时间")
-            .ok_or("a refund row without 完成时间")?,
+        Kind::Payment => h.opt(cells, "完成时间").unwrap_or(h.cell(cells, "创建时间")),
+        Kind::Refund => h.opt(cells, "完成时间").ok_or("a refund row without 完成时间")?,
     };
     let (local, utc) = ctx.time(time_raw)?;
     let mut amount = parse_fen(h.cell(cells, "订单金额（元）"))?;
@@ -214,8 +200,7 @@ fn read_row(h: &Header, cells: &[String], line: u64, ctx: &mut Ctx) -> Result<()
         settled = -settled.abs();
     }
     // 服务费 is zero or negative on trades (charged): store the fee paid as positive 1/1000 fen.
-    let fee =
-        -parse_fen_or_zero(h.cell(cells, "服务费（元）"))? * super::normalise::MILLIFEN_PER_FEN;
+    let fee = -parse_fen_or_zero(h.cell(cells, "服务费（元）"))? * super::normalise::MILLIFEN_PER_FEN;
     let payment_event_id = format!("alipay:{tx}");
     let (event_id, refund_id) = match kind {
         Kind::Payment => (payment_event_id.clone(), None),
@@ -252,9 +237,7 @@ fn read_row(h: &Header, cells: &[String], line: u64, ctx: &mut Ctx) -> Result<()
         currency: "CNY".into(),
         channel: "alipay",
         trade_type: None,
-        store: h
-            .owned(cells, "门店名称")
-            .or_else(|| h.owned(cells, "门店编号")),
+        store: h.owned(cells, "门店名称").or_else(|| h.owned(cells, "门店编号")),
         terminal: h.owned(cells, "终端号"),
         operator: h.owned(cells, "操作员"),
         status: Some(h.cell(cells, "业务类型").to_string()),

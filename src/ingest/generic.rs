@@ -9,8 +9,7 @@ use anyhow::Result;
 
 use super::model::{Event, InventoryRow, KeyQuality, Kind, LineItem, RawIdentity};
 use super::normalise::{
-    clean_cell, decode, opt_cell, parse_fen, parse_scaled, sniff_encoding, split_csv_line,
-    TextEncoding,
+    clean_cell, decode, opt_cell, parse_fen, parse_scaled, sniff_encoding, split_csv_line, TextEncoding,
 };
 use super::source::Input;
 use super::Ctx;
@@ -37,10 +36,7 @@ pub fn builtin_mappings() -> Vec<GenericMapping> {
             ]),
         ),
         ("sku", names(&["sku", "SKU", "商品编码", "条码"])),
-        (
-            "name",
-            names(&["name", "product", "product_name", "商品名称", "品名"]),
-        ),
+        ("name", names(&["name", "product", "product_name", "商品名称", "品名"])),
         ("quantity", names(&["quantity", "qty", "数量"])),
         (
             "unit_price",
@@ -54,24 +50,15 @@ pub fn builtin_mappings() -> Vec<GenericMapping> {
     let inventory: BTreeMap<String, HeaderNames> = [
         ("sku", names(&["sku", "SKU", "商品编码"])),
         ("name", names(&["name", "product", "商品名称", "品名"])),
-        (
-            "on_hand",
-            names(&["on_hand", "库存", "现有库存", "在库数量"]),
-        ),
+        ("on_hand", names(&["on_hand", "库存", "现有库存", "在库数量"])),
         ("on_order", names(&["on_order", "在途", "在途数量"])),
         (
             "lead_time_days",
             names(&["lead_time_days", "lead_time", "交货期(天)", "交货期（天）"]),
         ),
         ("pack_size", names(&["pack_size", "箱规", "包装规格"])),
-        (
-            "min_order",
-            names(&["min_order", "min_order_qty", "最小起订量"]),
-        ),
-        (
-            "unit_cost",
-            names(&["unit_cost", "进价", "成本价", "单位成本"]),
-        ),
+        ("min_order", names(&["min_order", "min_order_qty", "最小起订量"])),
+        ("unit_cost", names(&["unit_cost", "进价", "成本价", "单位成本"])),
         ("snapshot_date", names(&["snapshot_date", "盘点日期"])),
     ]
     .into_iter()
@@ -98,11 +85,7 @@ fn match_header(m: &GenericMapping, cells: &[String]) -> Option<HashMap<String, 
     let cleaned: Vec<&str> = cells.iter().map(|c| clean_cell(c)).collect();
     let mut found = HashMap::new();
     for (field, header) in &m.columns {
-        if let Some(i) = header
-            .names()
-            .iter()
-            .find_map(|n| cleaned.iter().position(|c| c == n))
-        {
+        if let Some(i) = header.names().iter().find_map(|n| cleaned.iter().position(|c| c == n)) {
             found.insert(field.clone(), i);
         }
     }
@@ -123,12 +106,7 @@ pub fn detect<'m>(lines: &[String], mappings: &'m [GenericMapping]) -> Option<&'
 }
 
 fn encoding_of(m: &GenericMapping, bytes: &[u8]) -> TextEncoding {
-    match m
-        .encoding
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
+    match m.encoding.as_deref().map(str::to_ascii_lowercase).as_deref() {
         Some("gbk" | "gb18030" | "gb2312") => TextEncoding::Gb18030,
         Some(_) => TextEncoding::Utf8,
         None => sniff_encoding(&bytes[..bytes.len().min(64 * 1024)]),
@@ -162,11 +140,7 @@ pub fn parse(input: &Input, m: &GenericMapping, ctx: &mut Ctx) -> Result<()> {
         if cells.iter().all(|c| clean_cell(c).is_empty()) {
             continue;
         }
-        let get = |f: &str| {
-            c.get(f)
-                .and_then(|&i| cells.get(i))
-                .and_then(|s| opt_cell(s))
-        };
+        let get = |f: &str| c.get(f).and_then(|&i| cells.get(i)).and_then(|s| opt_cell(s));
         let result = match m.kind {
             GenericKind::Payments => payment_row(m, &get, line, ctx),
             GenericKind::LineItems => line_item_row(m, &get, line, &mut order_lines, ctx),
@@ -213,23 +187,15 @@ fn payment_row<'a>(
     }
     let order = get("order_id").ok_or("order_id is empty")?;
     let order = super::normalise::check_id(order, "order_id")?;
-    let local = super::normalise::parse_local_time_with(
-        get("time").unwrap_or(""),
-        m.time_format.as_deref(),
-    )?;
+    let local = super::normalise::parse_local_time_with(get("time").unwrap_or(""), m.time_format.as_deref())?;
     let utc = super::normalise::to_utc(local, ctx.tz)?;
     let amount = money(m, get("amount").ok_or("amount is empty")?)?;
     let refund = amount < 0 || get("kind").is_some_and(|k| m.refund_values.iter().any(|v| v == k));
     let amount = if refund { -amount.abs() } else { amount };
-    let fee = get("fee").map(|f| money(m, f)).transpose()?.unwrap_or(0)
-        * super::normalise::MILLIFEN_PER_FEN;
+    let fee = get("fee").map(|f| money(m, f)).transpose()?.unwrap_or(0) * super::normalise::MILLIFEN_PER_FEN;
     let payment_id = format!("gen:{}:{order}", m.name);
     let event_id = if refund {
-        format!(
-            "{payment_id}:refund:{}:{}",
-            local.format("%Y%m%d%H%M%S"),
-            -amount
-        )
+        format!("{payment_id}:refund:{}:{}", local.format("%Y%m%d%H%M%S"), -amount)
     } else {
         payment_id.clone()
     };

@@ -140,11 +140,7 @@ fn formats_tried(cfg: &Config) -> String {
     ]
     .map(String::from)
     .to_vec();
-    v.extend(
-        cfg.generic
-            .iter()
-            .map(|m| format!("generic mapping `{}`", m.name)),
-    );
+    v.extend(cfg.generic.iter().map(|m| format!("generic mapping `{}`", m.name)));
     v.push("POS line items CSV".into());
     v.push("inventory snapshot CSV".into());
     v.join(", ")
@@ -163,10 +159,7 @@ pub fn detect(input: &Input, cfg: &Config) -> Result<(Format, TextEncoding)> {
             .take(3)
             .flat_map(|r| r.cells.iter().map(|c| normalise::clean_cell(c)))
             .collect();
-        if first_cells
-            .iter()
-            .any(|c| c.starts_with(personal::WECHAT_MARKER))
-        {
+        if first_cells.iter().any(|c| c.starts_with(personal::WECHAT_MARKER)) {
             return Ok((Format::WechatPersonalXlsx, TextEncoding::Utf8));
         }
         anyhow::bail!(
@@ -179,10 +172,7 @@ pub fn detect(input: &Input, cfg: &Config) -> Result<(Format, TextEncoding)> {
         .iter()
         .take(5)
         .all(|l| !l.contains('\u{fffd}') && !l.contains('\0'));
-    let first = lines
-        .first()
-        .map(|l| l.trim_start_matches('\u{feff}'))
-        .unwrap_or("");
+    let first = lines.first().map(|l| l.trim_start_matches('\u{feff}')).unwrap_or("");
     let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
     let format = if wechat_merchant::detect(&lines) {
         Format::WechatMerchant
@@ -196,9 +186,7 @@ pub fn detect(input: &Input, cfg: &Config) -> Result<(Format, TextEncoding)> {
         Format::WechatPersonalCsv
     } else if first.starts_with(personal::ALIPAY_WEB_MARKER) {
         Format::AlipayPersonalWeb
-    } else if has(personal::ALIPAY_RECEIPT_MARKER)
-        && personal::ALIPAY_COMPANIES.iter().any(|c| has(c))
-    {
+    } else if has(personal::ALIPAY_RECEIPT_MARKER) && personal::ALIPAY_COMPANIES.iter().any(|c| has(c)) {
         Format::AlipayPersonal
     } else {
         let mut mappings = cfg.generic.clone();
@@ -216,12 +204,7 @@ pub fn detect(input: &Input, cfg: &Config) -> Result<(Format, TextEncoding)> {
 }
 
 /// Parses one input into its report and sink.
-fn parse_input<'a>(
-    input: &Input,
-    cfg: &'a Config,
-    hasher: &'a KeyHasher,
-    sha: &str,
-) -> Result<(Format, Ctx<'a>)> {
+fn parse_input<'a>(input: &Input, cfg: &'a Config, hasher: &'a KeyHasher, sha: &str) -> Result<(Format, Ctx<'a>)> {
     let (format, enc) = detect(input, cfg)?;
     let mut sink = EventSink::new(hasher, sha);
     sink.set_format(&format.name());
@@ -242,7 +225,9 @@ fn parse_input<'a>(
         ),
         Format::WechatPersonalCsv => personal::parse_wechat(personal::text_rows(input, enc)?, &mut ctx)?,
         Format::WechatPersonalXlsx => personal::parse_wechat(personal::xlsx_rows(input)?, &mut ctx)?,
-        Format::AlipayPersonal | Format::AlipayPersonalWeb => personal::parse_alipay(personal::text_rows(input, enc)?, &mut ctx)?,
+        Format::AlipayPersonal | Format::AlipayPersonalWeb => {
+            personal::parse_alipay(personal::text_rows(input, enc)?, &mut ctx)?
+        }
         Format::Generic(m) => generic::parse(input, m, &mut ctx)?,
     }
     Ok((format, ctx))
@@ -306,11 +291,7 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
             Ok(o) => o,
             Err(e) => refused(&input.name, &e),
         };
-        if params.strict
-            && (outcome.reconciled == Some(false)
-                || outcome.rejected > 0
-                || outcome.status == "refused")
-        {
+        if params.strict && (outcome.reconciled == Some(false) || outcome.rejected > 0 || outcome.status == "refused") {
             strict_failures.push(outcome.path.clone());
         }
         files.push(outcome);
@@ -352,9 +333,7 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
 }
 
 fn ingest_one(input: &Input, cfg: &Config, store: &mut StoreWriter) -> Result<FileOutcome> {
-    let sha = input
-        .sha256()
-        .with_context(|| format!("reading {}", input.name))?;
+    let sha = input.sha256().with_context(|| format!("reading {}", input.name))?;
     if let Some(prev) = store.manifest.find(&sha) {
         return Ok(FileOutcome {
             path: input.name.clone(),
@@ -377,8 +356,8 @@ fn ingest_one(input: &Input, cfg: &Config, store: &mut StoreWriter) -> Result<Fi
             )],
         });
     }
-    let (format, ctx) = parse_input(input, cfg, &store.hasher, &sha)
-        .with_context(|| format!("reading {}", input.name))?;
+    let (format, ctx) =
+        parse_input(input, cfg, &store.hasher, &sha).with_context(|| format!("reading {}", input.name))?;
     let report = ctx.report;
     let (events, identities, line_items, inventory) = ctx.sink.finish();
     let duplicates = store.stage_events(events)?;
@@ -390,10 +369,7 @@ fn ingest_one(input: &Input, cfg: &Config, store: &mut StoreWriter) -> Result<Fi
         sha256: sha.clone(),
         path: input.name.clone(),
         format: format.name(),
-        rows: report.payments
-            + report.refunds
-            + report.skipped_total()
-            + report.rejects.len() as u64,
+        rows: report.payments + report.refunds + report.skipped_total() + report.rejects.len() as u64,
         payments: report.payments,
         refunds: report.refunds,
         skipped: report.skipped_total(),
@@ -412,9 +388,7 @@ fn ingest_one(input: &Input, cfg: &Config, store: &mut StoreWriter) -> Result<Fi
     };
     store.stage_file(
         entry,
-        rejects_file
-            .as_ref()
-            .map(|_| rejects_csv(&input.name, &report.rejects)),
+        rejects_file.as_ref().map(|_| rejects_csv(&input.name, &report.rejects)),
     );
     Ok(FileOutcome {
         path: input.name.clone(),
@@ -453,20 +427,23 @@ fn details(r: &FileReport, rejects_file: Option<&str>, store: &std::path::Path) 
     }
     for c in r.checks.iter().filter(|c| !c.ok()) {
         let (s, v) = match c.unit {
-            "fen" => (
-                normalise::format_yuan(c.stated),
-                normalise::format_yuan(c.computed),
-            ),
+            "fen" => (normalise::format_yuan(c.stated), normalise::format_yuan(c.computed)),
             "millifen" => (
                 format!("{:.5}", c.stated as f64 / 100_000.0),
                 format!("{:.5}", c.computed as f64 / 100_000.0),
             ),
             _ => (c.stated.to_string(), c.computed.to_string()),
         };
-        d.push(format!(
-            "totals: {} states {s}, the rows add up to {v}",
-            c.what
-        ));
+        d.push(format!("totals: {} states {s}, the rows read add up to {v}", c.what));
+    }
+    if r.expects_totals && r.checks.is_empty() {
+        d.push("totals: the file's summary rows are missing: was it cut short?".into());
+    }
+    if r.line_items > 0 {
+        d.push(format!("{} POS line item(s)", r.line_items));
+    }
+    if r.inventory_rows > 0 {
+        d.push(format!("{} inventory row(s)", r.inventory_rows));
     }
     d.extend(r.notes.iter().cloned());
     d
@@ -478,10 +455,8 @@ fn progress_bar(total: u64, hidden: bool) -> indicatif::ProgressBar {
     }
     let pb = indicatif::ProgressBar::new(total);
     pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {bytes}/{total_bytes} {wide_bar} {eta} {msg}",
-        )
-        .expect("static template"),
+        indicatif::ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {wide_bar} {eta} {msg}")
+            .expect("static template"),
     );
     pb
 }
@@ -514,15 +489,7 @@ fn print_outcome(o: &IngestOutcome, json: bool) -> Result<()> {
         writeln!(
             out,
             "{:<24} {:>9} {:>8} {:>8} {:>8} {:>10}  {:<23}  {:<10} {}",
-            f.format,
-            f.payments,
-            f.refunds,
-            f.skipped,
-            f.rejected,
-            f.duplicates,
-            dates,
-            totals,
-            f.path
+            f.format, f.payments, f.refunds, f.skipped, f.rejected, f.duplicates, dates, totals, f.path
         )?;
         if let Some(e) = &f.error {
             writeln!(out, "    error: {e}")?;
@@ -531,11 +498,6 @@ fn print_outcome(o: &IngestOutcome, json: bool) -> Result<()> {
             writeln!(out, "    {d}")?;
         }
     }
-    writeln!(
-        out,
-        "{} new event(s) stored in {}",
-        o.new_events,
-        o.store.display()
-    )?;
+    writeln!(out, "{} new event(s) stored in {}", o.new_events, o.store.display())?;
     Ok(())
 }

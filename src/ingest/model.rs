@@ -158,6 +158,8 @@ pub struct FileReport {
     pub inventory_rows: u64,
     /// Things worth telling the user that are not errors.
     pub notes: Vec<String>,
+    /// The format always states totals (a summary or trailer): their absence means a truncated file.
+    pub expects_totals: bool,
 }
 
 impl FileReport {
@@ -176,7 +178,10 @@ impl FileReport {
     }
     /// `None` when the file states no totals, else whether every stated total matched.
     pub fn reconciled(&self) -> Option<bool> {
-        (!self.checks.is_empty()).then(|| self.checks.iter().all(TotalCheck::ok))
+        if self.checks.is_empty() {
+            return self.expects_totals.then_some(false);
+        }
+        Some(self.checks.iter().all(TotalCheck::ok))
     }
     fn see_time(&mut self, t: NaiveDateTime) {
         self.first = Some(self.first.map_or(t, |f| f.min(t)));
@@ -262,9 +267,7 @@ impl<'a> EventSink<'a> {
         let (key, quality) = match &e.customer {
             Some(id) => {
                 let key = self.hasher.key(&id.id);
-                self.identities
-                    .entry(key.clone())
-                    .or_insert_with(|| id.clone());
+                self.identities.entry(key.clone()).or_insert_with(|| id.clone());
                 (Some(key), id.quality.as_str())
             }
             None => (None, "none"),
@@ -322,8 +325,7 @@ impl<'a> EventSink<'a> {
             let mut chunks = self.chunks.into_iter();
             let mut df = chunks.next().expect("non-empty");
             for c in chunks {
-                df.vstack_mut_owned(c)
-                    .expect("chunks share the event schema");
+                df.vstack_mut_owned(c).expect("chunks share the event schema");
             }
             df.rechunk_mut();
             df
@@ -344,10 +346,7 @@ fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
         Column::new("source_format".into(), vec![format; n]),
         Column::new("kind".into(), c.kind),
         Column::new("occurred_at".into(), c.occurred_at)
-            .cast(&DataType::Datetime(
-                TimeUnit::Microseconds,
-                Some(TimeZone::UTC),
-            ))
+            .cast(&DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)))
             .expect("i64 to datetime"),
         Column::new("local_date".into(), c.local_date)
             .cast(&DataType::Date)

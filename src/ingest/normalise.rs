@@ -60,10 +60,7 @@ pub fn parse_scaled(raw: &str, scale: u32) -> Result<i64, String> {
     }
     let mut value: i64 = 0;
     for b in int_digits.bytes() {
-        value = match value
-            .checked_mul(10)
-            .and_then(|v| v.checked_add((b - b'0') as i64))
-        {
+        value = match value.checked_mul(10).and_then(|v| v.checked_add((b - b'0') as i64)) {
             Some(v) => v,
             None => return bad("is too large"),
         };
@@ -73,9 +70,7 @@ pub fn parse_scaled(raw: &str, scale: u32) -> Result<i64, String> {
         let d = frac_part.as_bytes().get(i).map_or(0, |b| (b - b'0') as i64);
         frac = frac * 10 + d;
     }
-    let total = value
-        .checked_mul(10i64.pow(scale))
-        .and_then(|v| v.checked_add(frac));
+    let total = value.checked_mul(10i64.pow(scale)).and_then(|v| v.checked_add(frac));
     match total {
         Some(t) => Ok(if neg { -t } else { t }),
         None => bad("is too large"),
@@ -223,10 +218,7 @@ pub fn decode(bytes: &[u8], enc: TextEncoding) -> String {
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
     match enc {
         TextEncoding::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
-        TextEncoding::Gb18030 => encoding_rs::GB18030
-            .decode_without_bom_handling(bytes)
-            .0
-            .into_owned(),
+        TextEncoding::Gb18030 => encoding_rs::GB18030.decode_without_bom_handling(bytes).0.into_owned(),
     }
 }
 
@@ -274,10 +266,7 @@ impl Header {
             if name.is_empty() {
                 continue;
             }
-            let canonical = aliases
-                .iter()
-                .find(|(a, _)| *a == name)
-                .map_or(name, |(_, c)| *c);
+            let canonical = aliases.iter().find(|(a, _)| *a == name).map_or(name, |(_, c)| *c);
             idx.entry(canonical.to_string()).or_insert(i);
         }
         let len = cells
@@ -371,13 +360,9 @@ mod tests {
 
     #[test]
     fn csv_lines_with_quirks() {
-        let cells =
-            split_csv_line("\"2025-05-01 10:00:00\",\"二维码收款\",\"3985734\"\t,\"a,b\",`x");
+        let cells = split_csv_line("\"2025-05-01 10:00:00\",\"二维码收款\",\"3985734\"\t,\"a,b\",`x");
         let cells: Vec<&str> = cells.iter().map(|c| clean_cell(c)).collect();
-        assert_eq!(
-            cells,
-            ["2025-05-01 10:00:00", "二维码收款", "3985734", "a,b", "x"]
-        );
+        assert_eq!(cells, ["2025-05-01 10:00:00", "二维码收款", "3985734", "a,b", "x"]);
         assert_eq!(opt_cell(" / "), None);
         assert!(check_id("4.20000E+27", "交易号").is_err());
         assert_eq!(
@@ -392,10 +377,7 @@ mod tests {
         assert_eq!(sniff_encoding(&gbk), TextEncoding::Gb18030);
         assert_eq!(decode(&gbk, TextEncoding::Gb18030), "#支付宝业务明细查询");
         assert_eq!(sniff_encoding("交易时间".as_bytes()), TextEncoding::Utf8);
-        assert_eq!(
-            sniff_encoding(&"交易时间".as_bytes()[..5]),
-            TextEncoding::Utf8
-        );
+        assert_eq!(sniff_encoding(&"交易时间".as_bytes()[..5]), TextEncoding::Utf8);
         assert_eq!(format_yuan(-1234), "-12.34");
         assert_eq!(format_yuan(5), "0.05");
     }

@@ -10,8 +10,8 @@ use anyhow::{bail, Result};
 
 use super::model::{Event, KeyQuality, Kind, RawIdentity, TotalCheck};
 use super::normalise::{
-    check_id, clean_cell, excel_serial_to_local, parse_fen, parse_fen_or_zero, parse_scaled,
-    split_csv_line, used_len, Header, TextEncoding,
+    check_id, clean_cell, excel_serial_to_local, parse_fen, parse_fen_or_zero, parse_scaled, split_csv_line, used_len,
+    Header, TextEncoding,
 };
 use super::source::{Input, Lines};
 use super::Ctx;
@@ -23,8 +23,7 @@ pub const ALIPAY_WEB: &str = "alipay_personal_web";
 
 pub const WECHAT_MARKER: &str = "微信支付账单明细";
 pub const ALIPAY_RECEIPT_MARKER: &str = "电子客户回单";
-pub const ALIPAY_COMPANIES: [&str; 2] =
-    ["支付宝（中国）网络技术有限公司", "支付宝支付科技有限公司"];
+pub const ALIPAY_COMPANIES: [&str; 2] = ["支付宝（中国）网络技术有限公司", "支付宝支付科技有限公司"];
 pub const ALIPAY_WEB_MARKER: &str = "支付宝交易记录明细查询";
 
 /// A row of cells with its 1-based line (or spreadsheet row) number and raw text for rejects.
@@ -97,10 +96,7 @@ fn stated_totals(rows: &[Row]) -> Stated {
     let mut s = Stated::default();
     for r in rows {
         let text = clean_cell(r.cells.first().map_or("", String::as_str));
-        if let Some(n) = text
-            .strip_prefix('共')
-            .and_then(|t| t.strip_suffix("笔记录"))
-        {
+        if let Some(n) = text.strip_prefix('共').and_then(|t| t.strip_suffix("笔记录")) {
             if let Ok(n) = parse_scaled(n, 0) {
                 s.records = Some((r.line, n));
             }
@@ -112,16 +108,10 @@ fn stated_totals(rows: &[Row]) -> Stated {
             .filter(|c| !c.is_empty())
             .collect::<Vec<_>>()
             .join(",");
-        if let Some(rest) = joined
-            .strip_prefix("收入")
-            .or_else(|| joined.strip_prefix("已收入"))
-        {
+        if let Some(rest) = joined.strip_prefix("收入").or_else(|| joined.strip_prefix("已收入")) {
             let rest = rest.trim_start_matches([':', '：']);
             if let Some((count, amount)) = rest.split_once('笔') {
-                let amount = amount
-                    .trim_start_matches([',', ' '])
-                    .trim_end_matches('元')
-                    .trim();
+                let amount = amount.trim_start_matches([',', ' ']).trim_end_matches('元').trim();
                 if let (Ok(c), Ok(a)) = (parse_scaled(count, 0), parse_fen(amount)) {
                     s.income = Some((r.line, c, a));
                 }
@@ -157,11 +147,7 @@ fn push_checks(stated: &Stated, rows: i64, income_rows: i64, income_fen: i64, ct
 }
 
 /// Finds the header row by content: the first row holding every one of `needles`.
-fn find_header(
-    rows: &[Row],
-    needles: &[&str],
-    aliases: &[(&str, &str)],
-) -> Option<(usize, Header)> {
+fn find_header(rows: &[Row], needles: &[&str], aliases: &[(&str, &str)]) -> Option<(usize, Header)> {
     rows.iter().enumerate().find_map(|(i, r)| {
         let h = Header::new(&r.cells, aliases);
         needles.iter().all(|n| h.has(n)).then_some((i, h))
@@ -204,28 +190,28 @@ pub fn parse_wechat(rows: Vec<Row>, ctx: &mut Ctx) -> Result<()> {
         .collect();
     let sales: HashSet<String> = data
         .iter()
-        .filter(|r| {
-            h.cell(&r.cells, "收/支") == "收入"
-                && sale_types.iter().any(|t| t == h.cell(&r.cells, "交易类型"))
-        })
+        .filter(|r| h.cell(&r.cells, "收/支") == "收入" && sale_types.iter().any(|t| t == h.cell(&r.cells, "交易类型")))
         .map(|r| h.cell(&r.cells, "交易单号").to_string())
         .collect();
-    let (mut income_rows, mut income_fen) = (0i64, 0i64);
+    let (mut read_rows, mut income_rows, mut income_fen) = (0i64, 0i64, 0i64);
     for row in &data {
-        if h.cell(&row.cells, "收/支") == "收入" {
-            income_rows += 1;
-            income_fen += parse_fen_or_zero(h.cell(&row.cells, "金额(元)")).unwrap_or(0);
-        }
         let result = if is_sale_refund(&row.cells) {
             wechat_refund_row(&h, &row.cells, row.line, &sales, ctx)
         } else {
             wechat_row(&h, &row.cells, row.line, &explicit, ctx)
         };
-        if let Err(reason) = result {
-            ctx.report.reject(row.line, reason, &row.raw);
+        match result {
+            Ok(()) => {
+                read_rows += 1;
+                if h.cell(&row.cells, "收/支") == "收入" {
+                    income_rows += 1;
+                    income_fen += parse_fen_or_zero(h.cell(&row.cells, "金额(元)")).unwrap_or(0);
+                }
+            }
+            Err(reason) => ctx.report.reject(row.line, reason, &row.raw),
         }
     }
-    push_checks(&stated, data.len() as i64, income_rows, income_fen, ctx);
+    push_checks(&stated, read_rows, income_rows, income_fen, ctx);
     Ok(())
 }
 
@@ -333,10 +319,8 @@ fn wechat_row(
         return Ok(());
     }
     if dir != "收入" || !ctx.cfg.personal.wechat_sale_types.iter().any(|t| t == kind) {
-        ctx.report.skip(format!(
-            "not a sale: {} {kind}",
-            if dir.is_empty() { "/" } else { dir }
-        ));
+        ctx.report
+            .skip(format!("not a sale: {} {kind}", if dir.is_empty() { "/" } else { dir }));
         return Ok(());
     }
     let e = wechat_event(h, cells, line, ctx)?;
@@ -367,9 +351,7 @@ fn refunded_fen(status: &str, amount: i64) -> Result<i64, String> {
         return Ok(amount);
     }
     if let Some(rest) = status.split_once("已退款").map(|(_, r)| r) {
-        let rest = rest.trim_matches(|c: char| {
-            c == '(' || c == ')' || c == '（' || c == '）' || c.is_whitespace()
-        });
+        let rest = rest.trim_matches(|c: char| c == '(' || c == ')' || c == '（' || c == '）' || c.is_whitespace());
         if rest.is_empty() {
             return Ok(amount);
         }
@@ -392,14 +374,7 @@ const ALIPAY_ALIASES: &[(&str, &str)] = &[
 pub fn parse_alipay(rows: Vec<Row>, ctx: &mut Ctx) -> Result<()> {
     let Some((hi, h)) = find_header(
         &rows,
-        &[
-            "交易时间",
-            "交易对方",
-            "收/支",
-            "金额",
-            "交易状态",
-            "交易订单号",
-        ],
+        &["交易时间", "交易对方", "收/支", "金额", "交易状态", "交易订单号"],
         ALIPAY_ALIASES,
     ) else {
         bail!("no Alipay personal header row (交易时间,交易分类,交易对方,...) found");
@@ -415,17 +390,20 @@ pub fn parse_alipay(rows: Vec<Row>, ctx: &mut Ctx) -> Result<()> {
         .filter(|r| alipay_is_sale(&h, &r.cells, ctx))
         .map(|r| h.cell(&r.cells, "交易订单号").to_string())
         .collect();
-    let (mut income_rows, mut income_fen) = (0i64, 0i64);
+    let (mut read_rows, mut income_rows, mut income_fen) = (0i64, 0i64, 0i64);
     for r in &data {
-        if h.cell(&r.cells, "收/支") == "收入" {
-            income_rows += 1;
-            income_fen += parse_fen_or_zero(h.cell(&r.cells, "金额")).unwrap_or(0);
-        }
-        if let Err(reason) = alipay_row(&h, &r.cells, r.line, &sales, ctx) {
-            ctx.report.reject(r.line, reason, &r.raw);
+        match alipay_row(&h, &r.cells, r.line, &sales, ctx) {
+            Ok(()) => {
+                read_rows += 1;
+                if h.cell(&r.cells, "收/支") == "收入" {
+                    income_rows += 1;
+                    income_fen += parse_fen_or_zero(h.cell(&r.cells, "金额")).unwrap_or(0);
+                }
+            }
+            Err(reason) => ctx.report.reject(r.line, reason, &r.raw),
         }
     }
-    push_checks(&stated, data.len() as i64, income_rows, income_fen, ctx);
+    push_checks(&stated, read_rows, income_rows, income_fen, ctx);
     Ok(())
 }
 
@@ -443,13 +421,7 @@ fn alipay_is_sale(h: &Header, cells: &[String], ctx: &Ctx) -> bool {
         && (status.contains("成功") && !status.contains("退款") || status == "已收钱")
 }
 
-fn alipay_row(
-    h: &Header,
-    cells: &[String],
-    line: u64,
-    sales: &HashSet<String>,
-    ctx: &mut Ctx,
-) -> Result<(), String> {
+fn alipay_row(h: &Header, cells: &[String], line: u64, sales: &HashSet<String>, ctx: &mut Ctx) -> Result<(), String> {
     if used_len(cells) < h.len.saturating_sub(2) {
         return Err(format!(
             "only {} of {} fields: the line is truncated",
@@ -459,8 +431,7 @@ fn alipay_row(
     }
     let status = h.cell(cells, "交易状态");
     let tx = check_id(h.cell(cells, "交易订单号"), "交易订单号")?;
-    let is_refund =
-        h.cell(cells, "交易分类") == "退款" || h.cell(cells, "商品说明").starts_with("退款-");
+    let is_refund = h.cell(cells, "交易分类") == "退款" || h.cell(cells, "商品说明").starts_with("退款-");
     if status.contains("交易关闭") {
         ctx.report.skip("cancelled (交易关闭)");
         return Ok(());
@@ -468,8 +439,7 @@ fn alipay_row(
     let original = tx.split('_').next().unwrap_or(tx);
     if is_refund {
         if !sales.contains(original) {
-            ctx.report
-                .skip("refund of a purchase, not of a sale in this file");
+            ctx.report.skip("refund of a purchase, not of a sale in this file");
             return Ok(());
         }
     } else if !sales.contains(tx) {
@@ -477,24 +447,18 @@ fn alipay_row(
         if dir == "收入" && !status.contains("成功") {
             ctx.report.skip(format!("not completed ({status})"));
         } else {
-            ctx.report.skip(format!(
-                "not a sale: {} {}",
-                if dir.is_empty() { "/" } else { dir },
-                h.cell(cells, "交易分类")
-            ));
+            let what = [if dir.is_empty() { "/" } else { dir }, h.cell(cells, "交易分类")].join(" ");
+            ctx.report.skip(format!("not a sale: {}", what.trim()));
         }
         return Ok(());
     }
     if tx.is_empty() {
         return Err("交易订单号 is empty".into());
     }
-    let time_raw = h
-        .opt(cells, "付款时间")
-        .unwrap_or(h.cell(cells, "交易时间"));
+    let time_raw = h.opt(cells, "付款时间").unwrap_or(h.cell(cells, "交易时间"));
     let (local, utc) = ctx.time(time_raw)?;
     let amount = parse_fen(h.cell(cells, "金额"))?.abs();
-    let fee = parse_fen_or_zero(h.cell(cells, "服务费（元）"))?.abs()
-        * super::normalise::MILLIFEN_PER_FEN;
+    let fee = parse_fen_or_zero(h.cell(cells, "服务费（元）"))?.abs() * super::normalise::MILLIFEN_PER_FEN;
     let counterparty = h.opt(cells, "交易对方");
     let account = h.opt(cells, "对方账号");
     let customer = (counterparty.is_some() || account.is_some()).then(|| RawIdentity {
@@ -515,11 +479,7 @@ fn alipay_row(
     });
     let event = Event {
         event_id: format!("alp:{tx}"),
-        kind: if is_refund {
-            Kind::Refund
-        } else {
-            Kind::Payment
-        },
+        kind: if is_refund { Kind::Refund } else { Kind::Payment },
         occurred_local: local,
         occurred_at: utc,
         order_id: Some(tx.to_string()),
@@ -534,9 +494,7 @@ fn alipay_row(
         fee_millifen: if is_refund { 0 } else { fee },
         currency: "CNY".into(),
         channel: "alipay_personal",
-        trade_type: h
-            .owned(cells, "交易分类")
-            .or_else(|| h.owned(cells, "类型")),
+        trade_type: h.owned(cells, "交易分类").or_else(|| h.owned(cells, "类型")),
         store: None,
         terminal: None,
         operator: None,

@@ -40,9 +40,7 @@ impl Input {
     /// A reader over the raw (possibly gzip-compressed) bytes.
     fn raw_reader(&self) -> Result<Box<dyn Read + Send + '_>> {
         Ok(match &self.payload {
-            Payload::File(p) => {
-                Box::new(File::open(p).with_context(|| format!("opening {}", p.display()))?)
-            }
+            Payload::File(p) => Box::new(File::open(p).with_context(|| format!("opening {}", p.display()))?),
             Payload::Bytes(b) => Box::new(Cursor::new(b.as_slice())),
         })
     }
@@ -102,12 +100,7 @@ pub fn collect_inputs(paths: &[PathBuf], skip_dir: Option<&Path>) -> (Vec<Input>
     (inputs, bad)
 }
 
-fn collect_path(
-    p: &Path,
-    skip_dir: Option<&Path>,
-    inputs: &mut Vec<Input>,
-    bad: &mut Vec<Unreadable>,
-) {
+fn collect_path(p: &Path, skip_dir: Option<&Path>, inputs: &mut Vec<Input>, bad: &mut Vec<Unreadable>) {
     let name = p.display().to_string();
     let meta = match std::fs::metadata(p) {
         Ok(m) => m,
@@ -150,9 +143,7 @@ fn collect_path(
         size: meta.len(),
     };
     match input.head(4) {
-        Ok(h) if h.starts_with(b"PK\x03\x04") && !is_xlsx(&input) => {
-            expand_zip(&input, inputs, bad)
-        }
+        Ok(h) if h.starts_with(b"PK\x03\x04") && !is_xlsx(&input) => expand_zip(&input, inputs, bad),
         Ok(_) => inputs.push(input),
         Err(e) => bad.push(Unreadable {
             name,
@@ -177,18 +168,14 @@ pub fn is_xlsx(input: &Input) -> bool {
     if r.take(64 << 20).read_to_end(&mut bytes).is_err() {
         return false;
     }
-    zip::ZipArchive::new(Cursor::new(bytes))
-        .is_ok_and(|z| z.index_for_name("xl/workbook.xml").is_some())
+    zip::ZipArchive::new(Cursor::new(bytes)).is_ok_and(|z| z.index_for_name("xl/workbook.xml").is_some())
 }
 
 /// The name of a zip entry: UTF-8 when it is, else GBK (Alipay's archives do not set the UTF-8 flag).
 pub fn zip_entry_name(raw: &[u8]) -> String {
     match std::str::from_utf8(raw) {
         Ok(s) => s.to_string(),
-        Err(_) => encoding_rs::GB18030
-            .decode_without_bom_handling(raw)
-            .0
-            .into_owned(),
+        Err(_) => encoding_rs::GB18030.decode_without_bom_handling(raw).0.into_owned(),
     }
 }
 

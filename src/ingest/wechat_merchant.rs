@@ -6,8 +6,7 @@ use anyhow::{bail, Result};
 
 use super::model::{Event, KeyQuality, Kind, RawIdentity, TotalCheck};
 use super::normalise::{
-    check_id, parse_fen, parse_fen_or_zero, parse_millifen_or_zero, split_csv_line, Header,
-    TextEncoding,
+    check_id, parse_fen, parse_fen_or_zero, parse_millifen_or_zero, split_csv_line, Header, TextEncoding,
 };
 use super::source::{Input, Lines};
 use super::Ctx;
@@ -82,10 +81,7 @@ pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
                 let h = Header::new(&split_csv_line(&line), ALIASES);
                 let missing = h.missing(REQUIRED);
                 if !missing.is_empty() {
-                    bail!(
-                        "line {n}: the WeChat merchant header lacks {}",
-                        missing.join(", ")
-                    );
+                    bail!("line {n}: the WeChat merchant header lacks {}", missing.join(", "));
                 }
                 header = Some(h);
             }
@@ -94,13 +90,7 @@ pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
         if line.starts_with("总交易单数") {
             let summary_header = split_csv_line(&line);
             let values = next_non_empty(&mut lines)?;
-            check_summary(
-                &summary_header,
-                values.as_deref(),
-                &sums,
-                ctx,
-                lines.line_no,
-            );
+            check_summary(&summary_header, values.as_deref(), &sums, ctx, lines.line_no);
             continue;
         }
         let owned;
@@ -110,15 +100,19 @@ pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
         } else {
             line.split(',').collect()
         };
-        sums.rows += 1;
-        add_sums(h, &cells, &summed, &mut sums);
-        if let Err(reason) = read_row(h, &cells, n, ctx) {
-            ctx.report.reject(n, reason, &line);
+        // Totals are recomputed over the rows read: a rejected row shows as a mismatch.
+        match read_row(h, &cells, n, ctx) {
+            Ok(()) => {
+                sums.rows += 1;
+                add_sums(h, &cells, &summed, &mut sums);
+            }
+            Err(reason) => ctx.report.reject(n, reason, &line),
         }
     }
     if header.is_none() {
         bail!("no WeChat merchant header line (交易时间,公众账号ID,...) found");
     }
+    ctx.report.expects_totals = true;
     Ok(())
 }
 
@@ -156,9 +150,7 @@ fn check_summary(names: &[String], values: Option<&str>, sums: &Sums, ctx: &mut 
     for (name, value) in names.iter().zip(values.iter()) {
         let name = super::normalise::clean_cell(name);
         let Some((_, column)) = SUMMARY.iter().find(|(s, _)| *s == name) else {
-            ctx.report
-                .notes
-                .push(format!("summary field {name} is not checked"));
+            ctx.report.notes.push(format!("summary field {name} is not checked"));
             continue;
         };
         let (stated, computed, unit) = match column {
@@ -168,11 +160,7 @@ fn check_summary(names: &[String], values: Option<&str>, sums: &Sums, ctx: &mut 
                 sums.by_column.get("手续费").copied().unwrap_or(0),
                 "millifen",
             ),
-            Some(c) => (
-                parse_fen(value),
-                sums.by_column.get(c).copied().unwrap_or(0),
-                "fen",
-            ),
+            Some(c) => (parse_fen(value), sums.by_column.get(c).copied().unwrap_or(0), "fen"),
         };
         match stated {
             Ok(stated) => ctx.report.checks.push(TotalCheck {
@@ -181,20 +169,19 @@ fn check_summary(names: &[String], values: Option<&str>, sums: &Sums, ctx: &mut 
                 computed,
                 unit,
             }),
-            Err(e) => ctx
-                .report
-                .notes
-                .push(format!("line {line}: summary {name}: {e}")),
+            Err(e) => ctx.report.notes.push(format!("line {line}: summary {name}: {e}")),
         }
     }
 }
 
 fn read_row(h: &Header, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), String> {
+    // Every detail cell carries a backtick, so a field too many is an unquoted comma, not padding.
     let used = super::normalise::used_len(cells);
-    if cells.len() > h.len && used > h.len {
+    if cells.len() > h.len && cells[h.len..].iter().any(|c| !c.trim().is_empty()) {
         return Err(format!(
             "{} fields where the header has {}: an unquoted comma inside 商品名称 or 商户数据包?",
-            used, h.len
+            cells.len(),
+            h.len
         ));
     }
     if used < h.len.saturating_sub(3) || cells.len() < h.get("交易状态").unwrap_or(0) + 1 {
@@ -215,8 +202,7 @@ fn read_row(h: &Header, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), 
         "SUCCESS" | "REFUND" => {}
         _ if is_refund => {}
         other => {
-            ctx.report
-                .skip(format!("status {other}: not a completed payment"));
+            ctx.report.skip(format!("status {other}: not a completed payment"));
             return Ok(());
         }
     }
@@ -237,8 +223,7 @@ fn read_row(h: &Header, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), 
     let payment_event_id = format!("wx:{tx}");
     let (kind, event_id, amount, settled, discount, refund_id) = if is_refund {
         if h.opt(cells, "退款状态").is_some_and(|s| s != "SUCCESS") {
-            ctx.report
-                .skip(format!("refund {}", h.cell(cells, "退款状态")));
+            ctx.report.skip(format!("refund {}", h.cell(cells, "退款状态")));
             return Ok(());
         }
         let refund_id = refund_no
@@ -265,14 +250,7 @@ fn read_row(h: &Header, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), 
             None => settled,
         };
         let discount = parse_fen_or_zero(h.cell(cells, "代金券金额"))?;
-        (
-            Kind::Payment,
-            payment_event_id.clone(),
-            amount,
-            settled,
-            discount,
-            None,
-        )
+        (Kind::Payment, payment_event_id.clone(), amount, settled, discount, None)
     };
     let customer = match (h.opt(cells, "公众账号ID"), h.opt(cells, "用户标识")) {
         (appid, Some(openid)) => Some(RawIdentity {
