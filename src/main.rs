@@ -1,12 +1,23 @@
 //! Thin entry point: parse arguments, call `paylens::run`, print the error chain, map it to an exit code
-//! (0 ok, 1 bad input or user error, 2 unexpected). A closed stdout pipe exits 0 quietly.
+//! (0 ok, 1 bad input, usage or user error, 2 unexpected). A closed stdout pipe exits 0 quietly.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = paylens::cli::Cli::parse();
+    let cli = match paylens::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors; a usage mistake is the user's (exit 1).
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     match paylens::run(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -278,7 +278,7 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
     let (inputs, unreadable) = source::collect_inputs(&params.paths, Some(&cfg.store));
     let mut files: Vec<FileOutcome> = unreadable
         .iter()
-        .map(|u| refused(&u.name, &anyhow::anyhow!("{}", u.reason)))
+        .map(|u| refused(&u.name, &anyhow::anyhow!("reading {}: {}", u.name, u.reason)))
         .collect();
     let total_bytes: u64 = inputs.iter().map(|i| i.size).sum();
     let progress = progress_bar(total_bytes, params.quiet || params.json);

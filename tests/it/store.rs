@@ -1,0 +1,296 @@
+//! Store guarantees: re-ingest is a no-op, overlapping exports never double count, a failed write leaves
+//! the previous state exactly, one writer at a time, standard Parquet (arrow-rs and DuckDB read it),
+//! raw buyer ids only in the identities table, and no input makes paylens panic or half-write the store.
+
+use std::path::PathBuf;
+
+use crate::harness::*;
+
+fn fx(rels: &[&str]) -> Vec<PathBuf> {
+    rels.iter().map(|r| fixture(r)).collect()
+}
+
+#[test]
+fn reingesting_the_same_files_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let files = fx(&[
+        "wechat_merchant/all_27col_bom_crlf.csv",
+        "alipay_merchant/monthly.csv.zip",
+        "wechat_personal/bill_2024.csv",
+    ]);
+    let (code, _) = ingest_json(&store, &files, &[]);
+    assert_eq!(code, 0);
+    let before = snapshot(&store);
+    let (code, json) = ingest_json(&store, &files, &[]);
+    assert_eq!(code, 0);
+    for f in json["files"].as_array().unwrap() {
+        assert_eq!(f["status"], "already_ingested", "{f:#}");
+    }
+    assert_eq!(file(&json, "all_27col_bom_crlf.csv")["duplicates"], 5);
+    let after = snapshot(&store);
+    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
+    assert!(before == after, "store bytes changed on a re-ingest");
+}
+
+#[test]
+fn overlapping_exports_never_double_count_in_any_order() {
+    // ALL holds tx1..tx3 and two refunds; SUCCESS repeats tx1 and adds tx5; REFUND repeats tx1's refund.
+    let order_a = fx(&[
+        "wechat_merchant/all_27col_bom_crlf.csv",
+        "wechat_merchant/success_20col.csv",
+        "wechat_merchant/refund_29col.csv",
+    ]);
+    let order_b: Vec<PathBuf> = order_a.iter().rev().cloned().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (sa, sb) = (dir.path().join("a"), dir.path().join("b"));
+    let (_, ja) = ingest_json(&sa, &order_a, &[]);
+    assert_eq!(file(&ja, "success_20col.csv")["duplicates"], 1);
+    assert_eq!(file(&ja, "refund_29col.csv")["duplicates"], 1);
+    // The same files one at a time, newest first, in separate runs.
+    for p in &order_b {
+        ingest_json(&sb, std::slice::from_ref(p), &[]);
+    }
+    let (ea, eb) = (events(&sa), events(&sb));
+    let ids = |e: &[EventRow]| e.iter().map(|r| (r.event_id.clone(), r.amount_fen)).collect::<Vec<_>>();
+    assert_eq!(ids(&ea), ids(&eb));
+    assert_eq!(ea.iter().filter(|r| r.kind == "payment").count(), 4);
+    assert_eq!(ea.iter().filter(|r| r.kind == "refund").count(), 2);
+    assert_eq!(
+        ea.iter().map(|r| r.amount_fen).sum::<i64>(),
+        2800 + 3000 + 1600 + 2200 - 2800 - 1000
+    );
+}
+
+#[test]
+fn a_failure_part_way_through_leaves_the_previous_state_and_a_rerun_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    ingest_json(&store, &fx(&["wechat_merchant/legacy_24col.csv"]), &[]);
+    let before = snapshot(&store);
+    // These files touch three months (2024-06, 2026-10, 2026-11): fail after writing one partition.
+    let files = fx(&[
+        "wechat_personal/bill_2024.csv",
+        "alipay_personal/bill_2023_layout.csv",
+        "wechat_merchant/all_27col_bom_crlf.csv",
+    ]);
+    let mut cmd = bin();
+    cmd.arg("--store").arg(&store).arg("ingest");
+    cmd.args(&files).env("PAYLENS_TEST_FAIL_AFTER_PARTITIONS", "1");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("injected failure"));
+    let during = snapshot(&store);
+    assert!(
+        before == during,
+        "store changed by a failed ingest: {:?} vs {:?}",
+        before.keys(),
+        during.keys()
+    );
+    let (code, json) = ingest_json(&store, &files, &[]);
+    assert_eq!(code, 0, "{json:#}");
+    let ev = events(&store);
+    assert_eq!(ev.iter().filter(|r| r.kind == "payment").count(), 1 + 4 + 2 + 3);
+    assert_eq!(manifest(&store)["events"].as_object().unwrap().len(), 4);
+}
+
+#[test]
+fn a_second_writer_is_kept_out_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(store.join(".lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    let out = run(
+        &store,
+        &["ingest", fixture("wechat_merchant/success_20col.csv").to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("being written by another paylens process"), "{err}");
+    drop(lock);
+    let out = run(
+        &store,
+        &["ingest", fixture("wechat_merchant/success_20col.csv").to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn store_files_are_standard_parquet_for_arrow_rs_and_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    ingest_json(
+        &store,
+        &fx(&[
+            "wechat_merchant/all_27col_bom_crlf.csv",
+            "alipay_merchant/details_gbk.csv",
+            "generic/pos_line_items.csv",
+        ]),
+        &[],
+    );
+    let m = manifest(&store);
+    // arrow-rs: every file the manifest names opens, zstd-compressed, with the documented columns.
+    for (_, rel) in m["events"].as_object().unwrap() {
+        let path = store.join(rel.as_str().unwrap());
+        let f = std::fs::File::open(&path).unwrap();
+        let meta = parquet::file::reader::SerializedFileReader::new(f).unwrap();
+        let md = parquet::file::reader::FileReader::metadata(&meta);
+        let col = md.row_group(0).column(0);
+        assert!(
+            matches!(col.compression(), parquet::basic::Compression::ZSTD(_)),
+            "{:?}",
+            col.compression()
+        );
+        let b = read_batches(&path);
+        let names: Vec<String> = b[0].schema().fields().iter().map(|f| f.name().clone()).collect();
+        for c in [
+            "event_id",
+            "kind",
+            "occurred_at",
+            "local_date",
+            "customer_key",
+            "amount_fen",
+            "fee_millifen",
+            "source_file",
+            "source_line",
+        ] {
+            assert!(names.contains(&c.to_string()), "{c} missing from {names:?}");
+        }
+    }
+    // DuckDB, reading the folder as a user would.
+    let glob = store.join("events/*/*.parquet");
+    let out = python(&format!(
+        "import duckdb; print(duckdb.sql(\"select count(*), sum(amount_fen), count(distinct customer_key) from read_parquet('{}')\").fetchall())",
+        glob.display()
+    ));
+    // WeChat: 7400 - 3800 over 5 events and 2 customers; Alipay: 7600 - 2800 over 4 events and 2 customers.
+    assert_eq!(out.trim(), format!("[(9, {}, 4)]", 7400 - 3800 + 7600 - 2800));
+    let out = python(&format!(
+        "import duckdb; print(duckdb.sql(\"select typeof(occurred_at), typeof(local_date) from read_parquet('{}') limit 1\").fetchall())",
+        glob.display()
+    ));
+    assert_eq!(out.trim(), "[('TIMESTAMP WITH TIME ZONE', 'DATE')]");
+}
+
+#[test]
+fn raw_buyer_ids_live_only_in_the_identities_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    ingest_json(
+        &store,
+        &fx(&[
+            "wechat_merchant/all_27col_bom_crlf.csv",
+            "alipay_merchant/details_gbk.csv",
+        ]),
+        &[],
+    );
+    let m = manifest(&store);
+    let contains = |bytes: &[u8], needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for (_, rel) in m["events"].as_object().unwrap() {
+        let bytes = std::fs::read(store.join(rel.as_str().unwrap())).unwrap();
+        assert!(!contains(&bytes, "oUser1AAAA"), "an openid is in the events table");
+        assert!(
+            !contains(&bytes, "137****2600"),
+            "a masked phone is in the events table"
+        );
+    }
+    let ids = read_batches(&store.join(m["identities"].as_str().unwrap()));
+    assert_eq!(ids.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(store.join("secret.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Another store has another secret: keys are not comparable across stores.
+    let other = dir.path().join("other");
+    ingest_json(&other, &fx(&["wechat_merchant/all_27col_bom_crlf.csv"]), &[]);
+    let a: Vec<_> = events(&store)
+        .into_iter()
+        .filter(|r| r.channel == "wechat_pay")
+        .map(|r| r.customer_key)
+        .collect();
+    let b: Vec<_> = events(&other).into_iter().map(|r| r.customer_key).collect();
+    assert_ne!(a, b);
+}
+
+#[test]
+fn hostile_inputs_never_panic_or_half_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    // Every fixture truncated at several points, and with bytes overwritten.
+    let mut n = 0;
+    for rel in [
+        "wechat_merchant/all_27col_bom_crlf.csv",
+        "alipay_merchant/details_gbk.csv",
+        "alipay_merchant/monthly.csv.zip",
+        "wechat_personal/bill_2024.csv",
+        "wechat_personal/bill_2026_03_row18.xlsx",
+        "alipay_personal/bill_2023_layout.csv",
+        "alipay_personal/web_old_layout.csv",
+        "generic/inventory_cn.csv",
+    ] {
+        let bytes = std::fs::read(fixture(rel)).unwrap();
+        for cut in [1, 3, 17, bytes.len() / 3, bytes.len() / 2, bytes.len() - 7] {
+            std::fs::write(inbox.join(format!("cut{n}_{cut}")), &bytes[..cut.min(bytes.len())]).unwrap();
+            n += 1;
+        }
+        let mut x: u32 = 7;
+        for k in 0..6 {
+            let mut b = bytes.clone();
+            for _ in 0..(1 + k * 3) {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                let i = (x as usize >> 3) % b.len();
+                b[i] = (x >> 16) as u8;
+            }
+            std::fs::write(inbox.join(format!("flip{n}_{k}")), &b).unwrap();
+            n += 1;
+        }
+    }
+    for bad in ["bad/empty.csv", "bad/random.bin", "bad/unknown_table.csv"] {
+        std::fs::copy(fixture(bad), inbox.join(bad.replace('/', "_"))).unwrap();
+    }
+    let store = dir.path().join("store");
+    let (code, json) = ingest_json(&store, std::slice::from_ref(&inbox), &[]);
+    assert!(code == 0 || code == 1, "exit {code}");
+    let files = json["files"].as_array().unwrap();
+    // A damaged zip may still list its entries: at least one line per file.
+    assert!(files.len() >= n + 3, "{} < {}", files.len(), n + 3);
+    for f in files {
+        if f["status"] == "refused" {
+            assert!(
+                f["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(f["path"].as_str().unwrap().rsplit('/').next().unwrap())),
+                "{f:#}"
+            );
+        }
+    }
+    // Whatever was stored is whole: every manifest file reads, and the counts match the JSON.
+    let stored: u64 = files
+        .iter()
+        .map(|f| f["payments"].as_u64().unwrap() + f["refunds"].as_u64().unwrap())
+        .sum();
+    let dups: u64 = files.iter().map(|f| f["duplicates"].as_u64().unwrap()).sum();
+    assert_eq!(events(&store).len() as u64, stored - dups);
+    // A run of only unreadable inputs writes no store at all.
+    let only_bad = dir.path().join("only_bad");
+    let (code, _) = ingest_json(&only_bad, &fx(&["bad/empty.csv", "bad/random.bin"]), &[]);
+    assert_eq!(code, 1);
+    assert!(!only_bad.join("manifest.json").exists());
+    // No input at all is a usage error, not a panic.
+    let out = bin().args(["ingest"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&only_bad, &["ingest", "/nonexistent/bill.csv"]);
+    assert_eq!(out.status.code(), Some(1));
+}
