@@ -52,6 +52,12 @@ impl KeyHasher {
     }
 }
 
+/// Writes a store secret chosen by the caller (the demo derives one from its seed so that its synthetic
+/// store is reproducible). Fails if the store already has a secret.
+pub fn create_secret(path: &Path, secret: &[u8]) -> Result<()> {
+    write_private(path, hex::encode(secret).as_bytes())
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);

@@ -29,7 +29,7 @@ use crate::UserError;
 
 pub const MANIFEST: &str = "manifest.json";
 const LOCK: &str = ".lock";
-const SECRET: &str = "secret.key";
+pub const SECRET: &str = "secret.key";
 
 /// One ingested file, as the manifest records it.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -522,6 +522,19 @@ fn write_truth(
     ))
 }
 
+/// Starts the demo store afresh, with a secret derived from the seed: the demo's data is synthetic, and a
+/// seed then gives the same customer keys and the same store files every time.
+fn prepare_demo_store(store: &Path, seed: u64) -> Result<()> {
+    if store.exists() {
+        std::fs::remove_dir_all(store).with_context(|| format!("clearing the demo store {}", store.display()))?;
+    }
+    std::fs::create_dir_all(store)?;
+    let secret: Vec<u8> = (0..4u64)
+        .flat_map(|i| splitmix(seed ^ 0xDE30_5EC2 ^ (i << 56)).to_le_bytes())
+        .collect();
+    crate::privacy::create_secret(&store.join(crate::store::SECRET), &secret)
+}
+
 /// Generates, ingests and summarises.
 pub fn run(p: &DemoParams, cfg: &Config) -> Result<()> {
     let t0 = Instant::now();
@@ -546,6 +559,7 @@ pub fn run(p: &DemoParams, cfg: &Config) -> Result<()> {
         return Ok(());
     }
     let store_cfg = cfg.with_store(p.out.join("store"));
+    prepare_demo_store(&store_cfg.store, p.seed)?;
     let t1 = Instant::now();
     let params = crate::ingest::IngestParams {
         paths: vec![p.out.join("inbox")],

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::{Datelike, NaiveDate, NaiveDateTime};
 
 use crate::ingest::normalise::format_yuan;
 
@@ -375,6 +375,10 @@ pub fn wechat_personal_month(
     let income: Vec<&Line> = lines.iter().filter(|l| l.dir == "收入").collect();
     let spend: Vec<&Line> = lines.iter().filter(|l| l.dir == "支出").collect();
     let mut wb = Workbook::new();
+    // The export time, not the wall clock: the same seed gives the same bytes.
+    let created = rust_xlsxwriter::ExcelDateTime::from_ymd(to.year() as u16, to.month() as u8, to.day() as u8)?
+        .and_hms(10, 12, 44)?;
+    wb.set_properties(&rust_xlsxwriter::DocProperties::new().set_creation_datetime(&created));
     let ws = wb.add_worksheet();
     let mut preamble = vec![
         "微信支付账单明细".to_string(),

@@ -80,6 +80,7 @@ pub struct EventRow {
     pub customer_key_quality: String,
     pub channel: String,
     pub product_name: Option<String>,
+    pub merchant_order_id: Option<String>,
 }
 
 pub fn manifest(store: &Path) -> serde_json::Value {
@@ -130,6 +131,7 @@ pub fn events(store: &Path) -> Vec<EventRow> {
             let quality = strings(&b, "customer_key_quality");
             let channel = strings(&b, "channel");
             let product = strings(&b, "product_name");
+            let order = strings(&b, "merchant_order_id");
             for i in 0..b.num_rows() {
                 rows.push(EventRow {
                     event_id: ids[i].clone().unwrap(),
@@ -143,6 +145,7 @@ pub fn events(store: &Path) -> Vec<EventRow> {
                     customer_key_quality: quality[i].clone().unwrap(),
                     channel: channel[i].clone().unwrap(),
                     product_name: product[i].clone(),
+                    merchant_order_id: order[i].clone(),
                 });
             }
         }

@@ -243,6 +243,29 @@ fn wechat_merchant_resaved_by_excel() {
 }
 
 #[test]
+fn numeric_looking_product_names_and_order_numbers_stay_text() {
+    let (dir, _) = check(
+        "wechat_merchant/numeric_product_name.csv",
+        Expect {
+            format: "wechat_merchant",
+            payments: 1,
+            refunds: 0,
+            skipped: 0,
+            rejected: 0,
+            payments_fen: 1250,
+            refunds_fen: 0,
+            reconciled: Some(true),
+            first: Some("2026-11-04 10:00:00"),
+            last: Some("2026-11-04 10:00:00"),
+        },
+    );
+    let e = &events(&dir.path().join("store"))[0];
+    assert_eq!(e.product_name.as_deref(), Some("0125"));
+    assert_eq!(e.merchant_order_id.as_deref(), Some("000123"));
+    assert_eq!(e.fee_millifen, 7_500);
+}
+
+#[test]
 fn wechat_merchant_empty_day_and_gzip() {
     check(
         "wechat_merchant/empty_day.csv",
