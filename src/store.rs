@@ -27,6 +27,10 @@ use crate::ingest::model::{InventoryRow, LineItem, RawIdentity};
 use crate::privacy::KeyHasher;
 use crate::UserError;
 
+/// Rows per Parquet row group: the ingest chunk size, so the writer takes the chunks as they are (a
+/// smaller chunk makes Polars copy the whole frame to accumulate row groups).
+const ROW_GROUP_ROWS: usize = crate::ingest::model::CHUNK_ROWS;
+
 pub const MANIFEST: &str = "manifest.json";
 const LOCK: &str = ".lock";
 pub const SECRET: &str = "secret.key";
@@ -202,38 +206,49 @@ impl StoreWriter {
     }
 
     /// Stages one file's rows. Returns how many events were duplicates of the store or of files staged
-    /// before it (or of itself).
+    /// before it (or of itself). Copies are avoided where they are not needed: a file within one month is
+    /// not split, a file without repeated ids is not de-duplicated, a new month is not anti-joined.
     pub fn stage_events(&mut self, events: DataFrame) -> Result<u64> {
         if events.height() == 0 {
             return Ok(0);
         }
         let before = events.height();
-        let events = events
+        let month_of_row = events
+            .clone()
             .lazy()
-            .unique_stable_generic(Some(vec![col("event_id")]), UniqueKeepStrategy::First)
-            .with_column(col("local_date").dt().strftime("%Y-%m").alias("__month"))
+            .select([col("local_date").dt().strftime("%Y-%m").alias("month")])
             .collect()?;
-        let months: Vec<String> = events
-            .column("__month")?
-            .unique_stable()?
-            .str()?
-            .iter()
-            .flatten()
-            .map(str::to_string)
-            .collect();
+        let month_col = month_of_row.column("month")?.str()?.clone();
+        let mut months: Vec<String> = Vec::new();
+        for m in month_col.iter().flatten() {
+            if months.last().map(String::as_str) != Some(m) && !months.iter().any(|x| x == m) {
+                months.push(m.to_string());
+            }
+        }
         let mut kept = 0;
+        let single = months.len() == 1;
+        let mut events = Some(events);
         for month in months {
-            let part = events
-                .clone()
-                .lazy()
-                .filter(col("__month").eq(lit(month.clone())))
-                .drop(cols(["__month"]))
-                .collect()?;
+            let mut part = if single {
+                events.take().expect("taken once")
+            } else {
+                let mask = month_col.equal(month.as_str());
+                events.as_ref().expect("kept while splitting").filter(&mask)?
+            };
+            if part.column("event_id")?.n_unique()? < part.height() {
+                part = part
+                    .lazy()
+                    .unique_stable_generic(Some(vec![col("event_id")]), UniqueKeepStrategy::First)
+                    .collect()?;
+            }
             let known = self.known_ids(&month)?;
-            let fresh = part
-                .lazy()
-                .anti_join(known.clone().lazy(), col("event_id"), col("event_id"))
-                .collect()?;
+            let fresh = if known.height() == 0 {
+                part
+            } else {
+                part.lazy()
+                    .anti_join(known.clone().lazy(), col("event_id"), col("event_id"))
+                    .collect()?
+            };
             if fresh.height() == 0 {
                 continue;
             }
@@ -325,18 +340,16 @@ impl StoreWriter {
                 self.staged.events = staged.clone();
                 bail!("injected failure after {i} partitions (PAYLENS_TEST_FAIL_AFTER_PARTITIONS)");
             }
-            let mut all = match self.manifest.events.get(month) {
-                Some(f) => read_parquet(&self.root.join(f))?,
-                None => frames[0].clear(),
+            // New rows follow the partition's existing rows, in file order: no re-sort, so memory stays at
+            // one copy of the month.
+            let (mut all, rest) = match self.manifest.events.get(month) {
+                Some(f) => (read_parquet(&self.root.join(f))?, &frames[..]),
+                None => (frames[0].clone(), &frames[1..]),
             };
-            for f in frames {
-                stats.new_events += f.height() as u64;
+            stats.new_events += frames.iter().map(|f| f.height() as u64).sum::<u64>();
+            for f in rest {
                 all.vstack_mut(f)?;
             }
-            let mut all = all
-                .lazy()
-                .sort(["occurred_at", "event_id"], SortMultipleOptions::default())
-                .collect()?;
             let rel = format!("events/month={month}/part-{gen:06}.parquet");
             write_parquet_atomic(&self.root.join(&rel), &mut all, written)?;
             next.events.insert(month.clone(), rel);
@@ -618,7 +631,9 @@ pub fn write_parquet_atomic(path: &Path, df: &mut DataFrame, written: &mut Vec<P
     let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let written_df = ParquetWriter::new(&f)
         .with_compression(ParquetCompression::Zstd(None))
-        .with_statistics(StatisticsOptions::full())
+        .with_statistics(StatisticsOptions::default())
+        .with_row_group_size(Some(ROW_GROUP_ROWS))
+        .set_parallel(false)
         .finish(df);
     anyhow::Context::with_context(written_df, || format!("writing {}", tmp.display()))?;
     f.sync_all()?;

@@ -190,7 +190,7 @@ impl FileReport {
 }
 
 /// Rows per column chunk: bounds the memory of rows not yet in Polars' compact layout.
-const CHUNK_ROWS: usize = 64 * 1024;
+pub const CHUNK_ROWS: usize = 64 * 1024;
 
 /// Collects events into Polars chunks, hashing customer ids on the way in.
 pub struct EventSink<'a> {
@@ -324,10 +324,10 @@ impl<'a> EventSink<'a> {
         } else {
             let mut chunks = self.chunks.into_iter();
             let mut df = chunks.next().expect("non-empty");
+            // Chunks stay separate: a rechunk would copy every column once more.
             for c in chunks {
                 df.vstack_mut_owned(c).expect("chunks share the event schema");
             }
-            df.rechunk_mut();
             df
         };
         (df, self.identities, self.line_items, self.inventory)
@@ -343,7 +343,12 @@ fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
     let s = |name: &str, v: Vec<Option<String>>| Column::new(name.into(), v);
     let columns = vec![
         Column::new("event_id".into(), c.event_id),
-        Column::new("source_format".into(), vec![format; n]),
+        // Constant per file: a scalar column, not n copies of the string.
+        Column::new_scalar(
+            "source_format".into(),
+            Scalar::new(DataType::String, AnyValue::StringOwned(format.into())),
+            n,
+        ),
         Column::new("kind".into(), c.kind),
         Column::new("occurred_at".into(), c.occurred_at)
             .cast(&DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)))
@@ -369,7 +374,11 @@ fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
         s("terminal", c.terminal),
         s("operator", c.operator),
         s("status", c.status),
-        Column::new("source_file".into(), vec![file; n]),
+        Column::new_scalar(
+            "source_file".into(),
+            Scalar::new(DataType::String, AnyValue::StringOwned(file.into())),
+            n,
+        ),
         Column::new("source_line".into(), c.source_line),
     ];
     DataFrame::new(n, columns).expect("columns have equal length")
