@@ -1,6 +1,7 @@
 //! paylens as a library: `run` resolves the configuration and dispatches to one module per subcommand.
 //! Each command module has a `run(params, cfg)` of the same shape and owns its own output.
 
+pub mod analytics;
 pub mod cli;
 pub mod config;
 pub mod demo;

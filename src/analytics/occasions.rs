@@ -1,0 +1,135 @@
+//! Purchase occasions, the unit every customer metric counts (../shared/reference/analytics-methods.md):
+//! payments net of their refunds, fully refunded payments dropped, and all charges of one customer on
+//! one local day merged into one occasion. Days are integers (days since 1970-01-01) throughout the
+//! analytics, so week and month arithmetic is plain integer arithmetic.
+
+use polars::prelude::*;
+
+/// Payments up to `as_of` (a day number) with their refunds (also up to `as_of`) netted in. Columns:
+/// event_id, customer_key, customer_key_quality, channel, day, net_fen, amount_fen, refunded_fen.
+/// Payments with nothing left after refunds are dropped.
+pub fn net_payments(events: LazyFrame, as_of: i32) -> LazyFrame {
+    let upto = col("local_date").cast(DataType::Int32).lt_eq(lit(as_of));
+    let refunds = events
+        .clone()
+        .filter(col("kind").eq(lit("refund")).and(upto.clone()))
+        .group_by([col("payment_event_id")])
+        .agg([col("amount_fen").sum().alias("refunded_fen")]);
+    events
+        .filter(col("kind").eq(lit("payment")).and(upto))
+        .select([
+            col("event_id"),
+            col("customer_key"),
+            col("customer_key_quality"),
+            col("channel"),
+            col("local_date").cast(DataType::Int32).alias("day"),
+            col("amount_fen"),
+        ])
+        .left_join(refunds, col("event_id"), col("payment_event_id"))
+        .with_column(col("refunded_fen").fill_null(lit(0i64)))
+        .with_column((col("amount_fen") + col("refunded_fen")).alias("net_fen"))
+        .filter(col("net_fen").gt(lit(0i64)))
+}
+
+/// One row per customer and day with a purchase: customer_key, quality, day, net_fen, charges.
+/// Payments without a customer key cannot form occasions; see [`key_coverage`].
+pub fn occasions(events: LazyFrame, as_of: i32) -> LazyFrame {
+    net_payments(events, as_of)
+        .filter(col("customer_key").is_not_null())
+        .group_by([col("customer_key"), col("day")])
+        .agg([
+            col("customer_key_quality").first().alias("quality"),
+            col("net_fen").sum().alias("net_fen"),
+            col("event_id").count().cast(DataType::UInt32).alias("charges"),
+        ])
+        .sort(["customer_key", "day"], SortMultipleOptions::default())
+}
+
+/// Shares of net sales (fen) up to `as_of` by customer-key quality: one row with none_share, weak_share,
+/// strong_share and the fen behind them. Shown beside every customer metric.
+pub fn key_coverage(events: LazyFrame, as_of: i32, from_day: Option<i32>) -> LazyFrame {
+    let net = net_payments(events, as_of);
+    let net = match from_day {
+        Some(d) => net.filter(col("day").gt_eq(lit(d))),
+        None => net,
+    };
+    let q = |name: &str| col("net_fen").filter(col("customer_key_quality").eq(lit(name))).sum();
+    net.select([
+        col("net_fen").sum().alias("net_fen"),
+        q("none").alias("none_fen"),
+        q("weak").alias("weak_fen"),
+        q("strong").alias("strong_fen"),
+    ])
+    .with_columns([
+        (col("none_fen").cast(DataType::Float64) / col("net_fen").cast(DataType::Float64)).alias("none_share"),
+        (col("weak_fen").cast(DataType::Float64) / col("net_fen").cast(DataType::Float64)).alias("weak_share"),
+        (col("strong_fen").cast(DataType::Float64) / col("net_fen").cast(DataType::Float64)).alias("strong_share"),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::testing::events;
+
+    #[test]
+    fn refunds_net_and_same_day_charges_merge() {
+        // c1: two charges on day 10 (one occasion of 30+20), a 50 payment on day 12 partly refunded (-15).
+        // c2: a 40 payment fully refunded (no occasion), and a refund alone without its payment.
+        // c3: a payment after as-of (ignored). No key: a 70 payment.
+        let ev = events(&[
+            ("p1", "payment", Some("c1"), "strong", 10, 3000, None),
+            ("p2", "payment", Some("c1"), "strong", 10, 2000, None),
+            ("p3", "payment", Some("c1"), "strong", 12, 5000, None),
+            ("r3", "refund", Some("c1"), "strong", 13, -1500, Some("p3")),
+            ("p4", "payment", Some("c2"), "weak", 11, 4000, None),
+            ("r4", "refund", Some("c2"), "weak", 11, -4000, Some("p4")),
+            ("r9", "refund", Some("c2"), "weak", 11, -999, Some("p_unknown")),
+            ("p5", "payment", Some("c3"), "strong", 30, 1000, None),
+            ("p6", "payment", None, "none", 12, 7000, None),
+        ]);
+        let occ = occasions(ev.clone(), 20).collect().unwrap();
+        let keys: Vec<&str> = occ
+            .column("customer_key")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|s| s.unwrap())
+            .collect();
+        let days: Vec<i32> = occ.column("day").unwrap().i32().unwrap().into_no_null_iter().collect();
+        let net: Vec<i64> = occ
+            .column("net_fen")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        let charges: Vec<u32> = occ
+            .column("charges")
+            .unwrap()
+            .u32()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        assert_eq!(keys, ["c1", "c1"]);
+        assert_eq!(days, [10, 12]);
+        assert_eq!(net, [5000, 3500]);
+        assert_eq!(charges, [2, 1]);
+        // A refund dated after as-of does not count yet.
+        let early = occasions(ev.clone(), 12).collect().unwrap();
+        let net: Vec<i64> = early
+            .column("net_fen")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        assert_eq!(net, [5000, 5000]);
+        // Net sales 5000 + 3500 (c1) + 7000 (no key): 7000 / 15500 without a key, no weak-keyed sales left.
+        let cov = key_coverage(ev, 20, None).collect().unwrap();
+        let share = cov.column("none_share").unwrap().f64().unwrap().get(0).unwrap();
+        assert!((share - 7000.0 / 15500.0).abs() < 1e-12);
+        assert_eq!(cov.column("weak_fen").unwrap().i64().unwrap().get(0), Some(0));
+    }
+}

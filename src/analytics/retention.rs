@@ -1,0 +1,382 @@
+//! Repeat purchase and retention from purchase occasions: the in-window repeat rate and the Shopify-style
+//! returning-customer rate (labelled apart: the second reads higher), cohort triangles by month or ISO
+//! week with unreached cells empty (right-censored), purchase latency per step, and new / returning /
+//! lapsed customers per week. Weeks are Monday-based; days are integers since 1970-01-01 (a Thursday).
+
+use anyhow::Result;
+use polars::prelude::*;
+use serde::Serialize;
+
+/// Monday-based week number of a day number (week 0 starts Monday 1969-12-29).
+pub fn week_of(day: i32) -> i32 {
+    (day + 3).div_euclid(7)
+}
+
+/// First day (a Monday) of a week number.
+pub fn week_start(week: i32) -> i32 {
+    week * 7 - 3
+}
+
+/// `expr.over(customer_key)`: per-customer window expressions.
+trait PerCustomer {
+    fn pipe_over(self) -> Expr;
+}
+
+impl PerCustomer for Expr {
+    fn pipe_over(self) -> Expr {
+        self.over([col("customer_key")])
+            .expect("a column window is a valid expression")
+    }
+}
+
+fn week_expr(day: Expr) -> Expr {
+    // Floor division for non-negative day numbers; the store's dates are after 1970.
+    (day + lit(3i32)) / lit(7i32)
+}
+
+fn month_expr(day: Expr) -> Expr {
+    let date = day.cast(DataType::Date);
+    date.clone().dt().year().cast(DataType::Int32) * lit(12i32) + date.dt().month().cast(DataType::Int32) - lit(1i32)
+}
+
+/// Month number (year * 12 + month - 1) of a day number.
+pub fn month_of(day: i32) -> i32 {
+    use chrono::Datelike;
+    let d = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Days::new(day as u64);
+    d.year() * 12 + d.month() as i32 - 1
+}
+
+/// In-window repeat rate and returning-customer rate over days `from..=to`.
+pub fn repeat_rates(occasions: LazyFrame, from: i32, to: i32) -> LazyFrame {
+    let first_ever = occasions
+        .clone()
+        .group_by([col("customer_key")])
+        .agg([col("day").min().alias("first_day")]);
+    occasions
+        .filter(col("day").gt_eq(lit(from)).and(col("day").lt_eq(lit(to))))
+        .group_by([col("customer_key")])
+        .agg([col("day").count().alias("n")])
+        .inner_join(first_ever, col("customer_key"), col("customer_key"))
+        .select([
+            col("customer_key").count().cast(DataType::Int64).alias("customers"),
+            col("n")
+                .gt_eq(lit(2u32))
+                .sum()
+                .cast(DataType::Int64)
+                .alias("repeat_customers"),
+            col("first_day")
+                .lt(lit(from))
+                .sum()
+                .cast(DataType::Int64)
+                .alias("returning_customers"),
+        ])
+        .with_columns([
+            (col("repeat_customers").cast(DataType::Float64) / col("customers").cast(DataType::Float64))
+                .alias("repeat_rate"),
+            (col("returning_customers").cast(DataType::Float64) / col("customers").cast(DataType::Float64))
+                .alias("returning_rate"),
+            lit(from).alias("from_day"),
+            lit(to).alias("to_day"),
+        ])
+}
+
+/// Cohort period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Period {
+    Month,
+    Week,
+}
+
+/// One cell of a cohort triangle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CohortCell {
+    /// Cohort period number (month or week number).
+    pub cohort: i32,
+    pub size: i64,
+    /// Periods after the cohort's first.
+    pub k: i32,
+    /// Share of the cohort with an occasion in period cohort + k; `None` when not reached by as-of.
+    pub retention: Option<f64>,
+    /// Net spend of the cohort's customers in periods 0..=k, per cohort customer; `None` when not reached.
+    pub cumulative_fen_per_customer: Option<f64>,
+}
+
+/// The cohort triangle up to `as_of`, every reachable cell present (0 where nobody came back) and the
+/// unreached ones `None`, for each cohort k = 0..=(the longest any cohort has reached).
+pub fn cohorts(occasions: LazyFrame, period: Period, as_of: i32) -> Result<Vec<CohortCell>> {
+    let p = |day: Expr| match period {
+        Period::Month => month_expr(day),
+        Period::Week => week_expr(day),
+    };
+    let last_period = match period {
+        Period::Month => month_of(as_of),
+        Period::Week => week_of(as_of),
+    };
+    let occ = occasions
+        .filter(col("day").lt_eq(lit(as_of)))
+        .with_column(p(col("day")).alias("period"))
+        .with_column(col("period").min().pipe_over().alias("cohort"))
+        .with_column((col("period") - col("cohort")).alias("k"));
+    let sizes = occ
+        .clone()
+        .filter(col("k").eq(lit(0i32)))
+        .group_by([col("cohort")])
+        .agg([col("customer_key").n_unique().cast(DataType::Int64).alias("size")]);
+    let cells = occ
+        .group_by([col("cohort"), col("k")])
+        .agg([
+            col("customer_key").n_unique().cast(DataType::Int64).alias("active"),
+            col("net_fen").sum().alias("revenue_fen"),
+        ])
+        .join(sizes, [col("cohort")], [col("cohort")], JoinArgs::new(JoinType::Left))
+        .sort(["cohort", "k"], SortMultipleOptions::default())
+        .collect()?;
+    let cohort = cells.column("cohort")?.i32()?;
+    let k = cells.column("k")?.i32()?;
+    let active = cells.column("active")?.i64()?;
+    let revenue = cells.column("revenue_fen")?.i64()?;
+    let size = cells.column("size")?.i64()?;
+    let mut by_cohort: std::collections::BTreeMap<i32, (i64, std::collections::BTreeMap<i32, (i64, i64)>)> =
+        Default::default();
+    for i in 0..cells.height() {
+        let (c, kk) = (cohort.get(i).unwrap_or(0), k.get(i).unwrap_or(0));
+        let e = by_cohort
+            .entry(c)
+            .or_insert((size.get(i).unwrap_or(0), Default::default()));
+        e.1.insert(kk, (active.get(i).unwrap_or(0), revenue.get(i).unwrap_or(0)));
+    }
+    let max_k = by_cohort.keys().next().map_or(0, |first| last_period - first);
+    let mut out = Vec::new();
+    for (c, (size, ks)) in by_cohort {
+        let mut cumulative = 0i64;
+        for kk in 0..=max_k {
+            let reached = c + kk <= last_period;
+            let (act, rev) = ks.get(&kk).copied().unwrap_or((0, 0));
+            cumulative += rev;
+            out.push(CohortCell {
+                cohort: c,
+                size,
+                k: kk,
+                retention: reached.then(|| act as f64 / size as f64),
+                cumulative_fen_per_customer: reached.then(|| cumulative as f64 / size as f64),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Median and mean days from occasion n to n+1, per step (1->2, 2->3, 3->4+), with how many gaps.
+pub fn latency(occasions: LazyFrame) -> LazyFrame {
+    occasions
+        .sort(["customer_key", "day"], SortMultipleOptions::default())
+        .with_columns([
+            (col("day") - col("day").shift(lit(1)).pipe_over()).alias("gap"),
+            col("day").cum_count(false).pipe_over().alias("n"),
+        ])
+        .filter(col("gap").is_not_null())
+        .with_column(
+            when(col("n").eq(lit(2u32)))
+                .then(lit("1->2"))
+                .when(col("n").eq(lit(3u32)))
+                .then(lit("2->3"))
+                .otherwise(lit("3->4+"))
+                .alias("step"),
+        )
+        .group_by([col("step")])
+        .agg([
+            col("gap").count().cast(DataType::Int64).alias("gaps"),
+            col("gap").cast(DataType::Float64).median().alias("median_days"),
+            col("gap").cast(DataType::Float64).mean().alias("mean_days"),
+        ])
+        .sort(["step"], SortMultipleOptions::default())
+}
+
+/// Per week (the `weeks` weeks ending with the as-of week): new customers (first occasion that week),
+/// returning (an occasion that week, first before it), lapsed (the week their `lapse_days` without a
+/// purchase ran out).
+pub fn weekly_customers(occasions: LazyFrame, as_of: i32, weeks: i32, lapse_days: i32) -> LazyFrame {
+    let last = week_of(as_of);
+    let frame = df!("week" => ((last - weeks + 1)..=last).collect::<Vec<i32>>())
+        .expect("one column")
+        .lazy();
+    let occ = occasions
+        .filter(col("day").lt_eq(lit(as_of)))
+        .sort(["customer_key", "day"], SortMultipleOptions::default())
+        .with_columns([
+            col("day").min().pipe_over().alias("first_day"),
+            col("day").shift(lit(-1)).pipe_over().alias("next_day"),
+        ]);
+    let active = occ
+        .clone()
+        .with_column(week_expr(col("day")).alias("week"))
+        .with_column((week_expr(col("first_day")).eq(col("week"))).alias("is_new"))
+        .group_by([col("week"), col("customer_key")])
+        .agg([col("is_new").any(true)])
+        .group_by([col("week")])
+        .agg([
+            col("is_new").sum().cast(DataType::Int64).alias("new_customers"),
+            col("is_new")
+                .not()
+                .sum()
+                .cast(DataType::Int64)
+                .alias("returning_customers"),
+        ]);
+    let lapsed = occ
+        .with_column((col("day") + lit(lapse_days)).alias("lapse_day"))
+        .filter(
+            col("lapse_day")
+                .lt_eq(lit(as_of))
+                .and(col("next_day").is_null().or(col("next_day").gt(col("lapse_day")))),
+        )
+        .with_column(week_expr(col("lapse_day")).alias("week"))
+        .group_by([col("week")])
+        .agg([col("customer_key")
+            .count()
+            .cast(DataType::Int64)
+            .alias("lapsed_customers")]);
+    frame
+        .left_join(active, col("week"), col("week"))
+        .left_join(lapsed, col("week"), col("week"))
+        .with_columns([
+            col("new_customers").fill_null(lit(0i64)),
+            col("returning_customers").fill_null(lit(0i64)),
+            col("lapsed_customers").fill_null(lit(0i64)),
+            (col("week") * lit(7i32) - lit(3i32))
+                .cast(DataType::Date)
+                .alias("week_start"),
+        ])
+        .sort(["week"], SortMultipleOptions::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn occ(rows: &[(&str, i32, i64)]) -> LazyFrame {
+        df!(
+            "customer_key" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            "quality" => rows.iter().map(|_| "strong").collect::<Vec<_>>(),
+            "day" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            "net_fen" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        )
+        .unwrap()
+        .lazy()
+    }
+
+    #[test]
+    fn weeks_start_on_monday() {
+        // 1970-01-01 (day 0) was a Thursday: its week starts Monday 1969-12-29 (day -3).
+        assert_eq!(week_start(week_of(0)), -3);
+        // 2026-11-16 is a Monday: day 20773.
+        let monday = (chrono::NaiveDate::from_ymd_opt(2026, 11, 16).unwrap()
+            - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+        .num_days() as i32;
+        assert_eq!(week_start(week_of(monday)), monday);
+        assert_eq!(week_start(week_of(monday + 6)), monday);
+        assert_eq!(week_of(monday + 7), week_of(monday) + 1);
+    }
+
+    #[test]
+    fn repeat_and_returning_rates_by_hand() {
+        // Window days 100..=130. a: first ever at 50, twice in window (repeat, returning). b: first at 110,
+        // once (new). c: first at 105, twice (repeat, new). d: only before the window.
+        let o = occ(&[
+            ("a", 50, 1),
+            ("a", 101, 1),
+            ("a", 120, 1),
+            ("b", 110, 1),
+            ("c", 105, 1),
+            ("c", 125, 1),
+            ("d", 60, 1),
+        ]);
+        let r = repeat_rates(o, 100, 130).collect().unwrap();
+        let get = |c: &str| r.column(c).unwrap().f64().unwrap().get(0).unwrap();
+        assert_eq!(r.column("customers").unwrap().i64().unwrap().get(0), Some(3));
+        assert!((get("repeat_rate") - 2.0 / 3.0).abs() < 1e-12);
+        assert!((get("returning_rate") - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn cohort_triangle_leaves_unreached_cells_empty() {
+        // Weeks: cohort W (a, b) and cohort W+1 (c). As of the end of week W+1.
+        let w = week_of(20773); // the week of Monday 2026-11-16
+        let d0 = week_start(w);
+        let o = occ(&[
+            ("a", d0, 1000),
+            ("b", d0 + 2, 500),
+            ("a", d0 + 8, 300),
+            ("c", d0 + 9, 200),
+        ]);
+        let cells = cohorts(o, Period::Week, d0 + 13).unwrap();
+        let cell = |c: i32, k: i32| cells.iter().find(|x| x.cohort == c && x.k == k).unwrap().clone();
+        assert_eq!(cell(w, 0).retention, Some(1.0));
+        assert_eq!(cell(w, 1).retention, Some(0.5));
+        assert_eq!(cell(w, 0).cumulative_fen_per_customer, Some(750.0));
+        assert_eq!(cell(w, 1).cumulative_fen_per_customer, Some(900.0));
+        assert_eq!(cell(w + 1, 0).retention, Some(1.0));
+        assert_eq!(
+            cell(w + 1, 1).retention,
+            None,
+            "week W+2 is not reached yet: empty, not 0"
+        );
+        assert_eq!(cell(w + 1, 1).cumulative_fen_per_customer, None);
+    }
+
+    #[test]
+    fn latency_per_step() {
+        // a: days 0, 10, 30, 36, 50 -> gaps 10 (1->2), 20 (2->3), 6 and 14 (3->4+). b: 5, 9 -> 4 (1->2).
+        let o = occ(&[
+            ("a", 0, 1),
+            ("a", 10, 1),
+            ("a", 30, 1),
+            ("a", 36, 1),
+            ("a", 50, 1),
+            ("b", 5, 1),
+            ("b", 9, 1),
+        ]);
+        let l = latency(o).collect().unwrap();
+        let steps: Vec<&str> = l
+            .column("step")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|s| s.unwrap())
+            .collect();
+        let med: Vec<f64> = l
+            .column("median_days")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
+        assert_eq!(steps, ["1->2", "2->3", "3->4+"]);
+        assert_eq!(med, [7.0, 20.0, 10.0]);
+    }
+
+    #[test]
+    fn new_returning_lapsed_per_week() {
+        let w = week_of(20773);
+        let d0 = week_start(w);
+        // a: first ever long before, back in week W (returning). b: first in week W (new).
+        // c: last seen d0 - 90 + 2 -> 90 days run out on d0 + 2, in week W (lapsed).
+        let o = occ(&[
+            ("a", d0 - 200, 1),
+            ("a", d0 + 1, 1),
+            ("b", d0 + 3, 1),
+            ("c", d0 - 88, 1),
+        ]);
+        let t = weekly_customers(o, d0 + 6, 2, 90).collect().unwrap();
+        let col_of = |c: &str| {
+            t.column(c)
+                .unwrap()
+                .i64()
+                .unwrap()
+                .into_no_null_iter()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(col_of("new_customers"), [0, 1]);
+        assert_eq!(col_of("returning_customers"), [0, 1]);
+        assert_eq!(col_of("lapsed_customers"), [0, 1]);
+    }
+}

@@ -1,0 +1,219 @@
+//! RFM per customer from purchase occasions, and 1-5 scores from quantile cut points (R `rfm` style):
+//! the cut points are the 20/40/60/80 % quantiles (linear interpolation, R's default type 7, DuckDB's
+//! `quantile_cont`); a value's score counts the cut points strictly below it, so equal values always get
+//! equal scores. Duplicate cut points (heavy ties) are dropped and fewer scores are used; the realised
+//! cut points are an output. Recency is inverted: the most recent customers score highest.
+
+use anyhow::Result;
+use polars::prelude::*;
+use serde::Serialize;
+
+/// RFM settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RfmParams {
+    /// The as-of day (days since 1970-01-01): recency is measured to it.
+    pub as_of: i32,
+    /// Only occasions in the last `window_days` days count (None: all history).
+    pub window_days: Option<i32>,
+}
+
+/// Per customer: recency_days, frequency (occasions), monetary_fen (net spend), first_day, last_day.
+pub fn rfm_table(occasions: LazyFrame, p: RfmParams) -> LazyFrame {
+    let occ = match p.window_days {
+        Some(w) => occasions.filter(col("day").gt(lit(p.as_of - w))),
+        None => occasions,
+    };
+    occ.group_by([col("customer_key")])
+        .agg([
+            col("quality").first(),
+            col("day").min().alias("first_day"),
+            col("day").max().alias("last_day"),
+            col("day").count().cast(DataType::Int64).alias("frequency"),
+            col("net_fen").sum().alias("monetary_fen"),
+        ])
+        .with_column(
+            (lit(p.as_of) - col("last_day"))
+                .cast(DataType::Int64)
+                .alias("recency_days"),
+        )
+        .sort(["customer_key"], SortMultipleOptions::default())
+}
+
+/// The realised cut points of each measure (distinct, ascending).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CutPoints {
+    pub recency: Vec<f64>,
+    pub frequency: Vec<f64>,
+    pub monetary: Vec<f64>,
+}
+
+impl CutPoints {
+    /// Number of distinct scores each measure can take (5 unless ties collapsed cut points).
+    pub fn levels(&self) -> (usize, usize, usize) {
+        (
+            self.recency.len() + 1,
+            self.frequency.len() + 1,
+            self.monetary.len() + 1,
+        )
+    }
+}
+
+const QUANTILES: [f64; 4] = [0.2, 0.4, 0.6, 0.8];
+
+/// Computes the cut points over the customers of an RFM table (one small aggregate query).
+pub fn cut_points(table: &LazyFrame) -> Result<CutPoints> {
+    let mut exprs = Vec::new();
+    for m in ["recency_days", "frequency", "monetary_fen"] {
+        for (i, q) in QUANTILES.iter().enumerate() {
+            exprs.push(
+                col(m)
+                    .cast(DataType::Float64)
+                    .quantile(lit(*q), QuantileMethod::Linear)
+                    .alias(format!("{m}_{i}")),
+            );
+        }
+    }
+    let df = table.clone().select(exprs).collect()?;
+    let read = |m: &str| -> Result<Vec<f64>> {
+        let mut v = Vec::new();
+        for i in 0..QUANTILES.len() {
+            if let Some(x) = df.column(&format!("{m}_{i}"))?.f64()?.get(0) {
+                if v.last() != Some(&x) {
+                    v.push(x);
+                }
+            }
+        }
+        Ok(v)
+    };
+    Ok(CutPoints {
+        recency: read("recency_days")?,
+        frequency: read("frequency")?,
+        monetary: read("monetary_fen")?,
+    })
+}
+
+/// How many cut points lie strictly below the value: 0..=len.
+fn below(column: &str, cuts: &[f64]) -> Expr {
+    cuts.iter().fold(lit(0i32), |acc, c| {
+        acc + col(column).cast(DataType::Float64).gt(lit(*c)).cast(DataType::Int32)
+    })
+}
+
+/// Adds r_score, f_score, m_score (1 = worst, highest = best) to an RFM table.
+pub fn score(table: LazyFrame, cuts: &CutPoints) -> LazyFrame {
+    let r_levels = cuts.recency.len() as i32 + 1;
+    table.with_columns([
+        (lit(r_levels) - below("recency_days", &cuts.recency)).alias("r_score"),
+        (below("frequency", &cuts.frequency) + lit(1i32)).alias("f_score"),
+        (below("monetary_fen", &cuts.monetary) + lit(1i32)).alias("m_score"),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(freq: &[i64], monetary: &[i64], recency: &[i64]) -> LazyFrame {
+        let n = freq.len();
+        df!(
+            "customer_key" => (0..n).map(|i| format!("c{i}")).collect::<Vec<_>>(),
+            "frequency" => freq,
+            "monetary_fen" => monetary,
+            "recency_days" => recency,
+        )
+        .unwrap()
+        .lazy()
+    }
+
+    fn scores(df: &DataFrame, c: &str) -> Vec<i32> {
+        df.column(c).unwrap().i32().unwrap().into_no_null_iter().collect()
+    }
+
+    #[test]
+    fn quantile_cut_points_by_hand() {
+        // Values 1..=10. Type-7 quantile at p: h = (n-1)p; 0.2 -> 2.8, 0.4 -> 4.6, 0.6 -> 6.4, 0.8 -> 8.2.
+        let v: Vec<i64> = (1..=10).collect();
+        let t = table(&v, &v, &v);
+        let cuts = cut_points(&t).unwrap();
+        for (got, want) in cuts.frequency.iter().zip([2.8, 4.6, 6.4, 8.2]) {
+            assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+        }
+        let s = score(t, &cuts).collect().unwrap();
+        // 1,2 -> 1; 3,4 -> 2; 5,6 -> 3; 7,8 -> 4; 9,10 -> 5. Recency inverted.
+        assert_eq!(scores(&s, "f_score"), [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+        assert_eq!(scores(&s, "r_score"), [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]);
+    }
+
+    #[test]
+    fn ties_get_equal_scores_and_fewer_levels() {
+        // Frequencies: seven customers bought once, two twice, one 9 times. Quantiles: 1, 1, 1, 2 -> cuts
+        // {1, 2}: once -> 1, twice -> 2, nine -> 3. Identical customers never land in different scores.
+        let f = [1, 1, 1, 1, 1, 1, 1, 2, 2, 9];
+        let t = table(&f, &f, &f);
+        let cuts = cut_points(&t).unwrap();
+        assert_eq!(cuts.frequency, vec![1.0, 2.0]);
+        assert_eq!(cuts.levels().1, 3);
+        let s = score(t, &cuts).collect().unwrap();
+        assert_eq!(scores(&s, "f_score"), [1, 1, 1, 1, 1, 1, 1, 2, 2, 3]);
+    }
+
+    #[test]
+    fn window_and_recency() {
+        let occ = df!(
+            "customer_key" => ["a", "a", "a", "b"],
+            "quality" => ["strong"; 4],
+            "day" => [100i32, 150, 190, 120],
+            "net_fen" => [1000i64, 2000, 500, 700],
+        )
+        .unwrap()
+        .lazy();
+        let t = rfm_table(
+            occ.clone(),
+            RfmParams {
+                as_of: 200,
+                window_days: None,
+            },
+        )
+        .collect()
+        .unwrap();
+        assert_eq!(
+            t.column("recency_days")
+                .unwrap()
+                .i64()
+                .unwrap()
+                .into_no_null_iter()
+                .collect::<Vec<_>>(),
+            [10, 80]
+        );
+        assert_eq!(
+            t.column("frequency")
+                .unwrap()
+                .i64()
+                .unwrap()
+                .into_no_null_iter()
+                .collect::<Vec<_>>(),
+            [3, 1]
+        );
+        assert_eq!(
+            t.column("monetary_fen")
+                .unwrap()
+                .i64()
+                .unwrap()
+                .into_no_null_iter()
+                .collect::<Vec<_>>(),
+            [3500, 700]
+        );
+        // A 60-day window keeps days 141..=200: a has two occasions, b none.
+        let w = rfm_table(
+            occ,
+            RfmParams {
+                as_of: 200,
+                window_days: Some(60),
+            },
+        )
+        .collect()
+        .unwrap();
+        assert_eq!(w.height(), 1);
+        assert_eq!(w.column("monetary_fen").unwrap().i64().unwrap().get(0), Some(2500));
+    }
+}

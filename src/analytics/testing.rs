@@ -1,0 +1,23 @@
+//! Tiny event frames for unit tests.
+
+use polars::prelude::*;
+
+/// (event_id, kind, customer_key, quality, day, amount_fen, payment_event_id)
+pub type Row<'a> = (&'a str, &'a str, Option<&'a str>, &'a str, i32, i64, Option<&'a str>);
+
+pub fn events(rows: &[Row]) -> LazyFrame {
+    df!(
+        "event_id" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        "kind" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        "customer_key" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        "customer_key_quality" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+        "local_date" => rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+        "amount_fen" => rows.iter().map(|r| r.5).collect::<Vec<_>>(),
+        "payment_event_id" => rows.iter().map(|r| r.6).collect::<Vec<_>>(),
+        "channel" => rows.iter().map(|_| "wechat_pay").collect::<Vec<_>>(),
+        "fee_millifen" => rows.iter().map(|r| r.5.abs() * 6).collect::<Vec<_>>(),
+    )
+    .unwrap()
+    .lazy()
+    .with_column(col("local_date").cast(DataType::Date))
+}
