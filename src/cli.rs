@@ -37,8 +37,26 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Generate a realistic demo shop's exports, ingest them and summarise the store.
     Demo(DemoArgs),
+    /// Customer analytics as of a date: RFM segments and transitions, repeat purchase, cohorts, weekly KPIs.
+    Analyze(AnalyzeArgs),
     /// Summarise what the store holds: files, months, events, customers.
     Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// As-of date (default: the end of the last complete ISO week in the data).
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<chrono::NaiveDate>,
+    /// Segment map: a preset (rfm, rf-grid, cn8) or a TOML file with [[rules]] (default from paylens.toml, else rfm).
+    #[arg(long, value_name = "PRESET|FILE")]
+    pub segments: Option<String>,
+    /// Only the last N days count for RFM (default: all history).
+    #[arg(long, value_name = "DAYS")]
+    pub window_days: Option<i32>,
+    /// Reports folder (default: reports). Env: PAYLENS_REPORTS.
+    #[arg(long, value_name = "DIR")]
+    pub reports: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

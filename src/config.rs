@@ -22,6 +22,7 @@ pub struct Config {
     pub timezone: Tz,
     pub personal: PersonalRules,
     pub generic: Vec<GenericMapping>,
+    pub analytics: AnalyticsSettings,
     /// Where the settings came from, for `--show-config`.
     pub config_file: Option<PathBuf>,
 }
@@ -44,6 +45,34 @@ struct ConfigFile {
     /// Column mappings for other platforms' CSV, POS line items and inventory snapshots.
     #[serde(default)]
     generic: Vec<GenericMapping>,
+    /// Customer analytics settings.
+    #[serde(default)]
+    analytics: Option<AnalyticsSettings>,
+}
+
+/// Customer analytics settings (`[analytics]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalyticsSettings {
+    /// Segment map: a preset (`rfm`, `rf-grid`, `cn8`) or a TOML file with `[[rules]]`.
+    pub segments: String,
+    /// RFM window in days; absent means all history.
+    pub window_days: Option<i32>,
+    /// Weeks of history for weekly KPIs, new/returning/lapsed and segment-change dates.
+    pub weeks: i32,
+    /// Days without a purchase after which a customer counts as lapsed.
+    pub lapse_days: i32,
+}
+
+impl Default for AnalyticsSettings {
+    fn default() -> Self {
+        AnalyticsSettings {
+            segments: "rfm".into(),
+            window_days: None,
+            weeks: 12,
+            lapse_days: 90,
+        }
+    }
 }
 
 /// Which rows of a personal (QR-code) bill count as sales.
@@ -252,6 +281,7 @@ impl Config {
             timezone,
             personal: file.personal.unwrap_or_default(),
             generic: file.generic,
+            analytics: file.analytics.unwrap_or_default(),
             config_file: path,
         })
     }

@@ -2,6 +2,7 @@
 //! Each command module has a `run(params, cfg)` of the same shape and owns its own output.
 
 pub mod analytics;
+pub mod analyze;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -53,6 +54,25 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo(a) => {
             let params = demo::DemoParams::from_args(&a);
             demo::run(&params, &cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Analyze(a) => {
+            let cfg = match &a.reports {
+                Some(r) => Config {
+                    reports: r.clone(),
+                    ..cfg
+                },
+                None => cfg,
+            };
+            let params = analyze::AnalyzeParams {
+                as_of: a.as_of,
+                segments: a.segments.clone().unwrap_or_else(|| cfg.analytics.segments.clone()),
+                window_days: a.window_days.or(cfg.analytics.window_days),
+                weeks: cfg.analytics.weeks,
+                lapse_days: cfg.analytics.lapse_days,
+                quiet: false,
+            };
+            analyze::run(&params, &cfg)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(a) => {

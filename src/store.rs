@@ -113,6 +113,25 @@ impl StoreReader {
         Ok(out.unwrap_or_else(crate::ingest::empty_events))
     }
 
+    /// A lazy scan over every events file (projection and filters pushed down), or an empty frame.
+    pub fn scan_events(&self) -> Result<LazyFrame> {
+        if self.manifest.events.is_empty() {
+            return Ok(crate::ingest::empty_events().lazy());
+        }
+        let mut paths = Vec::new();
+        for rel in self.manifest.events.values() {
+            let p = self.root.join(rel);
+            let s = p
+                .to_str()
+                .with_context(|| format!("store path {} is not UTF-8", p.display()))?;
+            paths.push(PlRefPath::from(s));
+        }
+        Ok(LazyFrame::scan_parquet_files(
+            paths.into_iter().collect(),
+            ScanArgsParquet::default(),
+        )?)
+    }
+
     pub fn table(&self, rel: Option<&str>) -> Result<Option<DataFrame>> {
         rel.map(|r| read_parquet(&self.root.join(r))).transpose()
     }

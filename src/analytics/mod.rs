@@ -2,10 +2,12 @@
 //! scores and segments, repeat purchase and cohorts, weekly KPIs. Nothing here reads or writes files;
 //! the `analyze` command does. Definitions follow ../shared/reference/analytics-methods.md.
 
+pub mod kpis;
 pub mod occasions;
 pub mod retention;
 pub mod rfm;
 pub mod segments;
+pub mod transitions;
 
 #[cfg(test)]
 pub(crate) mod testing;

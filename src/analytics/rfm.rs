@@ -2,7 +2,7 @@
 //! the cut points are the 20/40/60/80 % quantiles (linear interpolation, R's default type 7, DuckDB's
 //! `quantile_cont`); a value's score counts the cut points strictly below it, so equal values always get
 //! equal scores. Duplicate cut points (heavy ties) are dropped and fewer scores are used; the realised
-//! cut points are an output. Recency is inverted: the most recent customers score highest.
+//! cut points are an output, rounded to 1e-6. Recency is inverted: the most recent customers score highest.
 
 use anyhow::Result;
 use polars::prelude::*;
@@ -78,6 +78,9 @@ pub fn cut_points(table: &LazyFrame) -> Result<CutPoints> {
         let mut v = Vec::new();
         for i in 0..QUANTILES.len() {
             if let Some(x) = df.column(&format!("{m}_{i}"))?.f64()?.get(0) {
+                // Interpolation leaves float noise (18760.000000000015); the measures are integers, so a
+                // cut point rounded to 1e-6 scores every value the same way any engine's would.
+                let x = (x * 1e6).round() / 1e6;
                 if v.last() != Some(&x) {
                     v.push(x);
                 }

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod analyze;
 mod demo;
 mod ingest;
 mod store;

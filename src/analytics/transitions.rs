@@ -1,0 +1,200 @@
+//! Segment transitions (Klaviyo keeps a previous group and a change date): each customer's segment now,
+//! one period earlier, and the date it last changed, found by re-running the segmentation at weekly
+//! snapshots back in time with the data known then (occasions and refunds up to each snapshot); and the
+//! from x to matrix. A customer who did not exist one period earlier comes `from` "(new)".
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Result;
+use polars::prelude::*;
+
+use super::occasions::occasions;
+use super::rfm::{cut_points, rfm_table, score, CutPoints, RfmParams};
+use super::segments::SegmentMap;
+
+pub const NEW: &str = "(new)";
+
+/// The scored and segmented RFM table at `day`, with its cut points.
+pub fn segmented_at(
+    events: LazyFrame,
+    day: i32,
+    window_days: Option<i32>,
+    map: &SegmentMap,
+) -> Result<(DataFrame, CutPoints)> {
+    let table = rfm_table(
+        occasions(events, day),
+        RfmParams {
+            as_of: day,
+            window_days,
+        },
+    )
+    .collect()?
+    .lazy();
+    let cuts = cut_points(&table)?;
+    let segmented = map.assign(score(table, &cuts)).collect()?;
+    Ok((segmented, cuts))
+}
+
+fn segment_map(df: &DataFrame) -> Result<HashMap<String, String>> {
+    let keys = df.column("customer_key")?.str()?;
+    let segs = df.column("segment")?.str()?;
+    Ok(keys
+        .iter()
+        .zip(segs.iter())
+        .filter_map(|(k, s)| Some((k?.to_string(), s?.to_string())))
+        .collect())
+}
+
+/// Per-customer transition facts and the from x to matrix.
+pub struct Transitions {
+    /// customer_key, previous_segment, segment_since (date of the first weekly snapshot showing the
+    /// current segment; null when unchanged over the whole look-back).
+    pub per_customer: DataFrame,
+    /// from_segment, to_segment, customers.
+    pub matrix: DataFrame,
+}
+
+/// Compares the segmentation `now` (at `as_of`) with weekly snapshots 1..=`weeks_back` weeks earlier.
+pub fn transitions(
+    events: LazyFrame,
+    now: &DataFrame,
+    as_of: i32,
+    weeks_back: i32,
+    window_days: Option<i32>,
+    map: &SegmentMap,
+) -> Result<Transitions> {
+    let current = segment_map(now)?;
+    let mut history: Vec<HashMap<String, String>> = Vec::new();
+    for k in 1..=weeks_back.max(1) {
+        let (df, _) = segmented_at(events.clone(), as_of - 7 * k, window_days, map)?;
+        history.push(segment_map(&df)?);
+    }
+    let mut keys: Vec<&String> = current.keys().collect();
+    keys.sort();
+    let (mut prev_col, mut since_col) = (Vec::with_capacity(keys.len()), Vec::with_capacity(keys.len()));
+    let mut matrix: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for key in &keys {
+        let seg = &current[*key];
+        let prev = history[0].get(*key).cloned().unwrap_or_else(|| NEW.to_string());
+        *matrix.entry((prev.clone(), seg.clone())).or_default() += 1;
+        prev_col.push(prev);
+        // The first snapshot back that differs: the change happened after it.
+        let since = history
+            .iter()
+            .position(|h| h.get(*key) != Some(seg))
+            .map(|i| as_of - 7 * i as i32);
+        since_col.push(since);
+    }
+    let per_customer = DataFrame::new(
+        keys.len(),
+        vec![
+            Column::new(
+                "customer_key".into(),
+                keys.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new("previous_segment".into(), prev_col),
+            Column::new("segment_since".into(), since_col).cast(&DataType::Date)?,
+        ],
+    )?;
+    let n = matrix.len();
+    let (mut from, mut to, mut count) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for ((f, t), c) in matrix {
+        from.push(f);
+        to.push(t);
+        count.push(c);
+    }
+    let matrix = DataFrame::new(
+        n,
+        vec![
+            Column::new("from_segment".into(), from),
+            Column::new("to_segment".into(), to),
+            Column::new("customers".into(), count),
+        ],
+    )?;
+    Ok(Transitions { per_customer, matrix })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::testing::events;
+
+    #[test]
+    fn previous_segment_and_change_date() {
+        // RF grid. Ten customers; "hot" buys every week until as-of, so it moves up; "new" appears this week.
+        let map = SegmentMap::preset("rf-grid").unwrap();
+        let as_of = 1000;
+        let mut rows: Vec<(String, i32)> = Vec::new();
+        for c in 0..8 {
+            rows.push((format!("c{c}"), 900 + c * 10));
+        }
+        for w in 0..6 {
+            rows.push(("hot".into(), as_of - 7 * w));
+        }
+        rows.push(("new".into(), as_of - 1));
+        let ids: Vec<String> = (0..rows.len()).map(|i| format!("p{i}")).collect();
+        let spec: Vec<_> = rows
+            .iter()
+            .zip(&ids)
+            .map(|((c, d), id)| (id.as_str(), "payment", Some(c.as_str()), "strong", *d, 1000i64, None))
+            .collect();
+        let ev = events(&spec);
+        let (now, _) = segmented_at(ev.clone(), as_of, None, &map).unwrap();
+        let t = transitions(ev, &now, as_of, 4, None, &map).unwrap();
+        let pc = &t.per_customer;
+        let row = |k: &str| {
+            let i = pc
+                .column("customer_key")
+                .unwrap()
+                .str()
+                .unwrap()
+                .iter()
+                .position(|x| x == Some(k))
+                .unwrap();
+            (
+                pc.column("previous_segment")
+                    .unwrap()
+                    .str()
+                    .unwrap()
+                    .get(i)
+                    .unwrap()
+                    .to_string(),
+                pc.column("segment_since")
+                    .unwrap()
+                    .cast(&DataType::Int32)
+                    .unwrap()
+                    .i32()
+                    .unwrap()
+                    .get(i),
+            )
+        };
+        assert_eq!(row("new"), (NEW.to_string(), Some(as_of)));
+        let total: i64 = t
+            .matrix
+            .column("customers")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .into_no_null_iter()
+            .sum();
+        assert_eq!(total, 10);
+        let now_seg = |k: &str| {
+            let i = now
+                .column("customer_key")
+                .unwrap()
+                .str()
+                .unwrap()
+                .iter()
+                .position(|x| x == Some(k))
+                .unwrap();
+            now.column("segment")
+                .unwrap()
+                .str()
+                .unwrap()
+                .get(i)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(now_seg("hot"), "Champions");
+    }
+}

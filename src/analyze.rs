@@ -1,0 +1,367 @@
+//! `paylens analyze`: runs the customer analytics over the store as of a date and writes the result tables
+//! (Parquet, and CSV in UTF-8 with BOM for Excel) under `reports/<ISO week>/`, then prints a summary.
+//! The only file I/O of the analytics lives here; the transforms are in `crate::analytics`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use chrono::{Datelike, NaiveDate, Weekday};
+use polars::prelude::*;
+
+use crate::analytics::{kpis, occasions, retention, segments::SegmentMap, transitions};
+use crate::config::Config;
+use crate::store::StoreReader;
+
+/// Resolved settings of one analysis.
+#[derive(Debug, Clone)]
+pub struct AnalyzeParams {
+    /// The as-of date; default: the end (Sunday) of the last complete ISO week in the data.
+    pub as_of: Option<NaiveDate>,
+    /// Segment map: a preset name or a TOML file.
+    pub segments: String,
+    /// RFM window in days (None: all history).
+    pub window_days: Option<i32>,
+    /// Weeks of history for KPIs, new/returning/lapsed and segment-change dates.
+    pub weeks: i32,
+    /// Days without a purchase after which a customer counts as lapsed.
+    pub lapse_days: i32,
+    pub quiet: bool,
+}
+
+/// What an analysis produced, for the caller's own summary.
+#[derive(Debug)]
+pub struct AnalyzeOutcome {
+    pub as_of: NaiveDate,
+    pub folder: PathBuf,
+    pub customers: usize,
+    pub segments: DataFrame,
+}
+
+pub fn day_number(d: NaiveDate) -> i32 {
+    crate::ingest::model::days_since_epoch(d)
+}
+
+pub fn date_of(day: i32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Duration::days(day as i64)
+}
+
+/// `2026-W47`.
+pub fn iso_week_label(d: NaiveDate) -> String {
+    let w = d.iso_week();
+    format!("{}-W{:02}", w.year(), w.week())
+}
+
+/// The Sunday that ends the last complete ISO week on or before `last_day`.
+pub fn last_complete_week_end(last_day: NaiveDate) -> NaiveDate {
+    if last_day.weekday() == Weekday::Sun {
+        last_day
+    } else {
+        last_day - chrono::Days::new(last_day.weekday().num_days_from_sunday() as u64)
+    }
+}
+
+const EVENT_COLUMNS: [&str; 9] = [
+    "event_id",
+    "kind",
+    "local_date",
+    "customer_key",
+    "customer_key_quality",
+    "amount_fen",
+    "payment_event_id",
+    "channel",
+    "fee_millifen",
+];
+
+pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
+    let store = StoreReader::open(&cfg.store)?;
+    if store.manifest.events.is_empty() {
+        bail!(crate::UserError(format!(
+            "the store {} holds no events: run `paylens ingest` first",
+            cfg.store.display()
+        )));
+    }
+    let events = store.scan_events()?.select(EVENT_COLUMNS.map(col));
+    let as_of = match p.as_of {
+        Some(d) => d,
+        None => {
+            let max = events
+                .clone()
+                .select([col("local_date").cast(DataType::Int32).max()])
+                .collect()?;
+            let last = max.column("local_date")?.i32()?.get(0).context("no event dates")?;
+            last_complete_week_end(date_of(last))
+        }
+    };
+    let map = SegmentMap::load(&p.segments).map_err(|e| crate::UserError(format!("{e:#}")))?;
+    let day = day_number(as_of);
+    let folder = cfg.reports.join(iso_week_label(as_of));
+    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+
+    // Segments now, their history and the customer list.
+    let (segmented, cuts) = transitions::segmented_at(events.clone(), day, p.window_days, &map)?;
+    let trans = transitions::transitions(events.clone(), &segmented, day, p.weeks.min(13), p.window_days, &map)?;
+    let labels = match store.table(store.manifest.identities.as_deref())? {
+        Some(ids) => ids.lazy().select([col("customer_key"), col("label")]),
+        None => df!("customer_key" => Vec::<String>::new(), "label" => Vec::<String>::new())?.lazy(),
+    };
+    let customers = segmented
+        .clone()
+        .lazy()
+        .left_join(
+            trans.per_customer.clone().lazy(),
+            col("customer_key"),
+            col("customer_key"),
+        )
+        .left_join(labels, col("customer_key"), col("customer_key"))
+        .select([
+            col("customer_key"),
+            col("label"),
+            col("quality").alias("key_quality"),
+            col("first_day").cast(DataType::Date).alias("first_purchase"),
+            col("last_day").cast(DataType::Date).alias("last_purchase"),
+            col("recency_days"),
+            col("frequency"),
+            (col("monetary_fen").cast(DataType::Float64) / lit(100.0)).alias("monetary_yuan"),
+            col("monetary_fen"),
+            col("r_score"),
+            col("f_score"),
+            col("m_score"),
+            col("segment"),
+            col("previous_segment"),
+            col("segment_since"),
+        ])
+        .sort(["segment", "customer_key"], SortMultipleOptions::default())
+        .collect()?;
+    let summary = crate::analytics::segments::summary(segmented.clone().lazy(), &map).collect()?;
+    let occ = occasions::occasions(events.clone(), day).collect()?.lazy();
+
+    // Repeat purchase over three windows, labelled.
+    let week_from = day - 6;
+    let mut repeat = Vec::new();
+    for (label, from) in [
+        ("as-of week", week_from),
+        ("last 28 days", day - 27),
+        ("last 365 days", day - 364),
+    ] {
+        repeat.push(retention::repeat_rates(occ.clone(), from, day).with_column(lit(label).alias("window")));
+    }
+    let repeat = concat(repeat, UnionArgs::default())?
+        .select([
+            col("window"),
+            col("from_day").cast(DataType::Date).alias("from"),
+            col("to_day").cast(DataType::Date).alias("to"),
+            col("customers"),
+            col("repeat_customers"),
+            col("repeat_rate").alias("in_window_repeat_rate"),
+            col("returning_customers"),
+            col("returning_rate").alias("returning_customer_rate_shopify"),
+        ])
+        .collect()?;
+    let coverage = concat(
+        [
+            occasions::key_coverage(events.clone(), day, None).with_column(lit("all history").alias("window")),
+            occasions::key_coverage(events.clone(), day, Some(week_from))
+                .with_column(lit("as-of week").alias("window")),
+        ],
+        UnionArgs::default(),
+    )?
+    .collect()?;
+    let monthly = cohort_frame(
+        &retention::cohorts(occ.clone(), retention::Period::Month, day)?,
+        retention::Period::Month,
+    )?;
+    let weekly_cohorts = cohort_frame(
+        &retention::cohorts(occ.clone(), retention::Period::Week, day)?,
+        retention::Period::Week,
+    )?;
+    let latency = retention::latency(occ.clone()).collect()?;
+    let weekly_customers = with_week_labels(retention::weekly_customers(occ, day, p.weeks, p.lapse_days).collect()?)?;
+    let kpi = with_week_labels(kpis::weekly(events, day, p.weeks).collect()?)?;
+    let cut_table = df!(
+        "measure" => ["recency_days", "frequency", "monetary_fen"],
+        "levels" => [cuts.recency.len() as i64 + 1, cuts.frequency.len() as i64 + 1, cuts.monetary.len() as i64 + 1],
+        "cut_points" => [join(&cuts.recency), join(&cuts.frequency), join(&cuts.monetary)],
+    )?;
+
+    let tables: Vec<(&str, DataFrame)> = vec![
+        ("customers", customers.clone()),
+        ("segments", summary.clone()),
+        ("rfm_cut_points", cut_table),
+        ("segment_transitions", trans.matrix.clone()),
+        ("repeat_purchase", repeat.clone()),
+        ("key_coverage", coverage.clone()),
+        ("cohorts_monthly", monthly.clone()),
+        ("cohorts_weekly", weekly_cohorts),
+        ("purchase_latency", latency),
+        ("customers_weekly", weekly_customers),
+        ("kpis_weekly", kpi.clone()),
+    ];
+    for (name, mut df) in tables {
+        let mut written = Vec::new();
+        crate::store::write_parquet_atomic(&folder.join(format!("{name}.parquet")), &mut df, &mut written)?;
+        write_csv(&df, &folder.join(format!("{name}.csv")))?;
+    }
+    let outcome = AnalyzeOutcome {
+        as_of,
+        folder,
+        customers: customers.height(),
+        segments: summary,
+    };
+    if !p.quiet {
+        print_summary(&outcome, &map, &cuts, &repeat, &coverage, &kpi)?;
+    }
+    Ok(outcome)
+}
+
+/// Replaces the internal `week` number with its ISO label (`2026-W47`), first column.
+fn with_week_labels(mut df: DataFrame) -> Result<DataFrame> {
+    let labels: Vec<Option<String>> = df
+        .column("week")?
+        .i32()?
+        .iter()
+        .map(|w| w.map(|w| iso_week_label(date_of(retention::week_start(w)))))
+        .collect();
+    df.drop_in_place("week")?;
+    df.insert_column(0, Column::new("iso_week".into(), labels))?;
+    Ok(df)
+}
+
+fn join(v: &[f64]) -> String {
+    v.iter().map(|x| format!("{x}")).collect::<Vec<_>>().join(" ")
+}
+
+/// Long cohort cells as a frame: cohort label, size, k, retention, cumulative revenue per customer.
+fn cohort_frame(cells: &[retention::CohortCell], period: retention::Period) -> Result<DataFrame> {
+    let label = |c: i32| match period {
+        retention::Period::Month => format!("{}-{:02}", c.div_euclid(12), c.rem_euclid(12) + 1),
+        retention::Period::Week => iso_week_label(date_of(retention::week_start(c))),
+    };
+    Ok(df!(
+        "cohort" => cells.iter().map(|c| label(c.cohort)).collect::<Vec<_>>(),
+        "cohort_size" => cells.iter().map(|c| c.size).collect::<Vec<_>>(),
+        "period" => cells.iter().map(|c| c.k).collect::<Vec<_>>(),
+        "retention" => cells.iter().map(|c| c.retention).collect::<Vec<_>>(),
+        "cumulative_yuan_per_customer" => cells.iter().map(|c| c.cumulative_fen_per_customer.map(|f| f / 100.0)).collect::<Vec<_>>(),
+    )?)
+}
+
+fn cell_text(v: &AnyValue) -> String {
+    match v {
+        AnyValue::Null => String::new(),
+        AnyValue::String(s) => s.to_string(),
+        AnyValue::StringOwned(s) => s.to_string(),
+        AnyValue::Date(d) => date_of(*d).to_string(),
+        AnyValue::Float64(f) => {
+            let s = format!("{f:.6}");
+            let s = s.trim_end_matches('0').trim_end_matches('.');
+            if s == "-0" {
+                "0".into()
+            } else {
+                s.to_string()
+            }
+        }
+        AnyValue::Float32(f) => format!("{f}"),
+        other => other.to_string(),
+    }
+}
+
+/// A CSV for Excel: UTF-8 with BOM, header row, empty cells for nulls.
+pub fn write_csv(df: &DataFrame, path: &Path) -> Result<()> {
+    let mut w = csv::Writer::from_writer(vec![0xEF, 0xBB, 0xBF]);
+    w.write_record(df.get_column_names().iter().map(|s| s.as_str()))?;
+    let columns: Vec<&Column> = df.columns().iter().collect();
+    for i in 0..df.height() {
+        let row: Vec<String> = columns
+            .iter()
+            .map(|c| c.get(i).map(|v| cell_text(&v)).unwrap_or_default())
+            .collect();
+        w.write_record(&row)?;
+    }
+    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tmp = path.with_extension("csv.tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{:.1} %", v * 100.0))
+}
+
+fn print_summary(
+    o: &AnalyzeOutcome,
+    map: &SegmentMap,
+    cuts: &crate::analytics::rfm::CutPoints,
+    repeat: &DataFrame,
+    coverage: &DataFrame,
+    kpi: &DataFrame,
+) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "as of {} ({}), segment map `{}`: {} customers",
+        o.as_of,
+        iso_week_label(o.as_of),
+        map.name,
+        o.customers
+    )?;
+    let (r, f, m) = cuts.levels();
+    if (r, f, m) != (5, 5, 5) {
+        writeln!(
+            out,
+            "  ties left fewer than 5 scores: recency {r}, frequency {f}, monetary {m}"
+        )?;
+    }
+    writeln!(
+        out,
+        "  {:<24} {:>9} {:>7} {:>14} {:>7}",
+        "segment", "customers", "share", "revenue (yuan)", "share"
+    )?;
+    let s = &o.segments;
+    for i in 0..s.height() {
+        let seg = s.column("segment")?.str()?.get(i).unwrap_or("");
+        let n = s.column("customers")?.i64()?.get(i).unwrap_or(0);
+        let rev = s.column("revenue_fen")?.i64()?.get(i).unwrap_or(0);
+        writeln!(
+            out,
+            "  {:<24} {:>9} {:>7} {:>14} {:>7}",
+            seg,
+            n,
+            pct(s.column("customer_share")?.f64()?.get(i)),
+            crate::ingest::normalise::format_yuan(rev),
+            pct(s.column("revenue_share")?.f64()?.get(i))
+        )?;
+    }
+    for i in 0..repeat.height() {
+        writeln!(
+            out,
+            "  {:<14} in-window repeat rate {:>7}; returning-customer rate (Shopify, reads higher) {:>7}",
+            repeat.column("window")?.str()?.get(i).unwrap_or(""),
+            pct(repeat.column("in_window_repeat_rate")?.f64()?.get(i)),
+            pct(repeat.column("returning_customer_rate_shopify")?.f64()?.get(i))
+        )?;
+    }
+    writeln!(
+        out,
+        "  sales without a customer key {}, with a weak key (masked account, nickname) {}: customer figures cover the rest",
+        pct(coverage.column("none_share")?.f64()?.get(0)),
+        pct(coverage.column("weak_share")?.f64()?.get(0))
+    )?;
+    let all = kpi.clone().lazy().filter(col("channel").eq(lit("all"))).collect()?;
+    if let Some(last) = all.height().checked_sub(1) {
+        writeln!(
+            out,
+            "  week net revenue {} yuan ({} on last week), {} orders, {} customers",
+            crate::ingest::normalise::format_yuan(all.column("net_fen")?.i64()?.get(last).unwrap_or(0)),
+            all.column("net_fen_wow")?
+                .f64()?
+                .get(last)
+                .map_or("-".into(), |v| format!("{:+.1} %", v * 100.0)),
+            all.column("orders")?.i64()?.get(last).unwrap_or(0),
+            all.column("customers")?.i64()?.get(last).unwrap_or(0)
+        )?;
+    }
+    writeln!(out, "  tables in {}", o.folder.display())?;
+    Ok(())
+}
