@@ -24,11 +24,15 @@ use config::{Config, Overrides};
 pub struct UserError(pub String);
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    let reports = match &cli.command {
+        Command::Analyze(a) => a.reports.clone(),
+        _ => None,
+    };
     let overrides = Overrides {
         config: cli.global.config.clone(),
         store: cli.global.store.clone(),
         inbox: None,
-        reports: None,
+        reports,
         timezone: cli.global.timezone.clone(),
     };
     let cfg = Config::resolve(&overrides).map_err(|e| UserError(format!("{e:#}")))?;

@@ -589,10 +589,33 @@ pub fn run(p: &DemoParams, cfg: &Config) -> Result<()> {
         s.customers_strong,
         s.customers_weak
     );
+    let t2 = Instant::now();
+    let analysis_cfg = Config {
+        reports: p.out.join("reports"),
+        ..store_cfg.clone()
+    };
+    let params = crate::analyze::AnalyzeParams {
+        as_of: None,
+        segments: cfg.analytics.segments.clone(),
+        window_days: cfg.analytics.window_days,
+        weeks: cfg.analytics.weeks,
+        lapse_days: cfg.analytics.lapse_days,
+        quiet: true,
+    };
+    let a = crate::analyze::run(&params, &analysis_cfg)?;
+    println!(
+        "  customer analytics as of {} ({} customers, {} segments) in {:.1} s: {}",
+        a.as_of,
+        a.customers,
+        a.segments.height(),
+        t2.elapsed().as_secs_f64(),
+        a.folder.display()
+    );
     println!("  ground truth for tests: {}", p.out.join("truth").display());
     println!(
-        "  done in {:.1} s. Try: paylens --store {} status",
+        "  done in {:.1} s. Open {}/segments.csv and customers.csv, or run: paylens --store {} analyze",
         t0.elapsed().as_secs_f64(),
+        a.folder.display(),
         store_cfg.store.display()
     );
     Ok(())
