@@ -121,16 +121,17 @@ mod tests {
 
     #[test]
     fn previous_segment_and_change_date() {
-        // RF grid. Ten customers; "hot" buys every week until as-of, so it moves up; "new" appears this week.
+        // RF grid, as of day 1000. c0..c7 bought once, on days 900, 910, ..., 970; "hot" weekly on days
+        // 965, 972, ..., 1000; "new" once on day 999.
+        // Now: recencies 0, 1, 30, ..., 100 -> type-7 cut points 24.2, 46, 64, 82; frequencies nine 1s and
+        // a 6 -> one cut point {1}. hot: R5 F2 = Potential Loyalists; new: R5 F1 = New Customers;
+        // c7 (r 30): R4 F1 = Promising.
+        // A week earlier (day 993): recencies 0, 23, ..., 93 -> cuts 29, 45, 61, 67: c7 (r 23) was R5 F1 =
+        // New Customers; hot (5 purchases, r 0) already R5 F2. Two to four weeks back hot stays R5 F2.
         let map = SegmentMap::preset("rf-grid").unwrap();
         let as_of = 1000;
-        let mut rows: Vec<(String, i32)> = Vec::new();
-        for c in 0..8 {
-            rows.push((format!("c{c}"), 900 + c * 10));
-        }
-        for w in 0..6 {
-            rows.push(("hot".into(), as_of - 7 * w));
-        }
+        let mut rows: Vec<(String, i32)> = (0..8).map(|c| (format!("c{c}"), 900 + c * 10)).collect();
+        rows.extend((0..6).map(|w| ("hot".to_string(), as_of - 7 * w)));
         rows.push(("new".into(), as_of - 1));
         let ids: Vec<String> = (0..rows.len()).map(|i| format!("p{i}")).collect();
         let spec: Vec<_> = rows
@@ -139,7 +140,9 @@ mod tests {
             .map(|((c, d), id)| (id.as_str(), "payment", Some(c.as_str()), "strong", *d, 1000i64, None))
             .collect();
         let ev = events(&spec);
-        let (now, _) = segmented_at(ev.clone(), as_of, None, &map).unwrap();
+        let (now, cuts) = segmented_at(ev.clone(), as_of, None, &map).unwrap();
+        assert_eq!(cuts.recency, vec![24.2, 46.0, 64.0, 82.0]);
+        assert_eq!(cuts.frequency, vec![1.0]);
         let t = transitions(ev, &now, as_of, 4, None, &map).unwrap();
         let pc = &t.per_customer;
         let row = |k: &str| {
@@ -151,7 +154,22 @@ mod tests {
                 .iter()
                 .position(|x| x == Some(k))
                 .unwrap();
+            let now_i = now
+                .column("customer_key")
+                .unwrap()
+                .str()
+                .unwrap()
+                .iter()
+                .position(|x| x == Some(k))
+                .unwrap();
             (
+                now.column("segment")
+                    .unwrap()
+                    .str()
+                    .unwrap()
+                    .get(now_i)
+                    .unwrap()
+                    .to_string(),
                 pc.column("previous_segment")
                     .unwrap()
                     .str()
@@ -168,7 +186,12 @@ mod tests {
                     .get(i),
             )
         };
-        assert_eq!(row("new"), (NEW.to_string(), Some(as_of)));
+        assert_eq!(row("new"), ("New Customers".into(), NEW.into(), Some(as_of)));
+        assert_eq!(
+            row("hot"),
+            ("Potential Loyalists".into(), "Potential Loyalists".into(), None)
+        );
+        assert_eq!(row("c7"), ("Promising".into(), "New Customers".into(), Some(as_of)));
         let total: i64 = t
             .matrix
             .column("customers")
@@ -178,23 +201,5 @@ mod tests {
             .into_no_null_iter()
             .sum();
         assert_eq!(total, 10);
-        let now_seg = |k: &str| {
-            let i = now
-                .column("customer_key")
-                .unwrap()
-                .str()
-                .unwrap()
-                .iter()
-                .position(|x| x == Some(k))
-                .unwrap();
-            now.column("segment")
-                .unwrap()
-                .str()
-                .unwrap()
-                .get(i)
-                .unwrap()
-                .to_string()
-        };
-        assert_eq!(now_seg("hot"), "Champions");
     }
 }
