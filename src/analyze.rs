@@ -144,7 +144,16 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         ("last 28 days", day - 27),
         ("last 365 days", day - 364),
     ] {
-        repeat.push(retention::repeat_rates(occ.clone(), from, day).with_column(lit(label).alias("window")));
+        let coverage = occasions::key_coverage(events.clone(), day, Some(from)).select([
+            col("none_share").alias("no_key_sales_share"),
+            col("weak_share").alias("weak_key_sales_share"),
+        ]);
+        repeat.push(
+            retention::repeat_rates(occ.clone(), from, day)
+                .with_column(lit(label).alias("window"))
+                .with_column(lit(1i32).alias("__j"))
+                .inner_join(coverage.with_column(lit(1i32).alias("__j")), col("__j"), col("__j")),
+        );
     }
     let repeat = concat(repeat, UnionArgs::default())?
         .select([
@@ -156,6 +165,8 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
             col("repeat_rate").alias("in_window_repeat_rate"),
             col("returning_customers"),
             col("returning_rate").alias("returning_customer_rate_shopify"),
+            col("no_key_sales_share"),
+            col("weak_key_sales_share"),
         ])
         .collect()?;
     let coverage = concat(

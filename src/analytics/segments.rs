@@ -315,7 +315,8 @@ impl SegmentMap {
 }
 
 /// Per segment: customers, share, revenue (fen), revenue share, median recency/frequency/monetary,
-/// average order value (revenue per occasion). Segments in map order, empty ones included.
+/// average order value (revenue per occasion), and the share of its revenue from weak (masked or
+/// nickname) keys. Segments in map order, empty ones included.
 pub fn summary(segmented: LazyFrame, map: &SegmentMap) -> LazyFrame {
     let order = df!(
         "segment" => map.names(),
@@ -330,6 +331,10 @@ pub fn summary(segmented: LazyFrame, map: &SegmentMap) -> LazyFrame {
         col("recency_days").median().alias("median_recency_days"),
         col("frequency").median().alias("median_frequency"),
         col("monetary_fen").median().alias("median_monetary_fen"),
+        col("monetary_fen")
+            .filter(col("quality").eq(lit("weak")))
+            .sum()
+            .alias("weak_key_revenue_fen"),
     ]);
     order
         .left_join(per, col("segment"), col("segment"))
@@ -345,6 +350,8 @@ pub fn summary(segmented: LazyFrame, map: &SegmentMap) -> LazyFrame {
                 .alias("revenue_share"),
             (col("revenue_fen").cast(DataType::Float64) / col("occasions").cast(DataType::Float64) / lit(100.0))
                 .alias("avg_order_yuan"),
+            (col("weak_key_revenue_fen").cast(DataType::Float64) / col("revenue_fen").cast(DataType::Float64))
+                .alias("weak_key_revenue_share"),
         ])
         .sort(["order"], SortMultipleOptions::default())
         .drop(cols(["order"]))
