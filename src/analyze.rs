@@ -20,6 +20,8 @@ pub struct AnalyzeParams {
     pub as_of: Option<NaiveDate>,
     /// Segment map: a preset name or a TOML file.
     pub segments: String,
+    /// An inline map from the config, used when no `--segments` was given.
+    pub inline_map: Option<SegmentMap>,
     /// RFM window in days (None: all history).
     pub window_days: Option<i32>,
     /// Weeks of history for KPIs, new/returning/lapsed and segment-change dates.
@@ -93,7 +95,10 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
             last_complete_week_end(date_of(last))
         }
     };
-    let map = SegmentMap::load(&p.segments).map_err(|e| crate::UserError(format!("{e:#}")))?;
+    let map = match &p.inline_map {
+        Some(m) => m.clone(),
+        None => SegmentMap::load(&p.segments).map_err(|e| crate::UserError(format!("{e:#}")))?,
+    };
     let day = day_number(as_of);
     let folder = cfg.reports.join(iso_week_label(as_of));
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;

@@ -62,6 +62,9 @@ pub struct AnalyticsSettings {
     pub weeks: i32,
     /// Days without a purchase after which a customer counts as lapsed.
     pub lapse_days: i32,
+    /// A segment map written inline (`name`, `basis`, `[[analytics.segment_map.rules]]`); used when
+    /// `--segments` is not given. Validated when the config is read.
+    pub segment_map: Option<crate::analytics::segments::SegmentMap>,
 }
 
 impl Default for AnalyticsSettings {
@@ -71,6 +74,7 @@ impl Default for AnalyticsSettings {
             window_days: None,
             weeks: 12,
             lapse_days: 90,
+            segment_map: None,
         }
     }
 }
@@ -303,6 +307,10 @@ fn read_file(path: &Path) -> Result<ConfigFile> {
     for m in &file.generic {
         m.validate(path)?;
     }
+    if let Some(map) = file.analytics.as_ref().and_then(|a| a.segment_map.as_ref()) {
+        map.validate()
+            .with_context(|| format!("{}: [analytics.segment_map]", path.display()))?;
+    }
     Ok(file)
 }
 
@@ -317,6 +325,20 @@ mod tests {
         std::fs::write(&p, "stor = \"x\"\n").unwrap();
         let err = format!("{:#}", read_file(&p).unwrap_err());
         assert!(err.contains("paylens.toml") && err.contains("stor"), "{err}");
+    }
+
+    #[test]
+    fn an_inline_segment_map_is_validated_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("paylens.toml");
+        let map = "[analytics.segment_map]\nname = \"two\"\nbasis = \"rf\"\n\
+                   [[analytics.segment_map.rules]]\nname = \"Recent\"\nr = [4, 5]\n\
+                   [[analytics.segment_map.rules]]\nname = \"Top\"\nr = [5, 5]\n";
+        std::fs::write(&p, map).unwrap();
+        let err = format!("{:#}", read_file(&p).unwrap_err());
+        assert!(err.contains("Top") && err.contains("R=1 F=1"), "{err}");
+        std::fs::write(&p, map.replace("r = [5, 5]", "r = [1, 3]")).unwrap();
+        assert!(read_file(&p).is_ok());
     }
 
     #[test]

@@ -71,6 +71,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let params = analyze::AnalyzeParams {
                 as_of: a.as_of,
                 segments: a.segments.clone().unwrap_or_else(|| cfg.analytics.segments.clone()),
+                inline_map: if a.segments.is_some() {
+                    None
+                } else {
+                    cfg.analytics.segment_map.clone()
+                },
                 window_days: a.window_days.or(cfg.analytics.window_days),
                 weeks: cfg.analytics.weeks,
                 lapse_days: cfg.analytics.lapse_days,

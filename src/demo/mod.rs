@@ -597,6 +597,7 @@ pub fn run(p: &DemoParams, cfg: &Config) -> Result<()> {
     let params = crate::analyze::AnalyzeParams {
         as_of: None,
         segments: cfg.analytics.segments.clone(),
+        inline_map: cfg.analytics.segment_map.clone(),
         window_days: cfg.analytics.window_days,
         weeks: cfg.analytics.weeks,
         lapse_days: cfg.analytics.lapse_days,
