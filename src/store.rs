@@ -513,7 +513,12 @@ impl StoreWriter {
                 ),
             ],
         )?;
-        self.merge_keyed(self.manifest.line_items.as_deref(), df, &["item_id"])
+        self.merge_keyed(
+            self.manifest.line_items.as_deref(),
+            df,
+            &["item_id"],
+            UniqueKeepStrategy::First,
+        )
     }
 
     fn merged_inventory(&self) -> Result<DataFrame> {
@@ -550,12 +555,23 @@ impl StoreWriter {
             ],
         )?;
         // A later snapshot row for the same date and sku replaces the earlier one.
-        let merged = self.merge_keyed_last(self.manifest.inventory.as_deref(), df, &["snapshot_date", "sku"])?;
-        Ok(merged)
+        self.merge_keyed(
+            self.manifest.inventory.as_deref(),
+            df,
+            &["snapshot_date", "sku"],
+            UniqueKeepStrategy::Last,
+        )
     }
 
-    /// Existing rows first, new rows after; the first row per key is kept.
-    fn merge_keyed(&self, existing: Option<&str>, new: DataFrame, key: &[&str]) -> Result<DataFrame> {
+    /// Existing rows first, new rows after; per key the first (`UniqueKeepStrategy::First`: what is
+    /// stored wins) or the last (`Last`: the newest file wins) row is kept, in key order.
+    fn merge_keyed(
+        &self,
+        existing: Option<&str>,
+        new: DataFrame,
+        key: &[&str],
+        keep: UniqueKeepStrategy,
+    ) -> Result<DataFrame> {
         let all = match existing {
             Some(f) => {
                 let mut old = read_parquet(&self.root.join(f))?;
@@ -566,22 +582,7 @@ impl StoreWriter {
         };
         Ok(all
             .lazy()
-            .unique_stable_generic(Some(key.iter().map(|k| col(*k)).collect()), UniqueKeepStrategy::First)
-            .collect()?)
-    }
-
-    fn merge_keyed_last(&self, existing: Option<&str>, new: DataFrame, key: &[&str]) -> Result<DataFrame> {
-        let all = match existing {
-            Some(f) => {
-                let mut old = read_parquet(&self.root.join(f))?;
-                old.vstack_mut_owned(new)?;
-                old
-            }
-            None => new,
-        };
-        Ok(all
-            .lazy()
-            .unique_stable_generic(Some(key.iter().map(|k| col(*k)).collect()), UniqueKeepStrategy::Last)
+            .unique_stable_generic(Some(key.iter().map(|k| col(*k)).collect()), keep)
             .sort(
                 key.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
                 SortMultipleOptions::default(),

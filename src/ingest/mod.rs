@@ -72,6 +72,29 @@ pub struct IngestOutcome {
     pub store: PathBuf,
 }
 
+impl FileOutcome {
+    /// The outcome line of a file as the manifest records it.
+    fn from_entry(e: &FileEntry, status: &str, details: Vec<String>) -> FileOutcome {
+        FileOutcome {
+            path: e.path.clone(),
+            format: e.format.clone(),
+            status: status.into(),
+            payments: e.payments,
+            refunds: e.refunds,
+            skipped: e.skipped,
+            rejected: e.rejected,
+            duplicates: e.duplicates,
+            payments_fen: e.payments_fen,
+            refunds_fen: e.refunds_fen,
+            first: e.first.clone(),
+            last: e.last.clone(),
+            reconciled: e.reconciled,
+            error: None,
+            details,
+        }
+    }
+}
+
 impl IngestOutcome {
     pub fn refused(&self) -> usize {
         self.files.iter().filter(|f| f.status == "refused").count()
@@ -335,10 +358,9 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
 fn ingest_one(input: &Input, cfg: &Config, store: &mut StoreWriter) -> Result<FileOutcome> {
     let sha = input.sha256().with_context(|| format!("reading {}", input.name))?;
     if let Some(prev) = store.manifest.find(&sha) {
-        return Ok(FileOutcome {
+        // Nothing is read again: every event of the file is already stored.
+        let again = FileEntry {
             path: input.name.clone(),
-            format: prev.format.clone(),
-            status: "already_ingested".into(),
             payments: 0,
             refunds: 0,
             skipped: 0,
@@ -346,15 +368,13 @@ fn ingest_one(input: &Input, cfg: &Config, store: &mut StoreWriter) -> Result<Fi
             duplicates: prev.payments + prev.refunds,
             payments_fen: 0,
             refunds_fen: 0,
-            first: prev.first.clone(),
-            last: prev.last.clone(),
-            reconciled: prev.reconciled,
-            error: None,
-            details: vec![format!(
-                "already ingested on {} as {}: nothing to do",
-                prev.ingested_at, prev.path
-            )],
-        });
+            ..prev.clone()
+        };
+        let note = format!(
+            "already ingested on {} as {}: nothing to do",
+            prev.ingested_at, prev.path
+        );
+        return Ok(FileOutcome::from_entry(&again, "already_ingested", vec![note]));
     }
     let (format, ctx) =
         parse_input(input, cfg, &store.hasher, &sha).with_context(|| format!("reading {}", input.name))?;
@@ -386,27 +406,16 @@ fn ingest_one(input: &Input, cfg: &Config, store: &mut StoreWriter) -> Result<Fi
             .to_string(),
         rejects_file: rejects_file.clone(),
     };
+    let outcome = FileOutcome::from_entry(
+        &entry,
+        "ingested",
+        details(&report, rejects_file.as_deref(), &cfg.store),
+    );
     store.stage_file(
         entry,
         rejects_file.as_ref().map(|_| rejects_csv(&input.name, &report.rejects)),
     );
-    Ok(FileOutcome {
-        path: input.name.clone(),
-        format: format.name(),
-        status: "ingested".into(),
-        payments: report.payments,
-        refunds: report.refunds,
-        skipped: report.skipped_total(),
-        rejected: report.rejects.len() as u64,
-        duplicates,
-        payments_fen: report.payments_fen,
-        refunds_fen: report.refunds_fen,
-        first: fmt_time(report.first),
-        last: fmt_time(report.last),
-        reconciled: report.reconciled(),
-        error: None,
-        details: details(&report, rejects_file.as_deref(), &cfg.store),
-    })
+    Ok(outcome)
 }
 
 fn details(r: &FileReport, rejects_file: Option<&str>, store: &std::path::Path) -> Vec<String> {
