@@ -8,6 +8,7 @@ pub mod retention;
 pub mod rfm;
 pub mod segments;
 pub mod transitions;
+pub mod velocity;
 
 #[cfg(test)]
 pub(crate) mod testing;

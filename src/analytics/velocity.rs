@@ -1,0 +1,375 @@
+//! Products: units sold per product per day, sales velocity over trailing windows, trend, ABC class by
+//! revenue and the Syntetos-Boylan demand class (../shared/reference/analytics-methods.md).
+//!
+//! Units come from POS line items where an order has them (joined to its payment on the merchant order
+//! number), else from the bill's product name, one unit per payment. A fully refunded order takes its
+//! units back on the refund's day; a partial refund reduces revenue only. Products are keyed by sku where
+//! known, else by the normalised name (`拿铁等2件` -> `拿铁`).
+
+use anyhow::Result;
+use polars::prelude::*;
+use serde::Serialize;
+
+/// Receipt labels of personal collection codes: not products.
+const NOT_PRODUCTS: [&str; 4] = ["收钱码收款", "二维码收款", "收款", "转账"];
+
+/// Product key from a bill's product name: trimmed, without the `等N件` multi-item suffix.
+fn bill_product_key(name: Expr) -> Expr {
+    name.str()
+        .replace(lit(r"等\d+件$"), lit(""), false)
+        .str()
+        .strip_chars(lit(NULL))
+}
+
+/// Net units and revenue per product and day up to `as_of`: product_key, product_name, day, units,
+/// revenue_fen. `line_items` may be empty.
+pub fn daily_units(events: LazyFrame, line_items: LazyFrame, as_of: i32) -> LazyFrame {
+    let ev = events
+        .with_column(col("local_date").cast(DataType::Int32).alias("day"))
+        .filter(col("day").lt_eq(lit(as_of)));
+    let payments = ev.clone().filter(col("kind").eq(lit("payment")));
+    // Refunds per payment: the day of the last one, and whether they return the whole amount.
+    let refunds = ev
+        .filter(col("kind").eq(lit("refund")))
+        .group_by([col("payment_event_id")])
+        .agg([
+            col("amount_fen").sum().alias("refunded_fen"),
+            col("day").max().alias("refund_day"),
+        ]);
+    let pay = payments
+        .select([
+            col("event_id"),
+            col("merchant_order_id"),
+            col("product_name"),
+            col("day"),
+            col("amount_fen"),
+        ])
+        .left_join(refunds, col("event_id"), col("payment_event_id"))
+        .with_columns([
+            col("refunded_fen").fill_null(lit(0i64)),
+            (col("amount_fen") + col("refunded_fen").fill_null(lit(0i64)))
+                .lt_eq(lit(0i64))
+                .alias("fully_refunded"),
+        ]);
+    let items = line_items.select([
+        col("merchant_order_id"),
+        col("sku"),
+        col("name"),
+        col("quantity"),
+        col("unit_price_fen"),
+    ]);
+    let ordered_items = items
+        .clone()
+        .select([col("merchant_order_id")])
+        .unique(None, UniqueKeepStrategy::First);
+    let items_for_names = items.clone();
+    // Payments with line items: one row per item.
+    let from_items = pay
+        .clone()
+        .inner_join(items, col("merchant_order_id"), col("merchant_order_id"))
+        .with_columns([
+            col("sku").fill_null(col("name")).alias("product_key"),
+            col("name").alias("product_name_out"),
+            col("quantity").cast(DataType::Float64).alias("units"),
+            // Revenue: the item's share of what the order kept after partial refunds.
+            (col("quantity").cast(DataType::Float64)
+                * col("unit_price_fen").cast(DataType::Float64)
+                * ((col("amount_fen") + col("refunded_fen")).cast(DataType::Float64)
+                    / col("amount_fen").cast(DataType::Float64)))
+            .alias("revenue"),
+        ]);
+    // Payments without: one unit of the bill's product, under the sku the POS data gives that name.
+    let name_to_sku = items_for_names
+        .filter(col("sku").is_not_null())
+        .select([col("name").alias("bill_name"), col("sku").alias("known_sku")])
+        .unique(Some(cols(["bill_name"])), UniqueKeepStrategy::First);
+    let from_bills = pay
+        .clone()
+        .join(
+            ordered_items,
+            [col("merchant_order_id")],
+            [col("merchant_order_id")],
+            JoinArgs::new(JoinType::Anti),
+        )
+        .filter(col("product_name").is_not_null())
+        .with_column(bill_product_key(col("product_name")).alias("bill_name"))
+        .filter(
+            col("bill_name")
+                .is_in(lit(Series::new("".into(), NOT_PRODUCTS)).implode(false), false)
+                .not(),
+        )
+        .left_join(name_to_sku, col("bill_name"), col("bill_name"))
+        .with_columns([
+            col("known_sku").fill_null(col("bill_name")).alias("product_key"),
+            col("bill_name").alias("product_name_out"),
+            lit(1.0).alias("units"),
+            (col("amount_fen") + col("refunded_fen"))
+                .cast(DataType::Float64)
+                .alias("revenue"),
+        ]);
+    let cols_out = [
+        col("product_key"),
+        col("product_name_out").alias("product_name"),
+        col("day"),
+        col("units"),
+        col("revenue"),
+        col("fully_refunded"),
+        col("refund_day"),
+    ];
+    let sold = concat(
+        [from_items.select(cols_out.clone()), from_bills.select(cols_out)],
+        UnionArgs::default(),
+    )
+    .expect("same columns");
+    // A fully refunded order gives its units back on the refund's day (revenue is already net, 0).
+    let returned = sold.clone().filter(col("fully_refunded")).select([
+        col("product_key"),
+        col("product_name"),
+        col("refund_day").alias("day"),
+        (-col("units")).alias("units"),
+        lit(0.0).alias("revenue"),
+    ]);
+    let sold = sold.select([
+        col("product_key"),
+        col("product_name"),
+        col("day"),
+        col("units"),
+        col("revenue"),
+    ]);
+    concat([sold, returned], UnionArgs::default())
+        .expect("same columns")
+        .group_by([col("product_key"), col("day")])
+        .agg([
+            col("product_name").first(),
+            col("units").sum(),
+            col("revenue")
+                .sum()
+                .round(0, RoundMode::HalfToEven)
+                .cast(DataType::Int64)
+                .alias("revenue_fen"),
+        ])
+        .sort(["product_key", "day"], SortMultipleOptions::default())
+}
+
+/// Syntetos-Boylan class from the average inter-demand interval and the squared coefficient of variation
+/// of the non-zero demand sizes (cut-offs 4/3 and 0.5, as in the M5 benchmark code).
+pub fn demand_class(adi: f64, cv2: f64) -> &'static str {
+    match (adi > 4.0 / 3.0, cv2 > 0.5) {
+        (true, true) => "lumpy",
+        (true, false) => "intermittent",
+        (false, true) => "erratic",
+        (false, false) => "smooth",
+    }
+}
+
+/// ADI and CV² of a daily series: ADI = days in the series / days with demand (the mean interval between
+/// non-zero days, counting the first from the series start); CV² over the non-zero sizes (population sd).
+pub fn adi_cv2(series: &[f64]) -> Option<(f64, f64)> {
+    let nz: Vec<f64> = series.iter().copied().filter(|v| *v > 0.0).collect();
+    if nz.is_empty() {
+        return None;
+    }
+    let adi = series.len() as f64 / nz.len() as f64;
+    let mean = nz.iter().sum::<f64>() / nz.len() as f64;
+    let var = nz.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / nz.len() as f64;
+    Some((adi, var / (mean * mean)))
+}
+
+/// ABC thresholds: A = the products making the first 80 % of revenue, B the next 15 %, C the rest.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct AbcThresholds {
+    pub a: f64,
+    pub b: f64,
+}
+
+impl Default for AbcThresholds {
+    fn default() -> Self {
+        AbcThresholds { a: 0.80, b: 0.95 }
+    }
+}
+
+/// ABC class of each product by its share of revenue, largest first. A product whose cumulative share
+/// *before* it is under the threshold belongs to the class (so the top product is always A).
+pub fn abc_classes(revenue: &[(String, i64)], t: AbcThresholds) -> Vec<(String, &'static str, f64)> {
+    let mut sorted: Vec<&(String, i64)> = revenue.iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let total: i64 = sorted.iter().map(|r| r.1.max(0)).sum();
+    let mut before = 0.0;
+    sorted
+        .into_iter()
+        .map(|(k, rev)| {
+            let class = if total <= 0 || before < t.a {
+                "A"
+            } else if before < t.b {
+                "B"
+            } else {
+                "C"
+            };
+            let share = if total > 0 {
+                (*rev).max(0) as f64 / total as f64
+            } else {
+                0.0
+            };
+            before += share;
+            (k.clone(), class, share)
+        })
+        .collect()
+}
+
+/// Dense daily series per product from its first sale to `as_of`: (product_key, name, first_day, units).
+pub fn dense_series(daily: &DataFrame, as_of: i32) -> Result<Vec<(String, String, i32, Vec<f64>)>> {
+    let keys = daily.column("product_key")?.str()?;
+    let names = daily.column("product_name")?.str()?;
+    let days = daily.column("day")?.i32()?;
+    let units = daily.column("units")?.f64()?;
+    let mut out: Vec<(String, String, i32, Vec<f64>)> = Vec::new();
+    for i in 0..daily.height() {
+        let (Some(k), Some(d)) = (keys.get(i), days.get(i)) else {
+            continue;
+        };
+        if out.last().is_none_or(|l| l.0 != k) {
+            out.push((k.to_string(), names.get(i).unwrap_or(k).to_string(), d, Vec::new()));
+        }
+        let last = out.last_mut().expect("pushed above");
+        let idx = (d - last.2) as usize;
+        if d > as_of {
+            continue;
+        }
+        if last.3.len() <= idx {
+            last.3.resize(idx + 1, 0.0);
+        }
+        last.3[idx] += units.get(i).unwrap_or(0.0);
+    }
+    for s in &mut out {
+        let len = (as_of - s.2 + 1).max(0) as usize;
+        s.3.resize(len, 0.0);
+    }
+    Ok(out)
+}
+
+/// Mean units per day over the last `window` days of a series (fewer when the product is younger).
+pub fn velocity(series: &[f64], window: usize) -> f64 {
+    let n = series.len().min(window);
+    if n == 0 {
+        return 0.0;
+    }
+    series[series.len() - n..].iter().sum::<f64>() / n as f64
+}
+
+/// 28-day velocity against the 28 days before it (`None` when the product is younger than 29 days or
+/// sold nothing before).
+pub fn trend(series: &[f64]) -> Option<f64> {
+    if series.len() < 29 {
+        return None;
+    }
+    let recent: f64 = series[series.len() - 28..].iter().sum();
+    let start = series.len().saturating_sub(56);
+    let prev_slice = &series[start..series.len() - 28];
+    let prev = prev_slice.iter().sum::<f64>() / prev_slice.len() as f64 * 28.0;
+    (prev > 0.0).then(|| recent / prev - 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntetos_boylan_by_hand() {
+        // Every day 4 or 6 units: ADI 1, mean 5, sd 1, CV² 0.04 -> smooth.
+        let smooth: Vec<f64> = (0..10).map(|i| if i % 2 == 0 { 4.0 } else { 6.0 }).collect();
+        let (adi, cv2) = adi_cv2(&smooth).unwrap();
+        assert_eq!((adi, (cv2 * 1e6).round() / 1e6), (1.0, 0.04));
+        assert_eq!(demand_class(adi, cv2), "smooth");
+        // Demand of 2 every 3rd day: ADI 3, CV² 0 -> intermittent.
+        let inter = [0.0, 0.0, 2.0, 0.0, 0.0, 2.0, 0.0, 0.0, 2.0];
+        assert_eq!(adi_cv2(&inter), Some((3.0, 0.0)));
+        assert_eq!(demand_class(3.0, 0.0), "intermittent");
+        // Sizes 1 and 9 every other day: ADI 2, mean 5, sd 4, CV² 0.64 -> lumpy; daily 1 and 9 -> erratic.
+        let (adi, cv2) = adi_cv2(&[0.0, 1.0, 0.0, 9.0]).unwrap();
+        assert_eq!((adi, cv2), (2.0, 0.64));
+        assert_eq!(demand_class(adi, cv2), "lumpy");
+        assert_eq!(demand_class(1.0, 0.64), "erratic");
+        assert_eq!(adi_cv2(&[0.0, 0.0]), None);
+    }
+
+    #[test]
+    fn abc_by_hand() {
+        // Revenue 50, 30, 10, 6, 4 (total 100): shares before each: 0, .5, .8, .9, .96 -> A A B B C.
+        let rev: Vec<(String, i64)> = [("a", 50), ("b", 30), ("c", 10), ("d", 6), ("e", 4)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        let classes: Vec<&str> = abc_classes(&rev, AbcThresholds::default())
+            .iter()
+            .map(|c| c.1)
+            .collect();
+        assert_eq!(classes, ["A", "A", "B", "B", "C"]);
+    }
+
+    #[test]
+    fn velocity_excludes_days_before_the_first_sale() {
+        // A product 5 days old that sold 10 units: 2 a day over 7, 28 and 90 days alike.
+        let s = [2.0, 3.0, 1.0, 2.0, 2.0];
+        assert_eq!(velocity(&s, 7), 2.0);
+        assert_eq!(velocity(&s, 90), 2.0);
+        assert_eq!(trend(&s), None);
+        // 56 days: 1 a day, then 2 a day: trend +100 %.
+        let s: Vec<f64> = (0..56).map(|i| if i < 28 { 1.0 } else { 2.0 }).collect();
+        assert_eq!(trend(&s), Some(1.0));
+    }
+
+    #[test]
+    fn units_from_line_items_else_bills_with_full_refunds_returned() {
+        let events = df!(
+            "event_id" => ["p1", "p2", "p3", "r3", "p4"],
+            "kind" => ["payment", "payment", "payment", "refund", "payment"],
+            "local_date" => [100i32, 100, 101, 102, 101],
+            "merchant_order_id" => [Some("O1"), Some("O2"), None, None, Some("O4")],
+            "product_name" => [Some("拿铁等2件"), Some("可颂"), Some("拿铁"), Some("拿铁"), Some("燕麦拿铁")],
+            "amount_fen" => [4400i64, 1600, 2800, -2800, 3200],
+            "payment_event_id" => [None, None, None, Some("p3"), None],
+        )
+        .unwrap()
+        .lazy()
+        .with_column(col("local_date").cast(DataType::Date));
+        // O1 has line items: 1 latte (SKU1, 28.00) + 1 croissant (SKU8, 16.00). O4 has one line too.
+        let items = df!(
+            "merchant_order_id" => ["O1", "O1", "O4"],
+            "sku" => [Some("SKU1"), Some("SKU8"), Some("SKU3")],
+            "name" => ["拿铁", "可颂", "燕麦拿铁"],
+            "quantity" => [1.0, 1.0, 1.0],
+            "unit_price_fen" => [2800i64, 1600, 3200],
+        )
+        .unwrap()
+        .lazy();
+        let d = daily_units(events, items, 110).collect().unwrap();
+        let rows: Vec<(String, i32, f64, i64)> = (0..d.height())
+            .map(|i| {
+                (
+                    d.column("product_key")
+                        .unwrap()
+                        .str()
+                        .unwrap()
+                        .get(i)
+                        .unwrap()
+                        .to_string(),
+                    d.column("day").unwrap().i32().unwrap().get(i).unwrap(),
+                    d.column("units").unwrap().f64().unwrap().get(i).unwrap(),
+                    d.column("revenue_fen").unwrap().i64().unwrap().get(i).unwrap(),
+                )
+            })
+            .collect();
+        // O2 (no items) counts one 可颂 from the bill, under the sku the POS gives 可颂; p3 (拿铁 by bill,
+        // SKU1) is fully refunded on day 102: its unit comes back that day.
+        assert_eq!(
+            rows,
+            vec![
+                ("SKU1".into(), 100, 1.0, 2800),
+                ("SKU1".into(), 101, 1.0, 0),
+                ("SKU1".into(), 102, -1.0, 0),
+                ("SKU3".into(), 101, 1.0, 3200),
+                ("SKU8".into(), 100, 2.0, 3200),
+            ]
+        );
+    }
+}
