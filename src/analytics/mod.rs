@@ -2,8 +2,10 @@
 //! scores and segments, repeat purchase and cohorts, weekly KPIs. Nothing here reads or writes files;
 //! the `analyze` command does. Definitions follow ../shared/reference/analytics-methods.md.
 
+pub mod forecast;
 pub mod kpis;
 pub mod occasions;
+pub mod restock;
 pub mod retention;
 pub mod rfm;
 pub mod segments;
