@@ -324,6 +324,11 @@ impl StoreWriter {
         !self.staged.files.is_empty()
     }
 
+    /// Event rows staged and not yet committed.
+    pub fn staged_rows(&self) -> usize {
+        self.staged.events.values().flatten().map(DataFrame::height).sum()
+    }
+
     /// Writes every staged change under new names, then switches the manifest. On error the store is
     /// left exactly as it was (new files removed).
     pub fn commit(&mut self) -> Result<CommitStats> {
@@ -333,6 +338,8 @@ impl StoreWriter {
             Ok((manifest, stats)) => {
                 self.manifest = manifest;
                 self.staged = Staged::default();
+                // Re-read per month when the next files need them: memory stays bounded by the months touched.
+                self.known.clear();
                 self.remove_unreferenced()?;
                 Ok(stats)
             }

@@ -28,6 +28,9 @@ use source::Input;
 
 pub use model::Kind;
 
+/// Staged event rows that trigger a commit between files (about 300 MB of rows in memory).
+const COMMIT_BATCH_ROWS: usize = 1 << 20;
+
 /// Resolved settings of one ingest.
 #[derive(Debug, Clone)]
 pub struct IngestParams {
@@ -306,6 +309,7 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
     let total_bytes: u64 = inputs.iter().map(|i| i.size).sum();
     let progress = progress_bar(total_bytes, params.quiet || params.json);
     let mut strict_failures = Vec::new();
+    let mut new_events = 0;
     for input in &inputs {
         progress.set_message(input.name.clone());
         let outcome = ingest_one(input, cfg, &mut store);
@@ -318,6 +322,11 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
             strict_failures.push(outcome.path.clone());
         }
         files.push(outcome);
+        // Large inputs are committed in batches at file boundaries: each batch is a whole generation, so
+        // memory stays bounded and a file is never half stored. --strict stores all or nothing.
+        if !params.strict && store.staged_rows() >= COMMIT_BATCH_ROWS {
+            new_events += store.commit()?.new_events;
+        }
     }
     progress.finish_and_clear();
     let outcome_files = files;
@@ -339,14 +348,12 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
         ))
         .into());
     }
-    let stats = if store.has_staged() {
-        store.commit()?
-    } else {
-        Default::default()
-    };
+    if store.has_staged() {
+        new_events += store.commit()?.new_events;
+    }
     let outcome = IngestOutcome {
         files: outcome_files,
-        new_events: stats.new_events,
+        new_events,
         store: cfg.store.clone(),
     };
     if !params.quiet {
