@@ -310,6 +310,10 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
     let progress = progress_bar(total_bytes, params.quiet || params.json);
     let mut strict_failures = Vec::new();
     let mut new_events = 0;
+    let batch_rows = std::env::var("PAYLENS_TEST_COMMIT_BATCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(COMMIT_BATCH_ROWS);
     for input in &inputs {
         progress.set_message(input.name.clone());
         let outcome = ingest_one(input, cfg, &mut store);
@@ -324,7 +328,7 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
         files.push(outcome);
         // Large inputs are committed in batches at file boundaries: each batch is a whole generation, so
         // memory stays bounded and a file is never half stored. --strict stores all or nothing.
-        if !params.strict && store.staged_rows() >= COMMIT_BATCH_ROWS {
+        if !params.strict && store.staged_rows() >= batch_rows {
             new_events += store.commit()?.new_events;
         }
     }

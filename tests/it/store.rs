@@ -95,6 +95,34 @@ fn a_failure_part_way_through_leaves_the_previous_state_and_a_rerun_completes() 
 }
 
 #[test]
+fn batched_commits_give_the_same_store_as_one_commit() {
+    let files = fx(&[
+        "wechat_merchant/all_27col_bom_crlf.csv",
+        "wechat_merchant/success_20col.csv",
+        "alipay_merchant/details_gbk.csv",
+        "wechat_personal/bill_2024.csv",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let (one, batched) = (dir.path().join("one"), dir.path().join("batched"));
+    ingest_json(&one, &files, &[]);
+    let mut cmd = bin();
+    cmd.arg("--store")
+        .arg(&batched)
+        .arg("ingest")
+        .args(&files)
+        .env("PAYLENS_TEST_COMMIT_BATCH_ROWS", "2");
+    assert!(cmd.output().unwrap().status.success());
+    assert_eq!(manifest(&one)["generation"], 1);
+    assert_eq!(
+        manifest(&batched)["generation"],
+        4,
+        "one commit per file at a batch of 2 rows"
+    );
+    assert_eq!(events(&one), events(&batched));
+    assert_eq!(manifest(&batched)["files"].as_array().unwrap().len(), 4);
+}
+
+#[test]
 fn a_second_writer_is_kept_out_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
