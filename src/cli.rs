@@ -39,8 +39,29 @@ pub enum Command {
     Demo(DemoArgs),
     /// Customer analytics as of a date: RFM segments and transitions, repeat purchase, cohorts, weekly KPIs.
     Analyze(AnalyzeArgs),
+    /// Product velocity and restock suggestions from the store and an inventory snapshot.
+    Restock(RestockArgs),
     /// Summarise what the store holds: files, months, events, customers.
     Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RestockArgs {
+    /// Inventory snapshot CSV (default: the latest snapshot in the store).
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<std::path::PathBuf>,
+    /// Target cycle service level, 0.5-0.999 (default from paylens.toml, else 0.95).
+    #[arg(long, value_name = "P")]
+    pub service_level: Option<f64>,
+    /// Days between orders (default from paylens.toml, else 7).
+    #[arg(long, value_name = "DAYS")]
+    pub review_days: Option<f64>,
+    /// As-of date (default: the end of the last complete ISO week in the data).
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<chrono::NaiveDate>,
+    /// Reports folder (default: reports). Env: PAYLENS_REPORTS.
+    #[arg(long, value_name = "DIR")]
+    pub reports: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

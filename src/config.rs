@@ -23,6 +23,7 @@ pub struct Config {
     pub personal: PersonalRules,
     pub generic: Vec<GenericMapping>,
     pub analytics: AnalyticsSettings,
+    pub restock: crate::restock::RestockSettings,
     /// Where the settings came from, for `--show-config`.
     pub config_file: Option<PathBuf>,
 }
@@ -48,6 +49,9 @@ struct ConfigFile {
     /// Customer analytics settings.
     #[serde(default)]
     analytics: Option<AnalyticsSettings>,
+    /// Restock defaults.
+    #[serde(default)]
+    restock: Option<crate::restock::RestockSettings>,
 }
 
 /// Customer analytics settings (`[analytics]`).
@@ -286,6 +290,7 @@ impl Config {
             personal: file.personal.unwrap_or_default(),
             generic: file.generic,
             analytics: file.analytics.unwrap_or_default(),
+            restock: file.restock.unwrap_or_default(),
             config_file: path,
         })
     }

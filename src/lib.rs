@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 pub mod ingest;
 pub mod privacy;
+pub mod restock;
 pub mod status;
 pub mod store;
 
@@ -26,6 +27,7 @@ pub struct UserError(pub String);
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let reports = match &cli.command {
         Command::Analyze(a) => a.reports.clone(),
+        Command::Restock(a) => a.reports.clone(),
         _ => None,
     };
     let overrides = Overrides {
@@ -82,6 +84,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 quiet: false,
             };
             analyze::run(&params, &cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restock(a) => {
+            let mut settings = cfg.restock.clone();
+            if let Some(s) = a.service_level {
+                if !(0.5..1.0).contains(&s) {
+                    return Err(UserError(format!("--service-level {s} is not between 0.5 and 1 (e.g. 0.95)")).into());
+                }
+                settings.service_level = s;
+            }
+            if let Some(r) = a.review_days {
+                settings.review_days = r;
+            }
+            let params = restock::RestockParams {
+                as_of: a.as_of,
+                inventory: a.inventory.clone(),
+                settings,
+                quiet: false,
+            };
+            restock::run(&params, &cfg)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(a) => {

@@ -145,7 +145,8 @@ pub fn suggest(d: f64, sigma: f64, pos: Position, policy: Policy, today: NaiveDa
     };
     let cover = (d > 0.0).then(|| pos.on_hand.max(0.0) / d);
     let stockout = cover.map(|c| today + chrono::Days::new(c.floor().min(3650.0) as u64));
-    let last_order = stockout.map(|s| s - chrono::Days::new(l.ceil() as u64));
+    // The last day to order: stockout minus lead time, or today when that day has already passed.
+    let last_order = stockout.map(|s| (s - chrono::Days::new(l.ceil() as u64)).max(today));
     let urgency = if pos.on_hand <= 0.0 {
         Urgency::Out
     } else if cover.is_some_and(|c| c < l) {

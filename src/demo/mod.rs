@@ -612,6 +612,19 @@ pub fn run(p: &DemoParams, cfg: &Config) -> Result<()> {
         t2.elapsed().as_secs_f64(),
         a.folder.display()
     );
+    let t3 = Instant::now();
+    let restock = crate::restock::RestockParams {
+        as_of: Some(a.as_of),
+        inventory: None,
+        settings: cfg.restock.clone(),
+        quiet: true,
+    };
+    crate::restock::run(&restock, &analysis_cfg)?;
+    println!(
+        "  velocity and restock suggestions in {:.1} s: {}/restock.csv",
+        t3.elapsed().as_secs_f64(),
+        a.folder.display()
+    );
     println!("  ground truth for tests: {}", p.out.join("truth").display());
     println!(
         "  done in {:.1} s. Open {}/segments.csv and customers.csv, or run: paylens --store {} analyze",

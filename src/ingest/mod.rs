@@ -259,6 +259,34 @@ fn parse_input<'a>(input: &Input, cfg: &'a Config, hasher: &'a KeyHasher, sha: &
     Ok((format, ctx))
 }
 
+/// Reads an inventory snapshot CSV (built-in or configured mapping) without storing it.
+pub fn read_inventory(path: &std::path::Path, cfg: &Config) -> Result<Vec<model::InventoryRow>> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("reading inventory {}", path.display()))?
+        .len();
+    let input = Input {
+        name: path.display().to_string(),
+        payload: source::Payload::File(path.to_path_buf()),
+        size,
+    };
+    let hasher = KeyHasher::from_secret(b"inventory only");
+    let (format, ctx) =
+        parse_input(&input, cfg, &hasher, "").with_context(|| format!("reading inventory {}", input.name))?;
+    let is_inventory = matches!(&format, Format::Generic(m) if m.kind == crate::config::GenericKind::Inventory);
+    if !is_inventory {
+        return Err(crate::UserError(format!(
+            "{} is a {}, not an inventory snapshot",
+            input.name,
+            format.name()
+        ))
+        .into());
+    }
+    if let Some(r) = ctx.report.rejects.first() {
+        return Err(crate::UserError(format!("{}, line {}: {}", input.name, r.line, r.reason)).into());
+    }
+    Ok(ctx.sink.finish().3)
+}
+
 /// An empty frame with the event schema.
 pub fn empty_events() -> DataFrame {
     let hasher = KeyHasher::from_secret(b"schema");

@@ -7,4 +7,5 @@ mod harness;
 mod analyze;
 mod demo;
 mod ingest;
+mod restock;
 mod store;

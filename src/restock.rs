@@ -1,0 +1,410 @@
+//! `paylens restock`: product velocity and restock suggestions as of a date. Reads the store's events, POS
+//! line items and latest inventory snapshot (or an inventory CSV given with `--inventory`), and writes
+//! `reports/<ISO week>/velocity.csv` and `restock.csv` (UTF-8 with BOM for Excel) plus `inventory_gaps.csv`
+//! (sold but not in the snapshot; stocked but unsold for 90 days). The maths is in `crate::analytics`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::analytics::forecast::{self, Forecast};
+use crate::analytics::restock::{suggest, Policy, Position, Suggestion, Urgency};
+use crate::analytics::velocity::{self, AbcThresholds};
+use crate::analyze::{date_of, day_number, iso_week_label, last_complete_week_end, write_csv};
+use crate::config::Config;
+use crate::ingest::model::InventoryRow;
+use crate::store::StoreReader;
+
+/// Restock defaults (`[restock]` in paylens.toml); an inventory row's own values win.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestockSettings {
+    /// Target cycle service level (probability of not running out in a replenishment cycle).
+    pub service_level: f64,
+    /// Days between orders (7 for a weekly report).
+    pub review_days: f64,
+    /// Lead time when the snapshot gives none.
+    pub lead_time_days: f64,
+    /// Pack size when the snapshot gives none.
+    pub pack_size: f64,
+    /// Minimum order quantity when the snapshot gives none.
+    pub min_order: f64,
+}
+
+impl Default for RestockSettings {
+    fn default() -> Self {
+        RestockSettings {
+            service_level: 0.95,
+            review_days: 7.0,
+            lead_time_days: 3.0,
+            pack_size: 1.0,
+            min_order: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RestockParams {
+    pub as_of: Option<NaiveDate>,
+    pub inventory: Option<PathBuf>,
+    pub settings: RestockSettings,
+    pub quiet: bool,
+}
+
+/// One product's velocity facts.
+#[derive(Debug, Clone)]
+pub struct ProductFacts {
+    pub key: String,
+    pub name: String,
+    pub first_day: i32,
+    pub v7: f64,
+    pub v28: f64,
+    pub v90: f64,
+    pub trend: Option<f64>,
+    pub revenue_28_fen: i64,
+    pub revenue_90_fen: i64,
+    pub abc: &'static str,
+    pub adi: Option<f64>,
+    pub cv2: Option<f64>,
+    pub demand_class: &'static str,
+    pub forecast: Forecast,
+    pub last_sale_day: Option<i32>,
+}
+
+/// Days of history the forecasts are fitted on.
+const FIT_DAYS: usize = 365;
+/// Days the demand class is judged on.
+const CLASS_DAYS: usize = 90;
+
+/// Velocity, class and forecast of every product sold up to `as_of`.
+pub fn product_facts(events: LazyFrame, line_items: LazyFrame, as_of: i32) -> Result<Vec<ProductFacts>> {
+    let daily = velocity::daily_units(events, line_items, as_of).collect()?;
+    let series = velocity::dense_series(&daily, as_of)?;
+    let revenue = revenue_by_window(&daily, as_of)?;
+    let abc_input: Vec<(String, i64)> = series
+        .iter()
+        .map(|s| (s.0.clone(), revenue.get(&s.0).map_or(0, |r| r.1)))
+        .collect();
+    let abc: HashMap<String, &'static str> = velocity::abc_classes(&abc_input, AbcThresholds::default())
+        .into_iter()
+        .map(|(k, c, _)| (k, c))
+        .collect();
+    let mut out = Vec::with_capacity(series.len());
+    for (key, name, first_day, s) in series {
+        let recent = &s[s.len().saturating_sub(CLASS_DAYS)..];
+        let stats = velocity::adi_cv2(recent);
+        let (adi, cv2) = stats.map_or((None, None), |(a, c)| (Some(a), Some(c)));
+        let mut class = stats.map_or("no demand", |(a, c)| velocity::demand_class(a, c));
+        if stats.is_none_or(|(a, _)| forecast::is_dying(&s, a)) {
+            class = "dying";
+        }
+        let fit = forecast::fit(&s[s.len().saturating_sub(FIT_DAYS)..], class);
+        let last_sale = s.iter().rposition(|v| *v > 0.0).map(|i| first_day + i as i32);
+        let (r28, r90) = revenue.get(&key).copied().unwrap_or((0, 0));
+        out.push(ProductFacts {
+            abc: abc.get(&key).copied().unwrap_or("C"),
+            key,
+            name,
+            first_day,
+            v7: velocity::velocity(&s, 7),
+            v28: velocity::velocity(&s, 28),
+            v90: velocity::velocity(&s, 90),
+            trend: velocity::trend(&s),
+            revenue_28_fen: r28,
+            revenue_90_fen: r90,
+            adi,
+            cv2,
+            demand_class: class,
+            forecast: fit,
+            last_sale_day: last_sale,
+        });
+    }
+    Ok(out)
+}
+
+fn revenue_by_window(daily: &DataFrame, as_of: i32) -> Result<HashMap<String, (i64, i64)>> {
+    let keys = daily.column("product_key")?.str()?;
+    let days = daily.column("day")?.i32()?;
+    let rev = daily.column("revenue_fen")?.i64()?;
+    let mut out: HashMap<String, (i64, i64)> = HashMap::new();
+    for i in 0..daily.height() {
+        let (Some(k), Some(d), Some(r)) = (keys.get(i), days.get(i), rev.get(i)) else {
+            continue;
+        };
+        let e = out.entry(k.to_string()).or_default();
+        if d > as_of - 28 {
+            e.0 += r;
+        }
+        if d > as_of - 90 {
+            e.1 += r;
+        }
+    }
+    Ok(out)
+}
+
+/// The latest snapshot row per sku.
+fn latest_inventory(rows: Vec<InventoryRow>) -> Vec<InventoryRow> {
+    let mut by_sku: HashMap<String, InventoryRow> = HashMap::new();
+    for r in rows {
+        match by_sku.get(&r.sku) {
+            Some(prev) if prev.snapshot_date > r.snapshot_date => {}
+            _ => {
+                by_sku.insert(r.sku.clone(), r);
+            }
+        }
+    }
+    let mut v: Vec<InventoryRow> = by_sku.into_values().collect();
+    v.sort_by(|a, b| a.sku.cmp(&b.sku));
+    v
+}
+
+fn inventory_from_store(store: &StoreReader) -> Result<Vec<InventoryRow>> {
+    let Some(df) = store.table(store.manifest.inventory.as_deref())? else {
+        return Ok(Vec::new());
+    };
+    let dates = df.column("snapshot_date")?.cast(&DataType::Int32)?;
+    let dates = dates.i32()?;
+    let s = |c: &str| -> Result<StringChunked> { Ok(df.column(c)?.str()?.clone()) };
+    let f = |c: &str| -> Result<Float64Chunked> { Ok(df.column(c)?.f64()?.clone()) };
+    let (sku, name) = (s("sku")?, s("name")?);
+    let (on_hand, on_order, lead, pack, min) = (
+        f("on_hand")?,
+        f("on_order")?,
+        f("lead_time_days")?,
+        f("pack_size")?,
+        f("min_order")?,
+    );
+    let cost = df.column("unit_cost_fen")?.i64()?.clone();
+    Ok((0..df.height())
+        .filter_map(|i| {
+            Some(InventoryRow {
+                snapshot_date: date_of(dates.get(i)?),
+                sku: sku.get(i)?.to_string(),
+                name: name.get(i).map(str::to_string),
+                on_hand: on_hand.get(i).unwrap_or(0.0),
+                on_order: on_order.get(i).unwrap_or(0.0),
+                lead_time_days: lead.get(i),
+                pack_size: pack.get(i),
+                min_order: min.get(i),
+                unit_cost_fen: cost.get(i),
+                line: 0,
+            })
+        })
+        .collect())
+}
+
+pub fn run(p: &RestockParams, cfg: &Config) -> Result<PathBuf> {
+    let store = StoreReader::open(&cfg.store)?;
+    if store.manifest.events.is_empty() {
+        anyhow::bail!(crate::UserError(format!(
+            "the store {} holds no events: run `paylens ingest` first",
+            cfg.store.display()
+        )));
+    }
+    let events = store.scan_events()?;
+    let as_of = match p.as_of {
+        Some(d) => d,
+        None => {
+            let max = events
+                .clone()
+                .select([col("local_date").cast(DataType::Int32).max()])
+                .collect()?;
+            last_complete_week_end(date_of(
+                max.column("local_date")?.i32()?.get(0).context("no event dates")?,
+            ))
+        }
+    };
+    let day = day_number(as_of);
+    let line_items = match store.table(store.manifest.line_items.as_deref())? {
+        Some(df) => df.lazy(),
+        None => df!(
+            "merchant_order_id" => Vec::<String>::new(),
+            "sku" => Vec::<Option<String>>::new(),
+            "name" => Vec::<String>::new(),
+            "quantity" => Vec::<f64>::new(),
+            "unit_price_fen" => Vec::<i64>::new(),
+        )?
+        .lazy(),
+    };
+    let facts = product_facts(events, line_items, day)?;
+    let inventory = match &p.inventory {
+        Some(path) => crate::ingest::read_inventory(path, cfg)?,
+        None => inventory_from_store(&store)?,
+    };
+    let inventory = latest_inventory(inventory);
+    let folder = cfg.reports.join(iso_week_label(as_of));
+    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+    write_csv(&velocity_frame(&facts)?, &folder.join("velocity.csv"))?;
+    let policy = Policy {
+        service_level: p.settings.service_level,
+        review_days: p.settings.review_days,
+    };
+    let (restock, gaps, urgent) = restock_frames(&facts, &inventory, &p.settings, policy, as_of, day)?;
+    write_csv(&restock, &folder.join("restock.csv"))?;
+    write_csv(&gaps, &folder.join("inventory_gaps.csv"))?;
+    if !p.quiet {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "restock as of {as_of} ({}), service level {:.1} %, review every {} days",
+            iso_week_label(as_of),
+            p.settings.service_level * 100.0,
+            p.settings.review_days
+        )?;
+        for line in urgent.iter().take(12) {
+            writeln!(out, "  {line}")?;
+        }
+        if urgent.is_empty() {
+            writeln!(out, "  nothing to order this week")?;
+        }
+        writeln!(
+            out,
+            "  {} products; {} gaps between sales and the snapshot; tables in {}",
+            facts.len(),
+            gaps.height(),
+            folder.display()
+        )?;
+    }
+    Ok(folder)
+}
+
+fn velocity_frame(facts: &[ProductFacts]) -> Result<DataFrame> {
+    Ok(df!(
+        "product" => facts.iter().map(|f| f.key.clone()).collect::<Vec<_>>(),
+        "name" => facts.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
+        "first_sale" => facts.iter().map(|f| date_of(f.first_day).to_string()).collect::<Vec<_>>(),
+        "last_sale" => facts.iter().map(|f| f.last_sale_day.map(|d| date_of(d).to_string())).collect::<Vec<_>>(),
+        "units_per_day_7" => facts.iter().map(|f| round3(f.v7)).collect::<Vec<_>>(),
+        "units_per_day_28" => facts.iter().map(|f| round3(f.v28)).collect::<Vec<_>>(),
+        "units_per_day_90" => facts.iter().map(|f| round3(f.v90)).collect::<Vec<_>>(),
+        "trend_28_vs_prev_28" => facts.iter().map(|f| f.trend.map(round3)).collect::<Vec<_>>(),
+        "revenue_28_yuan" => facts.iter().map(|f| f.revenue_28_fen as f64 / 100.0).collect::<Vec<_>>(),
+        "revenue_90_yuan" => facts.iter().map(|f| f.revenue_90_fen as f64 / 100.0).collect::<Vec<_>>(),
+        "abc_class_90_days" => facts.iter().map(|f| f.abc).collect::<Vec<_>>(),
+        "demand_class" => facts.iter().map(|f| f.demand_class).collect::<Vec<_>>(),
+        "adi" => facts.iter().map(|f| f.adi.map(round3)).collect::<Vec<_>>(),
+        "cv2" => facts.iter().map(|f| f.cv2.map(round3)).collect::<Vec<_>>(),
+        "forecast_method" => facts.iter().map(|f| f.forecast.method).collect::<Vec<_>>(),
+        "forecast_alpha" => facts.iter().map(|f| f.forecast.alpha).collect::<Vec<_>>(),
+        "forecast_per_day" => facts.iter().map(|f| round3(f.forecast.daily)).collect::<Vec<_>>(),
+        "forecast_sigma" => facts.iter().map(|f| round3(f.forecast.sigma)).collect::<Vec<_>>(),
+    )?)
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+type RestockTables = (DataFrame, DataFrame, Vec<String>);
+
+fn restock_frames(
+    facts: &[ProductFacts],
+    inventory: &[InventoryRow],
+    defaults: &RestockSettings,
+    policy: Policy,
+    as_of: NaiveDate,
+    day: i32,
+) -> Result<RestockTables> {
+    let by_key: HashMap<&str, &ProductFacts> = facts.iter().map(|f| (f.key.as_str(), f)).collect();
+    let by_name: HashMap<&str, &ProductFacts> = facts.iter().map(|f| (f.name.as_str(), f)).collect();
+    let today = as_of + chrono::Days::new(1);
+    let mut rows: Vec<(&InventoryRow, Option<&ProductFacts>, Suggestion)> = Vec::new();
+    let mut matched: std::collections::HashSet<&str> = Default::default();
+    let (mut gap_kind, mut gap_sku, mut gap_name, mut gap_detail) = (vec![], vec![], vec![], vec![]);
+    for inv in inventory {
+        let f = by_key
+            .get(inv.sku.as_str())
+            .or_else(|| inv.name.as_deref().and_then(|n| by_name.get(n)))
+            .copied();
+        if let Some(f) = f {
+            matched.insert(f.key.as_str());
+        }
+        let (d, sigma) = f.map_or((0.0, 0.0), |f| (f.forecast.daily, f.forecast.sigma));
+        let pos = Position {
+            on_hand: inv.on_hand,
+            on_order: inv.on_order,
+            lead_time_days: inv.lead_time_days.unwrap_or(defaults.lead_time_days),
+            pack_size: inv.pack_size.unwrap_or(defaults.pack_size),
+            min_order: inv.min_order.unwrap_or(defaults.min_order),
+        };
+        let unsold = f.is_none_or(|f| f.last_sale_day.is_none_or(|d| d <= day - 90));
+        if unsold {
+            gap_kind.push("stocked, no sales in 90 days");
+            gap_sku.push(inv.sku.clone());
+            gap_name.push(inv.name.clone().unwrap_or_default());
+            gap_detail.push(format!("{} on hand", inv.on_hand));
+        }
+        rows.push((inv, f, suggest(d, sigma, pos, policy, today)));
+    }
+    for f in facts
+        .iter()
+        .filter(|f| !matched.contains(f.key.as_str()) && f.last_sale_day.is_some_and(|d| d > day - 28))
+    {
+        gap_kind.push("sold, not in the inventory snapshot");
+        gap_sku.push(f.key.clone());
+        gap_name.push(f.name.clone());
+        gap_detail.push(format!("{:.1} a day over 28 days", f.v28));
+    }
+    let rank = |u: Urgency| match u {
+        Urgency::Out => 0,
+        Urgency::BeforeDelivery => 1,
+        Urgency::OrderThisWeek => 2,
+        Urgency::Fine => 3,
+    };
+    rows.sort_by(|a, b| rank(a.2.urgency).cmp(&rank(b.2.urgency)).then(a.0.sku.cmp(&b.0.sku)));
+    let urgent: Vec<String> = rows
+        .iter()
+        .filter(|r| r.2.order_qty > 0.0)
+        .map(|(inv, f, s)| {
+            let name = inv
+                .name
+                .clone()
+                .or_else(|| f.map(|f| f.name.clone()))
+                .unwrap_or_else(|| inv.sku.clone());
+            let by = s.last_order_date.map_or(String::new(), |d| format!(" by {d}"));
+            format!(
+                "{name}: order {}{by} ({}); {}",
+                s.order_qty,
+                s.urgency.label(),
+                s.reason
+            )
+        })
+        .collect();
+    let name = |inv: &InventoryRow, f: Option<&ProductFacts>| {
+        inv.name
+            .clone()
+            .or_else(|| f.map(|f| f.name.clone()))
+            .unwrap_or_default()
+    };
+    let restock = df!(
+        "sku" => rows.iter().map(|r| r.0.sku.clone()).collect::<Vec<_>>(),
+        "name" => rows.iter().map(|r| name(r.0, r.1)).collect::<Vec<_>>(),
+        "urgency" => rows.iter().map(|r| r.2.urgency.label()).collect::<Vec<_>>(),
+        "suggested_order" => rows.iter().map(|r| r.2.order_qty).collect::<Vec<_>>(),
+        "order_by" => rows.iter().map(|r| r.2.last_order_date.map(|d| d.to_string())).collect::<Vec<_>>(),
+        "reason" => rows.iter().map(|r| r.2.reason.clone()).collect::<Vec<_>>(),
+        "forecast_per_day" => rows.iter().map(|r| r.1.map(|f| round3(f.forecast.daily))).collect::<Vec<_>>(),
+        "forecast_method" => rows.iter().map(|r| r.1.map(|f| f.forecast.method)).collect::<Vec<_>>(),
+        "sigma_per_day" => rows.iter().map(|r| r.1.map(|f| round3(f.forecast.sigma))).collect::<Vec<_>>(),
+        "abc_class" => rows.iter().map(|r| r.1.map(|f| f.abc)).collect::<Vec<_>>(),
+        "demand_class" => rows.iter().map(|r| r.1.map(|f| f.demand_class)).collect::<Vec<_>>(),
+        "on_hand" => rows.iter().map(|r| r.0.on_hand).collect::<Vec<_>>(),
+        "on_order" => rows.iter().map(|r| r.0.on_order).collect::<Vec<_>>(),
+        "lead_time_days" => rows.iter().map(|r| r.0.lead_time_days.unwrap_or(defaults.lead_time_days)).collect::<Vec<_>>(),
+        "pack_size" => rows.iter().map(|r| r.0.pack_size.unwrap_or(defaults.pack_size)).collect::<Vec<_>>(),
+        "min_order" => rows.iter().map(|r| r.0.min_order.unwrap_or(defaults.min_order)).collect::<Vec<_>>(),
+        "safety_stock" => rows.iter().map(|r| round3(r.2.safety_stock)).collect::<Vec<_>>(),
+        "reorder_point" => rows.iter().map(|r| round3(r.2.reorder_point)).collect::<Vec<_>>(),
+        "order_up_to" => rows.iter().map(|r| round3(r.2.order_up_to)).collect::<Vec<_>>(),
+        "days_of_cover" => rows.iter().map(|r| r.2.days_of_cover.map(round3)).collect::<Vec<_>>(),
+        "stockout_date" => rows.iter().map(|r| r.2.stockout_date.map(|d| d.to_string())).collect::<Vec<_>>(),
+        "order_cost_yuan" => rows.iter().map(|r| r.0.unit_cost_fen.map(|c| c as f64 * r.2.order_qty / 100.0)).collect::<Vec<_>>(),
+    )?;
+    let gaps = df!("kind" => gap_kind, "sku" => gap_sku, "name" => gap_name, "detail" => gap_detail)?;
+    Ok((restock, gaps, urgent))
+}

@@ -1,0 +1,102 @@
+//! `paylens restock` on the demo shop: the files a planner opens, ordered by urgency, with checkable
+//! reasons; products missing from or never sold out of the snapshot are listed.
+
+use crate::harness::*;
+
+fn csv_rows(path: &std::path::Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert!(
+        bytes.starts_with(&[0xEF, 0xBB, 0xBF]),
+        "{} has a BOM for Excel",
+        path.display()
+    );
+    let mut r = csv::Reader::from_reader(&bytes[3..]);
+    let header = r.headers().unwrap().iter().map(str::to_string).collect();
+    (
+        header,
+        r.records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect())
+            .collect(),
+    )
+}
+
+#[test]
+fn restock_lists_what_to_order_by_urgency() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let o = bin()
+        .args([
+            "demo",
+            "--out",
+            out.to_str().unwrap(),
+            "--end",
+            "2026-11-22",
+            "--customers",
+            "800",
+            "--days",
+            "150",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // An inventory file of our own: a sku the shop never sold, and 拿铁 (SKU001) left out.
+    let inv = dir.path().join("inventory.csv");
+    std::fs::write(
+        &inv,
+        "sku,name,on_hand,on_order,lead_time_days,pack_size,min_order,unit_cost,snapshot_date\n\
+         SKU002,美式咖啡,0,0,3,12,12,7.70,2026-11-22\n\
+         SKU003,燕麦拿铁,500,0,3,12,12,11.20,2026-11-22\n\
+         SKU999,旧款马克杯,30,0,7,10,10,20.00,2026-11-22\n",
+    )
+    .unwrap();
+    let reports = dir.path().join("reports");
+    let o = run(
+        &out.join("store"),
+        &[
+            "restock",
+            "--inventory",
+            inv.to_str().unwrap(),
+            "--reports",
+            reports.to_str().unwrap(),
+            "--service-level",
+            "0.95",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("美式咖啡: order"), "{text}");
+    let week = reports.join("2026-W47");
+    let (h, rows) = csv_rows(&week.join("restock.csv"));
+    let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+    assert_eq!(rows.len(), 3);
+    // Out of stock first; 500 lattes on hand need nothing; the never-sold mug needs nothing.
+    assert_eq!(rows[0][col("sku")], "SKU002");
+    assert_eq!(rows[0][col("urgency")], "out of stock");
+    let qty: f64 = rows[0][col("suggested_order")].parse().unwrap();
+    assert!(qty >= 12.0 && qty % 12.0 == 0.0, "packs of 12: {qty}");
+    assert!(
+        rows[0][col("reason")].contains("none on hand, 3-day lead time"),
+        "{:?}",
+        rows[0]
+    );
+    let oat = rows.iter().find(|r| r[col("sku")] == "SKU003").unwrap();
+    assert_eq!(
+        (oat[col("suggested_order")].as_str(), oat[col("urgency")].as_str()),
+        ("0", "fine")
+    );
+    let (_, gaps) = csv_rows(&week.join("inventory_gaps.csv"));
+    assert!(
+        gaps.iter()
+            .any(|g| g[0] == "stocked, no sales in 90 days" && g[1] == "SKU999"),
+        "{gaps:?}"
+    );
+    assert!(
+        gaps.iter()
+            .any(|g| g[0] == "sold, not in the inventory snapshot" && g[1] == "SKU001"),
+        "{gaps:?}"
+    );
+    let (vh, velocity) = csv_rows(&week.join("velocity.csv"));
+    assert!(velocity.len() >= 30);
+    let method = vh.iter().position(|c| c == "forecast_method").unwrap();
+    assert!(velocity.iter().any(|r| r[method] == "SES") && velocity.iter().any(|r| r[method] == "SBA"));
+}
