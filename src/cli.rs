@@ -62,6 +62,10 @@ pub struct RestockArgs {
     /// Reports folder (default: reports). Env: PAYLENS_REPORTS.
     #[arg(long, value_name = "DIR")]
     pub reports: Option<std::path::PathBuf>,
+    /// Instead of suggesting orders, score the forecasts on the last DAYS days held out (RMSSE per demand
+    /// class against the weekly seasonal naive forecast).
+    #[arg(long, value_name = "DAYS")]
+    pub backtest: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -98,6 +98,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 settings.review_days = r;
             }
             let params = restock::RestockParams {
+                backtest_days: a.backtest,
                 as_of: a.as_of,
                 inventory: a.inventory.clone(),
                 settings,

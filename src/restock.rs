@@ -50,6 +50,8 @@ impl Default for RestockSettings {
 
 #[derive(Debug, Clone)]
 pub struct RestockParams {
+    /// Score the forecasts on the last N days instead of suggesting orders.
+    pub backtest_days: Option<usize>,
     pub as_of: Option<NaiveDate>,
     pub inventory: Option<PathBuf>,
     pub settings: RestockSettings,
@@ -74,6 +76,61 @@ pub struct ProductFacts {
     pub demand_class: &'static str,
     pub forecast: Forecast,
     pub last_sale_day: Option<i32>,
+}
+
+/// One demand class's accuracy over a holdout: mean RMSSE of paylens's method and of seasonal naive.
+#[derive(Debug, Clone, Serialize)]
+pub struct BacktestRow {
+    pub demand_class: String,
+    pub products: usize,
+    pub method_rmsse: f64,
+    pub seasonal_naive_rmsse: f64,
+}
+
+/// Holds out the last `holdout` days before `as_of`: each product's class and forecast are fitted on the
+/// days before, and the flat forecast is scored against what sold, as is the weekly seasonal naive
+/// forecast (RMSSE, scaled by the in-sample naive error as in M5). Products with under 56 days of
+/// history or no variation are left out.
+pub fn backtest(events: LazyFrame, line_items: LazyFrame, as_of: i32, holdout: usize) -> Result<Vec<BacktestRow>> {
+    let daily = velocity::daily_units(events, line_items, as_of).collect()?;
+    let mut by_class: std::collections::BTreeMap<String, (usize, f64, f64)> = Default::default();
+    for (_, _, _, s) in velocity::dense_series(&daily, as_of)? {
+        if s.len() < holdout + 56 {
+            continue;
+        }
+        let (history, actual) = s.split_at(s.len() - holdout);
+        let recent = &history[history.len().saturating_sub(CLASS_DAYS)..];
+        let Some((adi, cv2)) = velocity::adi_cv2(recent) else {
+            continue;
+        };
+        let class = if forecast::is_dying(history, adi) {
+            "dying"
+        } else {
+            velocity::demand_class(adi, cv2)
+        };
+        let fit = forecast::fit(&history[history.len().saturating_sub(FIT_DAYS)..], class);
+        let flat = vec![fit.daily; holdout];
+        let naive = forecast::seasonal_naive(history, holdout);
+        let (Some(m), Some(n)) = (
+            forecast::rmsse(history, actual, &flat),
+            forecast::rmsse(history, actual, &naive),
+        ) else {
+            continue;
+        };
+        let e = by_class.entry(class.to_string()).or_default();
+        e.0 += 1;
+        e.1 += m;
+        e.2 += n;
+    }
+    Ok(by_class
+        .into_iter()
+        .map(|(c, (n, m, s))| BacktestRow {
+            demand_class: c,
+            products: n,
+            method_rmsse: m / n as f64,
+            seasonal_naive_rmsse: s / n as f64,
+        })
+        .collect())
 }
 
 /// Days of history the forecasts are fitted on.
@@ -231,14 +288,43 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<PathBuf> {
         )?
         .lazy(),
     };
+    let folder = cfg.reports.join(iso_week_label(as_of));
+    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+    if let Some(holdout) = p.backtest_days {
+        let rows = backtest(events, line_items, day, holdout)?;
+        let df = df!(
+            "demand_class" => rows.iter().map(|r| r.demand_class.clone()).collect::<Vec<_>>(),
+            "products" => rows.iter().map(|r| r.products as u32).collect::<Vec<_>>(),
+            "method_rmsse" => rows.iter().map(|r| round3(r.method_rmsse)).collect::<Vec<_>>(),
+            "seasonal_naive_rmsse" => rows.iter().map(|r| round3(r.seasonal_naive_rmsse)).collect::<Vec<_>>(),
+        )?;
+        write_csv(&df, &folder.join("forecast_backtest.csv"))?;
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "forecasts scored on the {holdout} days up to {as_of} (RMSSE, lower is better)"
+        )?;
+        writeln!(
+            out,
+            "  {:<14} {:>8} {:>10} {:>15}",
+            "demand class", "products", "paylens", "seasonal naive"
+        )?;
+        for r in &rows {
+            writeln!(
+                out,
+                "  {:<14} {:>8} {:>10.3} {:>15.3}",
+                r.demand_class, r.products, r.method_rmsse, r.seasonal_naive_rmsse
+            )?;
+        }
+        writeln!(out, "  table in {}", folder.join("forecast_backtest.csv").display())?;
+        return Ok(folder);
+    }
     let facts = product_facts(events, line_items, day)?;
     let inventory = match &p.inventory {
         Some(path) => crate::ingest::read_inventory(path, cfg)?,
         None => inventory_from_store(&store)?,
     };
     let inventory = latest_inventory(inventory);
-    let folder = cfg.reports.join(iso_week_label(as_of));
-    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
     write_csv(&velocity_frame(&facts)?, &folder.join("velocity.csv"))?;
     let policy = Policy {
         service_level: p.settings.service_level,

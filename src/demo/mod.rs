@@ -614,6 +614,7 @@ pub fn run(p: &DemoParams, cfg: &Config) -> Result<()> {
     );
     let t3 = Instant::now();
     let restock = crate::restock::RestockParams {
+        backtest_days: None,
         as_of: Some(a.as_of),
         inventory: None,
         settings: cfg.restock.clone(),

@@ -100,3 +100,46 @@ fn restock_lists_what_to_order_by_urgency() {
     let method = vh.iter().position(|c| c == "forecast_method").unwrap();
     assert!(velocity.iter().any(|r| r[method] == "SES") && velocity.iter().any(|r| r[method] == "SBA"));
 }
+
+#[test]
+fn chosen_forecasts_beat_seasonal_naive_on_the_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let o = bin()
+        .args([
+            "demo",
+            "--out",
+            out.to_str().unwrap(),
+            "--end",
+            "2026-11-22",
+            "--customers",
+            "1500",
+            "--days",
+            "200",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let reports = dir.path().join("reports");
+    let o = run(
+        &out.join("store"),
+        &["restock", "--backtest", "28", "--reports", reports.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (h, rows) = csv_rows(&reports.join("2026-W47/forecast_backtest.csv"));
+    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+    let (mut products, mut ours, mut naive) = (0.0, 0.0, 0.0);
+    for r in &rows {
+        let n: f64 = r[col("products")].parse().unwrap();
+        products += n;
+        ours += n * r[col("method_rmsse")].parse::<f64>().unwrap();
+        naive += n * r[col("seasonal_naive_rmsse")].parse::<f64>().unwrap();
+    }
+    assert!(products >= 25.0, "{rows:?}");
+    assert!(
+        ours / products < naive / products,
+        "paylens {} vs seasonal naive {}",
+        ours / products,
+        naive / products
+    );
+}
