@@ -66,6 +66,10 @@ pub struct RestockArgs {
     /// class against the weekly seasonal naive forecast).
     #[arg(long, value_name = "DAYS")]
     pub backtest: Option<usize>,
+    /// Instead of suggesting orders, replay the last WEEKS weeks ordering what paylens suggests each week,
+    /// and report the achieved cycle service level.
+    #[arg(long, value_name = "WEEKS")]
+    pub simulate: Option<i32>,
 }
 
 #[derive(Debug, Args)]

@@ -99,6 +99,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             let params = restock::RestockParams {
                 backtest_days: a.backtest,
+                simulate_weeks: a.simulate,
                 as_of: a.as_of,
                 inventory: a.inventory.clone(),
                 settings,

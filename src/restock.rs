@@ -50,6 +50,8 @@ impl Default for RestockSettings {
 
 #[derive(Debug, Clone)]
 pub struct RestockParams {
+    /// Replay the last N weeks of weekly ordering instead of suggesting orders.
+    pub simulate_weeks: Option<i32>,
     /// Score the forecasts on the last N days instead of suggesting orders.
     pub backtest_days: Option<usize>,
     pub as_of: Option<NaiveDate>,
@@ -131,6 +133,114 @@ pub fn backtest(events: LazyFrame, line_items: LazyFrame, as_of: i32, holdout: u
             seasonal_naive_rmsse: s / n as f64,
         })
         .collect())
+}
+
+/// What a replay of weekly ordering achieved.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulationResult {
+    pub products: usize,
+    pub cycles: usize,
+    pub cycles_without_stockout: usize,
+    pub cycle_service_level: f64,
+    pub fill_rate: f64,
+    pub target: f64,
+}
+
+/// Replays the `weeks` weeks before `end` (a day number) day by day: each product starts at its
+/// order-up-to level; every `review_days` days paylens's suggestion (fitted on the data known the day
+/// before) is ordered and arrives after the product's lead time; each day's demand is what actually sold.
+/// A cycle (one product, one review period) is served when no day in it ran short.
+pub fn simulate(
+    events: LazyFrame,
+    line_items: LazyFrame,
+    inventory: &[InventoryRow],
+    defaults: &RestockSettings,
+    end: i32,
+    weeks: i32,
+) -> Result<SimulationResult> {
+    let policy = Policy {
+        service_level: defaults.service_level,
+        review_days: defaults.review_days,
+    };
+    let review = defaults.review_days.max(1.0) as i32;
+    let start = end - weeks * review + 1;
+    let daily = velocity::daily_units(events.clone(), line_items.clone(), end).collect()?;
+    let actual: HashMap<String, (i32, Vec<f64>)> = velocity::dense_series(&daily, end)?
+        .into_iter()
+        .map(|(k, _, first, s)| (k, (first, s)))
+        .collect();
+    let terms: HashMap<&str, &InventoryRow> = inventory.iter().map(|r| (r.sku.as_str(), r)).collect();
+    let position_of = |key: &str, on_hand: f64, on_order: f64| {
+        let t = terms.get(key);
+        Position {
+            on_hand,
+            on_order,
+            lead_time_days: t.and_then(|t| t.lead_time_days).unwrap_or(defaults.lead_time_days),
+            pack_size: t.and_then(|t| t.pack_size).unwrap_or(defaults.pack_size),
+            min_order: t.and_then(|t| t.min_order).unwrap_or(defaults.min_order),
+        }
+    };
+    // Stock and pipeline per product; products sold before the replay starts.
+    let mut stock: HashMap<String, f64> = HashMap::new();
+    let mut pipeline: HashMap<String, Vec<(i32, f64)>> = HashMap::new();
+    let (mut cycles, mut served, mut demanded, mut filled) = (0usize, 0usize, 0.0, 0.0);
+    let mut products = std::collections::HashSet::new();
+    for week in 0..weeks {
+        let review_day = start + week * review;
+        let facts = product_facts(events.clone(), line_items.clone(), review_day - 1)?;
+        for f in &facts {
+            let Some((first, series)) = actual.get(&f.key) else {
+                continue;
+            };
+            if f.first_day > start - 28 {
+                continue; // too young to plan for at the start of the replay
+            }
+            products.insert(f.key.clone());
+            let on_hand = *stock.entry(f.key.clone()).or_insert_with(|| {
+                let p = position_of(&f.key, 0.0, 0.0);
+                let z = crate::analytics::restock::z_for(policy.service_level);
+                let (l, r) = (p.lead_time_days, policy.review_days);
+                f.forecast.daily * (l + r) + z * f.forecast.sigma * (l + r).sqrt()
+            });
+            let on_order: f64 = pipeline.get(&f.key).map_or(0.0, |p| p.iter().map(|x| x.1).sum());
+            let pos = position_of(&f.key, on_hand, on_order);
+            let s = suggest(f.forecast.daily, f.forecast.sigma, pos, policy, date_of(review_day));
+            if s.order_qty > 0.0 {
+                let arrive = review_day + pos.lead_time_days.ceil() as i32;
+                pipeline.entry(f.key.clone()).or_default().push((arrive, s.order_qty));
+            }
+            let mut short = false;
+            for day in review_day..review_day + review {
+                let arrivals = pipeline.get_mut(&f.key).map_or(0.0, |p| {
+                    let due: f64 = p.iter().filter(|x| x.0 <= day).map(|x| x.1).sum();
+                    p.retain(|x| x.0 > day);
+                    due
+                });
+                let st = stock.get_mut(&f.key).expect("set above");
+                *st += arrivals;
+                let demand = series.get((day - first) as usize).copied().unwrap_or(0.0).max(0.0);
+                let sold = demand.min(*st);
+                demanded += demand;
+                filled += sold;
+                if demand > *st + 1e-9 {
+                    short = true;
+                }
+                *st -= sold;
+            }
+            cycles += 1;
+            if !short {
+                served += 1;
+            }
+        }
+    }
+    Ok(SimulationResult {
+        products: products.len(),
+        cycles,
+        cycles_without_stockout: served,
+        cycle_service_level: if cycles > 0 { served as f64 / cycles as f64 } else { 0.0 },
+        fill_rate: if demanded > 0.0 { filled / demanded } else { 1.0 },
+        target: policy.service_level,
+    })
 }
 
 /// Days of history the forecasts are fitted on.
@@ -319,12 +429,28 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<PathBuf> {
         writeln!(out, "  table in {}", folder.join("forecast_backtest.csv").display())?;
         return Ok(folder);
     }
-    let facts = product_facts(events, line_items, day)?;
     let inventory = match &p.inventory {
         Some(path) => crate::ingest::read_inventory(path, cfg)?,
         None => inventory_from_store(&store)?,
     };
     let inventory = latest_inventory(inventory);
+    if let Some(weeks) = p.simulate_weeks {
+        let r = simulate(events, line_items, &inventory, &p.settings, day, weeks)?;
+        let text = serde_json::to_string_pretty(&r)?;
+        std::fs::write(folder.join("restock_simulation.json"), &text)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "replayed {weeks} weeks to {as_of}: {} products, {} cycles, cycle service level {:.1} % (target {:.1} %), fill rate {:.1} %",
+            r.products,
+            r.cycles,
+            r.cycle_service_level * 100.0,
+            r.target * 100.0,
+            r.fill_rate * 100.0
+        )?;
+        return Ok(folder);
+    }
+    let facts = product_facts(events, line_items, day)?;
     write_csv(&velocity_frame(&facts)?, &folder.join("velocity.csv"))?;
     let policy = Policy {
         service_level: p.settings.service_level,

@@ -615,6 +615,7 @@ pub fn run(p: &DemoParams, cfg: &Config) -> Result<()> {
     let t3 = Instant::now();
     let restock = crate::restock::RestockParams {
         backtest_days: None,
+        simulate_weeks: None,
         as_of: Some(a.as_of),
         inventory: None,
         settings: cfg.restock.clone(),
