@@ -387,7 +387,7 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<PathBuf> {
         }
     };
     let day = day_number(as_of);
-    let line_items = match store.table(store.manifest.line_items.as_deref())? {
+    let line_items = match store.line_items()? {
         Some(df) => df.lazy(),
         None => df!(
             "merchant_order_id" => Vec::<String>::new(),

@@ -79,7 +79,7 @@ pub fn summarise(cfg: &Config) -> Result<StoreSummary> {
         customers_strong: u("strong")?,
         customers_weak: u("weak")?,
         events_without_customer: u("none")?,
-        line_items: rows(store.manifest.line_items.as_deref())?,
+        line_items: store.line_items()?.map_or(0, |d| d.height() as u64),
         inventory_rows: rows(store.manifest.inventory.as_deref())?,
     })
 }

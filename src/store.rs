@@ -5,7 +5,7 @@
 //! secret.key                            per-store HMAC key (0600), see privacy.rs
 //! events/month=YYYY-MM/part-<gen>.parquet   payments and refunds, one file per month (zstd)
 //! identities/part-<gen>.parquet         customer_key -> raw buyer identifier (personal data)
-//! line_items/part-<gen>.parquet         POS line items
+//! line_items/month=YYYY-MM/part-<gen>.parquet  POS line items, by month sold (UTC; `unknown` without a time)
 //! inventory/part-<gen>.parquet          inventory snapshots
 //! rejects/<sha256 prefix>.csv           rows that could not be read: file, line, reason, raw text
 //! ```
@@ -64,7 +64,9 @@ pub struct Manifest {
     /// month (`2026-11`) -> events file.
     pub events: BTreeMap<String, String>,
     pub identities: Option<String>,
-    pub line_items: Option<String>,
+    /// month (`2026-11`, or `unknown`) -> line items file.
+    #[serde(default)]
+    pub line_items: BTreeMap<String, String>,
     pub inventory: Option<String>,
     pub files: Vec<FileEntry>,
 }
@@ -77,7 +79,7 @@ impl Manifest {
     fn referenced(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.events.values().map(String::as_str).collect();
         v.extend(self.identities.as_deref());
-        v.extend(self.line_items.as_deref());
+        v.extend(self.line_items.values().map(String::as_str));
         v.extend(self.inventory.as_deref());
         v.extend(self.files.iter().filter_map(|f| f.rejects_file.as_deref()));
         v
@@ -130,6 +132,21 @@ impl StoreReader {
             paths.into_iter().collect(),
             ScanArgsParquet::default(),
         )?)
+    }
+
+    /// All POS line items (every month partition), or `None` when the store has none.
+    pub fn line_items(&self) -> Result<Option<DataFrame>> {
+        let mut out: Option<DataFrame> = None;
+        for rel in self.manifest.line_items.values() {
+            let df = read_parquet(&self.root.join(rel))?;
+            match &mut out {
+                Some(o) => {
+                    o.vstack_mut_owned(df)?;
+                }
+                None => out = Some(df),
+            }
+        }
+        Ok(out)
     }
 
     pub fn table(&self, rel: Option<&str>) -> Result<Option<DataFrame>> {
@@ -324,9 +341,15 @@ impl StoreWriter {
         !self.staged.files.is_empty()
     }
 
-    /// Event rows staged and not yet committed.
+    /// Event rows and line items staged and not yet committed.
     pub fn staged_rows(&self) -> usize {
-        self.staged.events.values().flatten().map(DataFrame::height).sum()
+        self.staged
+            .events
+            .values()
+            .flatten()
+            .map(DataFrame::height)
+            .sum::<usize>()
+            + self.staged.line_items.len()
     }
 
     /// Writes every staged change under new names, then switches the manifest. On error the store is
@@ -388,11 +411,10 @@ impl StoreWriter {
             write_parquet_atomic(&self.root.join(&rel), &mut df, written)?;
             next.identities = Some(rel);
         }
-        if !self.staged.line_items.is_empty() {
-            let mut df = self.merged_line_items()?;
-            let rel = format!("line_items/part-{gen:06}.parquet");
+        for (month, mut df) in self.merged_line_items()? {
+            let rel = format!("line_items/month={month}/part-{gen:06}.parquet");
             write_parquet_atomic(&self.root.join(&rel), &mut df, written)?;
-            next.line_items = Some(rel);
+            next.line_items.insert(month, rel);
         }
         if !self.staged.inventory.is_empty() {
             let mut df = self.merged_inventory()?;
@@ -465,67 +487,79 @@ impl StoreWriter {
         )?)
     }
 
-    fn merged_line_items(&self) -> Result<DataFrame> {
+    /// Staged line items merged into their month partitions: (month, all of that month's items).
+    fn merged_line_items(&self) -> Result<Vec<(String, DataFrame)>> {
         let mut seen: HashMap<String, u32> = HashMap::new();
-        let mut new = Vec::new();
+        let mut by_month: BTreeMap<String, Vec<(String, &str, &LineItem)>> = BTreeMap::new();
         for (sha, li) in &self.staged.line_items {
             let k = seen.entry(format!("{sha}\u{1}{}", li.merchant_order_id)).or_default();
             *k += 1;
-            new.push((format!("{}#{}", li.merchant_order_id, k), sha, li));
+            let month = li
+                .sold_at
+                .map_or_else(|| "unknown".to_string(), |t| t.format("%Y-%m").to_string());
+            by_month
+                .entry(month)
+                .or_default()
+                .push((format!("{}#{}", li.merchant_order_id, k), sha, li));
         }
-        let n = new.len();
-        let df = DataFrame::new(
-            n,
-            vec![
-                Column::new(
-                    "item_id".into(),
-                    new.iter().map(|(id, _, _)| id.clone()).collect::<Vec<_>>(),
-                ),
-                Column::new(
-                    "merchant_order_id".into(),
-                    new.iter()
-                        .map(|(_, _, l)| l.merchant_order_id.clone())
-                        .collect::<Vec<_>>(),
-                ),
-                Column::new(
-                    "sku".into(),
-                    new.iter().map(|(_, _, l)| l.sku.clone()).collect::<Vec<_>>(),
-                ),
-                Column::new(
-                    "name".into(),
-                    new.iter().map(|(_, _, l)| l.name.clone()).collect::<Vec<_>>(),
-                ),
-                Column::new(
-                    "quantity".into(),
-                    new.iter().map(|(_, _, l)| l.quantity).collect::<Vec<_>>(),
-                ),
-                Column::new(
-                    "unit_price_fen".into(),
-                    new.iter().map(|(_, _, l)| l.unit_price_fen).collect::<Vec<_>>(),
-                ),
-                Column::new(
-                    "sold_at".into(),
-                    new.iter()
-                        .map(|(_, _, l)| l.sold_at.map(|t| t.timestamp_micros()))
-                        .collect::<Vec<_>>(),
-                )
-                .cast(&DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)))?,
-                Column::new(
-                    "source_file".into(),
-                    new.iter().map(|(_, s, _)| s.to_string()).collect::<Vec<_>>(),
-                ),
-                Column::new(
-                    "source_line".into(),
-                    new.iter().map(|(_, _, l)| l.line).collect::<Vec<_>>(),
-                ),
-            ],
-        )?;
-        self.merge_keyed(
-            self.manifest.line_items.as_deref(),
-            df,
-            &["item_id"],
-            UniqueKeepStrategy::First,
-        )
+        let mut out = Vec::with_capacity(by_month.len());
+        for (month, new) in by_month {
+            let n = new.len();
+            let df = DataFrame::new(
+                n,
+                vec![
+                    Column::new(
+                        "item_id".into(),
+                        new.iter().map(|(id, _, _)| id.clone()).collect::<Vec<_>>(),
+                    ),
+                    Column::new(
+                        "merchant_order_id".into(),
+                        new.iter()
+                            .map(|(_, _, l)| l.merchant_order_id.clone())
+                            .collect::<Vec<_>>(),
+                    ),
+                    Column::new(
+                        "sku".into(),
+                        new.iter().map(|(_, _, l)| l.sku.clone()).collect::<Vec<_>>(),
+                    ),
+                    Column::new(
+                        "name".into(),
+                        new.iter().map(|(_, _, l)| l.name.clone()).collect::<Vec<_>>(),
+                    ),
+                    Column::new(
+                        "quantity".into(),
+                        new.iter().map(|(_, _, l)| l.quantity).collect::<Vec<_>>(),
+                    ),
+                    Column::new(
+                        "unit_price_fen".into(),
+                        new.iter().map(|(_, _, l)| l.unit_price_fen).collect::<Vec<_>>(),
+                    ),
+                    Column::new(
+                        "sold_at".into(),
+                        new.iter()
+                            .map(|(_, _, l)| l.sold_at.map(|t| t.timestamp_micros()))
+                            .collect::<Vec<_>>(),
+                    )
+                    .cast(&DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)))?,
+                    Column::new(
+                        "source_file".into(),
+                        new.iter().map(|(_, s, _)| s.to_string()).collect::<Vec<_>>(),
+                    ),
+                    Column::new(
+                        "source_line".into(),
+                        new.iter().map(|(_, _, l)| l.line).collect::<Vec<_>>(),
+                    ),
+                ],
+            )?;
+            let merged = self.merge_keyed(
+                self.manifest.line_items.get(&month).map(String::as_str),
+                df,
+                &["item_id"],
+                UniqueKeepStrategy::First,
+            )?;
+            out.push((month, merged));
+        }
+        Ok(out)
     }
 
     fn merged_inventory(&self) -> Result<DataFrame> {

@@ -569,8 +569,14 @@ fn generic_mapping_from_config_pos_line_items_and_inventory() {
     assert_eq!(file(&json, "pos_line_items.csv")["format"], "pos_line_items");
     assert_eq!(file(&json, "inventory_cn.csv")["format"], "inventory_snapshot");
     let mf = manifest(&store);
-    let items = read_batches(&store.join(mf["line_items"].as_str().unwrap()));
-    assert_eq!(items.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    let items: usize = mf["line_items"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|rel| read_batches(&store.join(rel.as_str().unwrap())))
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(items, 3);
     let inv = read_batches(&store.join(mf["inventory"].as_str().unwrap()));
     assert_eq!(inv.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
     // Without the mapping the Meituan export is refused, naming what was tried.
