@@ -63,6 +63,23 @@ pub fn last_complete_week_end(last_day: NaiveDate) -> NaiveDate {
     }
 }
 
+/// The given as-of date, or the end (Sunday) of the last complete ISO week in the events.
+pub fn resolve_as_of(given: Option<NaiveDate>, events: &LazyFrame) -> Result<NaiveDate> {
+    if let Some(d) = given {
+        return Ok(d);
+    }
+    let max = events
+        .clone()
+        .select([col("local_date").cast(DataType::Int32).max()])
+        .collect()?;
+    let last = max
+        .column("local_date")?
+        .i32()?
+        .get(0)
+        .context("the store has no event dates")?;
+    Ok(last_complete_week_end(date_of(last)))
+}
+
 const EVENT_COLUMNS: [&str; 9] = [
     "event_id",
     "kind",
@@ -84,17 +101,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         )));
     }
     let events = store.scan_events()?.select(EVENT_COLUMNS.map(col));
-    let as_of = match p.as_of {
-        Some(d) => d,
-        None => {
-            let max = events
-                .clone()
-                .select([col("local_date").cast(DataType::Int32).max()])
-                .collect()?;
-            let last = max.column("local_date")?.i32()?.get(0).context("no event dates")?;
-            last_complete_week_end(date_of(last))
-        }
-    };
+    let as_of = resolve_as_of(p.as_of, &events)?;
     let map = match &p.inline_map {
         Some(m) => m.clone(),
         None => SegmentMap::load(&p.segments).map_err(|e| crate::UserError(format!("{e:#}")))?,

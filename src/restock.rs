@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::analytics::forecast::{self, Forecast};
 use crate::analytics::restock::{suggest, Policy, Position, Suggestion, Urgency};
 use crate::analytics::velocity::{self, AbcThresholds};
-use crate::analyze::{date_of, day_number, iso_week_label, last_complete_week_end, write_csv};
+use crate::analyze::{date_of, day_number, iso_week_label, resolve_as_of, write_csv};
 use crate::config::Config;
 use crate::ingest::model::InventoryRow;
 use crate::store::StoreReader;
@@ -374,18 +374,7 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<PathBuf> {
         )));
     }
     let events = store.scan_events()?;
-    let as_of = match p.as_of {
-        Some(d) => d,
-        None => {
-            let max = events
-                .clone()
-                .select([col("local_date").cast(DataType::Int32).max()])
-                .collect()?;
-            last_complete_week_end(date_of(
-                max.column("local_date")?.i32()?.get(0).context("no event dates")?,
-            ))
-        }
-    };
+    let as_of = resolve_as_of(p.as_of, &events)?;
     let day = day_number(as_of);
     let line_items = match store.line_items()? {
         Some(df) => df.lazy(),
