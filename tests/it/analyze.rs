@@ -6,25 +6,11 @@ use std::path::Path;
 
 use crate::harness::*;
 
-const AS_OF: &str = "2026-11-22";
+const AS_OF: &str = DEMO_END;
 
 fn demo_and_analyze(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let out = dir.join("demo");
-    let o = bin()
-        .args([
-            "demo",
-            "--out",
-            out.to_str().unwrap(),
-            "--end",
-            AS_OF,
-            "--customers",
-            "600",
-            "--days",
-            "200",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    demo(&out, &["--customers", "600", "--days", "200"]);
     let store = out.join("store");
     let reports = dir.join("reports");
     let o = run(
@@ -189,21 +175,7 @@ fn analyze_writes_every_table_as_parquet_and_excel_csv() {
 fn the_eleven_segment_table_is_refused_naming_its_shadowed_segments() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    let o = bin()
-        .args([
-            "demo",
-            "--out",
-            out.to_str().unwrap(),
-            "--end",
-            AS_OF,
-            "--customers",
-            "50",
-            "--days",
-            "30",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    demo(&out, &["--customers", "50", "--days", "30"]);
     let table = fixture("segments/eleven_segments.toml");
     let o = run(
         &out.join("store"),

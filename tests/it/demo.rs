@@ -7,20 +7,6 @@ use std::path::Path;
 
 use crate::harness::*;
 
-const END: &str = "2026-11-22";
-
-fn demo(out: &Path, extra: &[&str]) {
-    let mut args = vec!["demo", "--out", out.to_str().unwrap(), "--end", END];
-    args.extend_from_slice(extra);
-    let o = bin().args(&args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     snapshot(dir)
 }

@@ -66,6 +66,22 @@ pub fn file<'a>(json: &'a serde_json::Value, suffix: &str) -> &'a serde_json::Va
         .unwrap_or_else(|| panic!("no file ending {suffix} in {json:#}"))
 }
 
+/// The last day of every demo shop the tests generate.
+pub const DEMO_END: &str = "2026-11-22";
+
+/// `paylens demo --out OUT --end DEMO_END EXTRA...`, which must succeed.
+pub fn demo(out: &Path, extra: &[&str]) {
+    let mut args = vec!["demo", "--out", out.to_str().unwrap(), "--end", DEMO_END];
+    args.extend_from_slice(extra);
+    let o = bin().args(&args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// One event row as read back by arrow-rs.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct EventRow {

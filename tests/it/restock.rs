@@ -24,21 +24,7 @@ fn csv_rows(path: &std::path::Path) -> (Vec<String>, Vec<Vec<String>>) {
 fn restock_lists_what_to_order_by_urgency() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    let o = bin()
-        .args([
-            "demo",
-            "--out",
-            out.to_str().unwrap(),
-            "--end",
-            "2026-11-22",
-            "--customers",
-            "800",
-            "--days",
-            "150",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    demo(&out, &["--customers", "800", "--days", "150"]);
     // An inventory file of our own: a sku the shop never sold, and 拿铁 (SKU001) left out.
     let inv = dir.path().join("inventory.csv");
     std::fs::write(
@@ -105,21 +91,7 @@ fn restock_lists_what_to_order_by_urgency() {
 fn chosen_forecasts_beat_seasonal_naive_on_the_demo() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    let o = bin()
-        .args([
-            "demo",
-            "--out",
-            out.to_str().unwrap(),
-            "--end",
-            "2026-11-22",
-            "--customers",
-            "1500",
-            "--days",
-            "200",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    demo(&out, &["--customers", "1500", "--days", "200"]);
     let reports = dir.path().join("reports");
     let o = run(
         &out.join("store"),
@@ -150,11 +122,7 @@ fn replaying_eight_weeks_of_orders_meets_the_service_level() {
     // lead times and packs, at a 95 % target: the achieved cycle service level lands in 92-98 %.
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    let o = bin()
-        .args(["demo", "--out", out.to_str().unwrap(), "--end", "2026-11-22"])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    demo(&out, &[]);
     let reports = dir.path().join("reports");
     let o = run(
         &out.join("store"),
