@@ -207,6 +207,32 @@ mod tests {
     }
 
     #[test]
+    fn no_sale_in_sixty_days_orders_nothing() {
+        // Sold 3 a day for 90 days, then nothing for 60: dying, TSB forecast (1 - beta)^60 * 3 <= 0.006 a
+        // day; with 10 on hand and no sigma left to cover, nothing is ordered.
+        let y: Vec<f64> = (0..150).map(|d| if d < 90 { 3.0 } else { 0.0 }).collect();
+        let (adi, _) = crate::analytics::velocity::adi_cv2(&y[60..]).unwrap();
+        assert!(is_dying(&y, adi));
+        let f = fit(&y, "dying");
+        assert!(f.daily < 0.006, "{}", f.daily);
+        let pos = crate::analytics::restock::Position {
+            on_hand: 10.0,
+            on_order: 0.0,
+            lead_time_days: 3.0,
+            pack_size: 6.0,
+            min_order: 6.0,
+        };
+        let policy = crate::analytics::restock::Policy {
+            service_level: 0.95,
+            review_days: 7.0,
+        };
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        let s = crate::analytics::restock::suggest(f.daily, f.sigma, pos, policy, today);
+        assert!(f.sigma < 1.0);
+        assert_eq!(s.order_qty, 0.0, "{s:?}");
+    }
+
+    #[test]
     fn rmsse_and_seasonal_naive() {
         let history = [1.0, 3.0, 1.0, 3.0, 1.0, 3.0, 1.0, 3.0];
         // Naive one-step errors are all 2: scale 4. A forecast off by 1 everywhere: RMSSE 0.5.
