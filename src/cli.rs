@@ -33,6 +33,8 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The Monday job: ingest what is new in the inbox, then write the week's analytics and restock list.
+    Run(RunArgs),
     /// Read bill exports (files, folders, .zip) into the store.
     Ingest(IngestArgs),
     /// Generate a realistic demo shop's exports, ingest them and summarise the store.
@@ -86,6 +88,19 @@ pub struct AnalyzeArgs {
     /// Reports folder (default: reports). Env: PAYLENS_REPORTS.
     #[arg(long, value_name = "DIR")]
     pub reports: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Inbox folder to ingest from (default: data/inbox). Env: PAYLENS_INBOX.
+    #[arg(long, value_name = "DIR")]
+    pub inbox: Option<std::path::PathBuf>,
+    /// Reports folder (default: reports). Env: PAYLENS_REPORTS.
+    #[arg(long, value_name = "DIR")]
+    pub reports: Option<std::path::PathBuf>,
+    /// As-of date (default: the end of the last complete ISO week in the data).
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<chrono::NaiveDate>,
 }
 
 #[derive(Debug, Args)]

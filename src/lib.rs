@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod ingest;
+pub mod monday;
 pub mod privacy;
 pub mod restock;
 pub mod status;
@@ -28,12 +29,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let reports = match &cli.command {
         Command::Analyze(a) => a.reports.clone(),
         Command::Restock(a) => a.reports.clone(),
+        Command::Run(a) => a.reports.clone(),
         _ => None,
     };
     let overrides = Overrides {
         config: cli.global.config.clone(),
         store: cli.global.store.clone(),
-        inbox: None,
+        inbox: match &cli.command {
+            Command::Run(a) => a.inbox.clone(),
+            _ => None,
+        },
         reports,
         timezone: cli.global.timezone.clone(),
     };
@@ -43,6 +48,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     match cli.command {
+        Command::Run(a) => {
+            monday::run(a.as_of, &cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Ingest(a) => {
             let params = ingest::IngestParams {
                 paths: a.paths,

@@ -144,3 +144,31 @@ fn replaying_eight_weeks_of_orders_meets_the_service_level() {
     assert!(r["cycles"].as_u64().unwrap() >= 8 * 30, "{r}");
     assert!((0.92..=0.98).contains(&csl), "achieved {csl} for a 95 % target: {r}");
 }
+
+#[test]
+fn the_monday_run_twice_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    demo(&out, &["--customers", "300", "--days", "90", "--no-ingest"]);
+    let shop = dir.path().join("shop");
+    std::fs::create_dir_all(shop.join("data")).unwrap();
+    std::fs::rename(out.join("inbox"), shop.join("data/inbox")).unwrap();
+    let monday = || {
+        let o = bin().arg("run").current_dir(&shop).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let first = monday();
+    assert!(
+        first.contains("new event(s)") && !first.contains(" 0 new file(s)"),
+        "{first}"
+    );
+    let csvs = |d: &std::path::Path| -> std::collections::BTreeMap<String, Vec<u8>> {
+        snapshot(d).into_iter().filter(|(k, _)| k.ends_with(".csv")).collect()
+    };
+    let before = csvs(&shop.join("reports"));
+    assert!(before.keys().any(|k| k.ends_with("restock.csv")) && before.keys().any(|k| k.ends_with("segments.csv")));
+    let second = monday();
+    assert!(second.contains("0 new file(s), 0 new event(s)"), "{second}");
+    assert!(before == csvs(&shop.join("reports")), "a second run changed the tables");
+}

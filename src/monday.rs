@@ -1,0 +1,79 @@
+//! `paylens run`: the Monday job. Ingests whatever is new in the inbox (files already in the store are
+//! recognised by their SHA-256 and skipped), then writes the week's customer analytics and restock list.
+//! Running it twice changes nothing: the second ingest stores nothing and the tables come out the same.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+
+use crate::config::Config;
+
+pub fn run(as_of: Option<NaiveDate>, cfg: &Config) -> Result<()> {
+    std::fs::create_dir_all(&cfg.inbox).with_context(|| format!("creating the inbox {}", cfg.inbox.display()))?;
+    let params = crate::ingest::IngestParams {
+        paths: vec![cfg.inbox.clone()],
+        strict: false,
+        json: false,
+        quiet: true,
+    };
+    let ingest = crate::ingest::run(&params, cfg)?;
+    let mut out = std::io::stdout().lock();
+    let new: Vec<_> = ingest.files.iter().filter(|f| f.status == "ingested").collect();
+    writeln!(
+        out,
+        "inbox {}: {} new file(s), {} new event(s)",
+        cfg.inbox.display(),
+        new.len(),
+        ingest.new_events
+    )?;
+    for f in ingest
+        .files
+        .iter()
+        .filter(|f| f.status == "refused" || f.rejected > 0 || f.reconciled == Some(false))
+    {
+        let what = f
+            .error
+            .clone()
+            .unwrap_or_else(|| format!("{} rejected, totals {:?}", f.rejected, f.reconciled));
+        writeln!(out, "  needs a look: {}: {what}", f.path)?;
+    }
+    if crate::store::StoreReader::open(&cfg.store)?.manifest.events.is_empty() {
+        return Err(crate::UserError(format!(
+            "no bills yet: put WeChat Pay and Alipay exports (csv, zip, xlsx) into {} and run again",
+            cfg.inbox.display()
+        ))
+        .into());
+    }
+    let analysis = crate::analyze::AnalyzeParams {
+        as_of,
+        segments: cfg.analytics.segments.clone(),
+        inline_map: cfg.analytics.segment_map.clone(),
+        window_days: cfg.analytics.window_days,
+        weeks: cfg.analytics.weeks,
+        lapse_days: cfg.analytics.lapse_days,
+        quiet: true,
+    };
+    let a = crate::analyze::run(&analysis, cfg)?;
+    let restock = crate::restock::RestockParams {
+        simulate_weeks: None,
+        backtest_days: None,
+        as_of: Some(a.as_of),
+        inventory: None,
+        settings: cfg.restock.clone(),
+        quiet: true,
+    };
+    crate::restock::run(&restock, cfg)?;
+    writeln!(
+        out,
+        "week ending {} ({} customers): {}",
+        a.as_of,
+        a.customers,
+        a.folder.display()
+    )?;
+    writeln!(
+        out,
+        "  segments.csv, customers.csv, repeat_purchase.csv, cohorts_*.csv, kpis_weekly.csv, restock.csv, velocity.csv"
+    )?;
+    Ok(())
+}
