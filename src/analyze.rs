@@ -111,8 +111,10 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
 
     // Segments now, their history and the customer list.
-    let (segmented, cuts) = transitions::segmented_at(events.clone(), day, p.window_days, &map)?;
-    let trans = transitions::transitions(events.clone(), &segmented, day, p.weeks.min(13), p.window_days, &map)?;
+    // Occasions once: every customer metric and the weekly segment snapshots derive from them.
+    let occ = occasions::occasions(events.clone(), day).collect()?.lazy();
+    let (segmented, cuts) = transitions::segmented_at(occ.clone(), day, p.window_days, &map)?;
+    let trans = transitions::transitions(occ.clone(), &segmented, day, p.weeks.min(13), p.window_days, &map)?;
     let labels = match store.table(store.manifest.identities.as_deref())? {
         Some(ids) => ids.lazy().select([col("customer_key"), col("label")]),
         None => df!("customer_key" => Vec::<String>::new(), "label" => Vec::<String>::new())?.lazy(),
@@ -146,7 +148,6 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         .sort(["segment", "customer_key"], SortMultipleOptions::default())
         .collect()?;
     let summary = crate::analytics::segments::summary(segmented.clone().lazy(), &map).collect()?;
-    let occ = occasions::occasions(events.clone(), day).collect()?.lazy();
 
     // Repeat purchase over three windows, labelled.
     let week_from = day - 6;

@@ -1,28 +1,29 @@
 //! Segment transitions (Klaviyo keeps a previous group and a change date): each customer's segment now,
 //! one period earlier, and the date it last changed, found by re-running the segmentation at weekly
-//! snapshots back in time with the data known then (occasions and refunds up to each snapshot); and the
-//! from x to matrix. A customer who did not exist one period earlier comes `from` "(new)".
+//! snapshots back in time over the occasions up to each snapshot (refunds as known at the as-of date: a
+//! refund after a snapshot is already netted in, which keeps one pass over the events); and the from x to
+//! matrix. A customer who did not exist one period earlier comes `from` "(new)".
 
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 use polars::prelude::*;
 
-use super::occasions::occasions;
 use super::rfm::{cut_points, rfm_table, score, CutPoints, RfmParams};
 use super::segments::SegmentMap;
 
 pub const NEW: &str = "(new)";
 
-/// The scored and segmented RFM table at `day`, with its cut points.
+/// The scored and segmented RFM table at `day` from purchase occasions, with its cut points.
 pub fn segmented_at(
-    events: LazyFrame,
+    occasions: LazyFrame,
     day: i32,
     window_days: Option<i32>,
     map: &SegmentMap,
 ) -> Result<(DataFrame, CutPoints)> {
+    let occ = occasions.filter(col("day").lt_eq(lit(day)));
     let table = rfm_table(
-        occasions(events, day),
+        occ,
         RfmParams {
             as_of: day,
             window_days,
@@ -56,7 +57,7 @@ pub struct Transitions {
 
 /// Compares the segmentation `now` (at `as_of`) with weekly snapshots 1..=`weeks_back` weeks earlier.
 pub fn transitions(
-    events: LazyFrame,
+    occasions: LazyFrame,
     now: &DataFrame,
     as_of: i32,
     weeks_back: i32,
@@ -66,7 +67,7 @@ pub fn transitions(
     let current = segment_map(now)?;
     let mut history: Vec<HashMap<String, String>> = Vec::new();
     for k in 1..=weeks_back.max(1) {
-        let (df, _) = segmented_at(events.clone(), as_of - 7 * k, window_days, map)?;
+        let (df, _) = segmented_at(occasions.clone(), as_of - 7 * k, window_days, map)?;
         history.push(segment_map(&df)?);
     }
     let mut keys: Vec<&String> = current.keys().collect();
@@ -139,11 +140,11 @@ mod tests {
             .zip(&ids)
             .map(|((c, d), id)| (id.as_str(), "payment", Some(c.as_str()), "strong", *d, 1000i64, None))
             .collect();
-        let ev = events(&spec);
-        let (now, cuts) = segmented_at(ev.clone(), as_of, None, &map).unwrap();
+        let occ = crate::analytics::occasions::occasions(events(&spec), as_of);
+        let (now, cuts) = segmented_at(occ.clone(), as_of, None, &map).unwrap();
         assert_eq!(cuts.recency, vec![24.2, 46.0, 64.0, 82.0]);
         assert_eq!(cuts.frequency, vec![1.0]);
-        let t = transitions(ev, &now, as_of, 4, None, &map).unwrap();
+        let t = transitions(occ, &now, as_of, 4, None, &map).unwrap();
         let pc = &t.per_customer;
         let row = |k: &str| {
             let i = pc
