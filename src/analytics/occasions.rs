@@ -70,7 +70,7 @@ pub fn key_coverage(events: LazyFrame, as_of: i32, from_day: Option<i32>) -> Laz
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analytics::testing::events;
+    use crate::analytics::testing::{events, i64s, strs};
 
     #[test]
     fn refunds_net_and_same_day_charges_merge() {
@@ -89,22 +89,9 @@ mod tests {
             ("p6", "payment", None, "none", 12, 7000, None),
         ]);
         let occ = occasions(ev.clone(), 20).collect().unwrap();
-        let keys: Vec<&str> = occ
-            .column("customer_key")
-            .unwrap()
-            .str()
-            .unwrap()
-            .iter()
-            .map(|s| s.unwrap())
-            .collect();
+        let keys: Vec<String> = strs(&occ, "customer_key");
         let days: Vec<i32> = occ.column("day").unwrap().i32().unwrap().into_no_null_iter().collect();
-        let net: Vec<i64> = occ
-            .column("net_fen")
-            .unwrap()
-            .i64()
-            .unwrap()
-            .into_no_null_iter()
-            .collect();
+        let net: Vec<i64> = i64s(&occ, "net_fen");
         let charges: Vec<u32> = occ
             .column("charges")
             .unwrap()
@@ -118,13 +105,7 @@ mod tests {
         assert_eq!(charges, [2, 1]);
         // A refund dated after as-of does not count yet.
         let early = occasions(ev.clone(), 12).collect().unwrap();
-        let net: Vec<i64> = early
-            .column("net_fen")
-            .unwrap()
-            .i64()
-            .unwrap()
-            .into_no_null_iter()
-            .collect();
+        let net: Vec<i64> = i64s(&early, "net_fen");
         assert_eq!(net, [5000, 5000]);
         // Net sales 5000 + 3500 (c1) + 7000 (no key): 7000 / 15500 without a key, no weak-keyed sales left.
         let cov = key_coverage(ev, 20, None).collect().unwrap();

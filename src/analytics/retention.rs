@@ -251,6 +251,7 @@ pub fn weekly_customers(occasions: LazyFrame, as_of: i32, weeks: i32, lapse_days
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analytics::testing::strs;
 
     fn occ(rows: &[(&str, i32, i64)]) -> LazyFrame {
         df!(
@@ -335,14 +336,7 @@ mod tests {
             ("b", 9, 1),
         ]);
         let l = latency(o).collect().unwrap();
-        let steps: Vec<&str> = l
-            .column("step")
-            .unwrap()
-            .str()
-            .unwrap()
-            .iter()
-            .map(|s| s.unwrap())
-            .collect();
+        let steps: Vec<String> = strs(&l, "step");
         let med: Vec<f64> = l
             .column("median_days")
             .unwrap()

@@ -115,6 +115,7 @@ pub fn score(table: LazyFrame, cuts: &CutPoints) -> LazyFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analytics::testing::i64s;
 
     fn table(freq: &[i64], monetary: &[i64], recency: &[i64]) -> LazyFrame {
         let n = freq.len();
@@ -179,33 +180,9 @@ mod tests {
         )
         .collect()
         .unwrap();
-        assert_eq!(
-            t.column("recency_days")
-                .unwrap()
-                .i64()
-                .unwrap()
-                .into_no_null_iter()
-                .collect::<Vec<_>>(),
-            [10, 80]
-        );
-        assert_eq!(
-            t.column("frequency")
-                .unwrap()
-                .i64()
-                .unwrap()
-                .into_no_null_iter()
-                .collect::<Vec<_>>(),
-            [3, 1]
-        );
-        assert_eq!(
-            t.column("monetary_fen")
-                .unwrap()
-                .i64()
-                .unwrap()
-                .into_no_null_iter()
-                .collect::<Vec<_>>(),
-            [3500, 700]
-        );
+        assert_eq!(i64s(&t, "recency_days"), [10, 80]);
+        assert_eq!(i64s(&t, "frequency"), [3, 1]);
+        assert_eq!(i64s(&t, "monetary_fen"), [3500, 700]);
         // A 60-day window keeps days 141..=200: a has two occasions, b none.
         let w = rfm_table(
             occ,

@@ -360,6 +360,7 @@ pub fn summary(segmented: LazyFrame, map: &SegmentMap) -> LazyFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analytics::testing::strs;
 
     #[test]
     fn presets_are_partitions() {
@@ -410,14 +411,7 @@ mod tests {
         .unwrap()
         .lazy();
         let out = map.assign(scored).collect().unwrap();
-        let seg: Vec<&str> = out
-            .column("segment")
-            .unwrap()
-            .str()
-            .unwrap()
-            .iter()
-            .map(|s| s.unwrap())
-            .collect();
+        let seg: Vec<String> = strs(&out, "segment");
         // a: Champions; b: R5 F4 M1 falls through every row to Others; c: Lost; d: Potential Loyalist.
         assert_eq!(seg, ["Champions", "Others", "Lost", "Potential Loyalist"]);
     }
@@ -435,14 +429,7 @@ mod tests {
         .unwrap()
         .lazy();
         let out = map.assign(scored).collect().unwrap();
-        let seg: Vec<&str> = out
-            .column("segment")
-            .unwrap()
-            .str()
-            .unwrap()
-            .iter()
-            .map(|s| s.unwrap())
-            .collect();
+        let seg: Vec<String> = strs(&out, "segment");
         assert_eq!(seg, ["重要价值客户", "一般挽留客户", "重要发展客户", "一般保持客户"]);
     }
 }

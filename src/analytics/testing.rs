@@ -21,3 +21,26 @@ pub fn events(rows: &[Row]) -> LazyFrame {
     .lazy()
     .with_column(col("local_date").cast(DataType::Date))
 }
+
+/// A string column as owned values ("" for nulls).
+pub fn strs(df: &DataFrame, c: &str) -> Vec<String> {
+    df.column(c)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|s| s.unwrap_or("").to_string())
+        .collect()
+}
+
+/// An integer column as i64 values (nulls are an error in these tests).
+pub fn i64s(df: &DataFrame, c: &str) -> Vec<i64> {
+    df.column(c)
+        .unwrap()
+        .cast(&DataType::Int64)
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect()
+}
