@@ -28,6 +28,8 @@ pub struct AnalyzeParams {
     pub weeks: i32,
     /// Days without a purchase after which a customer counts as lapsed.
     pub lapse_days: i32,
+    /// Put raw buyer ids into the target lists.
+    pub with_contact_ids: bool,
     pub quiet: bool,
 }
 
@@ -226,6 +228,23 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         crate::store::write_parquet_atomic(&folder.join(format!("{name}.parquet")), &mut df, &mut written)?;
         write_csv(&df, &folder.join(format!("{name}.csv")))?;
     }
+    let favourites = crate::targets::favourite_products(
+        store.scan_events()?.select([
+            col("event_id"),
+            col("kind"),
+            col("customer_key"),
+            col("product_name"),
+            col("local_date"),
+        ]),
+        day,
+    )
+    .collect()?;
+    let raw_ids = if p.with_contact_ids {
+        store.table(store.manifest.identities.as_deref())?
+    } else {
+        None
+    };
+    crate::targets::write(&customers, favourites, &cfg.targets, raw_ids, &folder)?;
     let outcome = AnalyzeOutcome {
         as_of,
         folder,

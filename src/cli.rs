@@ -88,6 +88,10 @@ pub struct AnalyzeArgs {
     /// Reports folder (default: reports). Env: PAYLENS_REPORTS.
     #[arg(long, value_name = "DIR")]
     pub reports: Option<std::path::PathBuf>,
+    /// Add raw buyer ids (openid, masked account, nickname) to the target lists, for upload to a coupon
+    /// tool. Without it the lists carry only pseudonymous keys and already-masked labels.
+    #[arg(long)]
+    pub with_contact_ids: bool,
 }
 
 #[derive(Debug, Args)]

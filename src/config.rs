@@ -24,6 +24,7 @@ pub struct Config {
     pub generic: Vec<GenericMapping>,
     pub analytics: AnalyticsSettings,
     pub restock: crate::restock::RestockSettings,
+    pub targets: crate::targets::TargetSettings,
     /// Where the settings came from, for `--show-config`.
     pub config_file: Option<PathBuf>,
 }
@@ -52,6 +53,9 @@ struct ConfigFile {
     /// Restock defaults.
     #[serde(default)]
     restock: Option<crate::restock::RestockSettings>,
+    /// Marketer target lists.
+    #[serde(default)]
+    targets: Option<crate::targets::TargetSettings>,
 }
 
 /// Customer analytics settings (`[analytics]`).
@@ -291,6 +295,15 @@ impl Config {
             generic: file.generic,
             analytics: file.analytics.unwrap_or_default(),
             restock: file.restock.unwrap_or_default(),
+            targets: file
+                .targets
+                .map(|t| {
+                    // The file's actions add to and override the defaults.
+                    let mut merged = crate::targets::TargetSettings::default();
+                    merged.actions.extend(t.actions);
+                    merged
+                })
+                .unwrap_or_default(),
             config_file: path,
         })
     }

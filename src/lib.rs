@@ -12,6 +12,7 @@ pub mod privacy;
 pub mod restock;
 pub mod status;
 pub mod store;
+pub mod targets;
 
 use std::process::ExitCode;
 
@@ -90,6 +91,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 window_days: a.window_days.or(cfg.analytics.window_days),
                 weeks: cfg.analytics.weeks,
                 lapse_days: cfg.analytics.lapse_days,
+                with_contact_ids: a.with_contact_ids,
                 quiet: false,
             };
             analyze::run(&params, &cfg)?;

@@ -52,6 +52,7 @@ pub fn run(as_of: Option<NaiveDate>, cfg: &Config) -> Result<()> {
         window_days: cfg.analytics.window_days,
         weeks: cfg.analytics.weeks,
         lapse_days: cfg.analytics.lapse_days,
+        with_contact_ids: false,
         quiet: true,
     };
     let a = crate::analyze::run(&analysis, cfg)?;

@@ -64,8 +64,9 @@ pub struct Manifest {
     /// month (`2026-11`) -> events file.
     pub events: BTreeMap<String, String>,
     pub identities: Option<String>,
-    /// month (`2026-11`, or `unknown`) -> line items file.
-    #[serde(default)]
+    /// month (`2026-11`, or `unknown`) -> line items file. Stores written before line items were
+    /// partitioned hold one file here; it is read as the partition `all`.
+    #[serde(default, deserialize_with = "line_item_parts")]
     pub line_items: BTreeMap<String, String>,
     pub inventory: Option<String>,
     pub files: Vec<FileEntry>,
@@ -84,6 +85,20 @@ impl Manifest {
         v.extend(self.files.iter().filter_map(|f| f.rejects_file.as_deref()));
         v
     }
+}
+
+fn line_item_parts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Parts {
+        One(Option<String>),
+        Months(BTreeMap<String, String>),
+    }
+    Ok(match Parts::deserialize(d)? {
+        Parts::One(None) => BTreeMap::new(),
+        Parts::One(Some(file)) => BTreeMap::from([("all".to_string(), file)]),
+        Parts::Months(m) => m,
+    })
 }
 
 /// Read access to a store (no lock): the manifest and its tables.

@@ -14,7 +14,7 @@ use serde::Serialize;
 const NOT_PRODUCTS: [&str; 4] = ["收钱码收款", "二维码收款", "收款", "转账"];
 
 /// Product key from a bill's product name: trimmed, without the `等N件` multi-item suffix.
-fn bill_product_key(name: Expr) -> Expr {
+pub fn bill_product_key(name: Expr) -> Expr {
     name.str()
         .replace(lit(r"等\d+件$"), lit(""), false)
         .str()

@@ -601,6 +601,7 @@ pub fn run(p: &DemoParams, cfg: &Config) -> Result<()> {
         window_days: cfg.analytics.window_days,
         weeks: cfg.analytics.weeks,
         lapse_days: cfg.analytics.lapse_days,
+        with_contact_ids: false,
         quiet: true,
     };
     let a = crate::analyze::run(&params, &analysis_cfg)?;

@@ -194,3 +194,57 @@ fn the_eleven_segment_table_is_refused_naming_its_shadowed_segments() {
         assert!(err.contains(s), "{s} not named: {err}");
     }
 }
+
+#[test]
+fn target_lists_per_segment_with_contact_ids_only_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, out) = demo_and_analyze(dir.path());
+    let targets = out.join("targets");
+    let files: Vec<String> = std::fs::read_dir(&targets)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        files.contains(&"at_risk.csv".to_string()) && files.contains(&"moved_this_week.csv".to_string()),
+        "{files:?}"
+    );
+    let text = std::fs::read_to_string(targets.join("champions.csv")).unwrap();
+    assert!(text.starts_with('\u{feff}'), "BOM for Excel");
+    let header = text.lines().next().unwrap().trim_start_matches('\u{feff}');
+    assert_eq!(
+        header,
+        "customer_key,label,segment,previous_segment,segment_since,last_purchase,occasions,spend_yuan,favourite_product,suggested_action"
+    );
+    assert!(
+        text.lines().skip(1).all(|l| l.contains(",Champions,")
+            && l.ends_with("reward: early access to new drinks, a members' gift\"")
+            || l.contains(",Champions,")),
+        "{text}"
+    );
+    assert!(!text.contains("oUpF8u"), "no raw openid without --with-contact-ids");
+    // Everyone in moved_this_week changed segment since last week.
+    let moved = std::fs::read_to_string(targets.join("moved_this_week.csv")).unwrap();
+    for line in moved.lines().skip(1) {
+        let c: Vec<&str> = line.split(',').collect();
+        assert_ne!(c[2], c[3], "{line}");
+    }
+    let reports = dir.path().join("with_ids");
+    let o = run(
+        &store,
+        &[
+            "analyze",
+            "--as-of",
+            AS_OF,
+            "--reports",
+            reports.to_str().unwrap(),
+            "--with-contact-ids",
+        ],
+    );
+    assert!(o.status.success());
+    let text = std::fs::read_to_string(reports.join("2026-W47/targets/champions.csv")).unwrap();
+    assert!(text.lines().next().unwrap().ends_with(",contact_id"));
+    assert!(
+        text.contains("wechat:wx2421b1c4370ec43b/oUpF8u") || text.contains("alipay_masked:"),
+        "{text}"
+    );
+}
