@@ -136,8 +136,9 @@ pub fn cohorts(occasions: LazyFrame, period: Period, as_of: i32) -> Result<Vec<C
     let active = cells.column("active")?.i64()?;
     let revenue = cells.column("revenue_fen")?.i64()?;
     let size = cells.column("size")?.i64()?;
-    let mut by_cohort: std::collections::BTreeMap<i32, (i64, std::collections::BTreeMap<i32, (i64, i64)>)> =
-        Default::default();
+    // cohort -> (size, k -> (active customers, revenue fen))
+    type Cells = std::collections::BTreeMap<i32, (i64, std::collections::BTreeMap<i32, (i64, i64)>)>;
+    let mut by_cohort: Cells = Default::default();
     for i in 0..cells.height() {
         let (c, kk) = (cohort.get(i).unwrap_or(0), k.get(i).unwrap_or(0));
         let e = by_cohort

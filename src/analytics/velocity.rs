@@ -217,12 +217,15 @@ pub fn abc_classes(revenue: &[(String, i64)], t: AbcThresholds) -> Vec<(String, 
 }
 
 /// Dense daily series per product from its first sale to `as_of`: (product_key, name, first_day, units).
-pub fn dense_series(daily: &DataFrame, as_of: i32) -> Result<Vec<(String, String, i32, Vec<f64>)>> {
+/// A product's daily units from its first sale: (product_key, name, first_day, units per day).
+pub type ProductSeries = (String, String, i32, Vec<f64>);
+
+pub fn dense_series(daily: &DataFrame, as_of: i32) -> Result<Vec<ProductSeries>> {
     let keys = daily.column("product_key")?.str()?;
     let names = daily.column("product_name")?.str()?;
     let days = daily.column("day")?.i32()?;
     let units = daily.column("units")?.f64()?;
-    let mut out: Vec<(String, String, i32, Vec<f64>)> = Vec::new();
+    let mut out: Vec<ProductSeries> = Vec::new();
     for i in 0..daily.height() {
         let (Some(k), Some(d)) = (keys.get(i), days.get(i)) else {
             continue;
