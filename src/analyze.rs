@@ -40,6 +40,53 @@ pub struct AnalyzeOutcome {
     pub folder: PathBuf,
     pub customers: usize,
     pub segments: DataFrame,
+    pub kpis: DataFrame,
+    pub transitions: DataFrame,
+    pub repeat: DataFrame,
+    pub coverage: DataFrame,
+    /// Customers and net sales of the as-of week and the week before, new vs returning.
+    pub split: WeekSplit,
+}
+
+/// Who bought in a week: customers and net fen, new (first occasion that week) or returning.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WeekSplit {
+    pub new_now: (i64, i64),
+    pub returning_now: (i64, i64),
+    pub new_before: (i64, i64),
+    pub returning_before: (i64, i64),
+}
+
+/// Customers and net fen of days `from..=to`, split by whether their first occasion falls in the window.
+fn split_window(occ: &LazyFrame, from: i32, to: i32) -> Result<((i64, i64), (i64, i64))> {
+    let first = occ
+        .clone()
+        .group_by([col("customer_key")])
+        .agg([col("day").min().alias("first_day")]);
+    let df = occ
+        .clone()
+        .filter(col("day").gt_eq(lit(from)).and(col("day").lt_eq(lit(to))))
+        .inner_join(first, col("customer_key"), col("customer_key"))
+        .with_column(col("first_day").gt_eq(lit(from)).alias("is_new"))
+        .group_by([col("is_new")])
+        .agg([
+            col("customer_key").n_unique().cast(DataType::Int64).alias("n"),
+            col("net_fen").sum().alias("fen"),
+        ])
+        .collect()?;
+    let mut out = ((0, 0), (0, 0));
+    for i in 0..df.height() {
+        let v = (
+            df.column("n")?.i64()?.get(i).unwrap_or(0),
+            df.column("fen")?.i64()?.get(i).unwrap_or(0),
+        );
+        if df.column("is_new")?.bool()?.get(i) == Some(true) {
+            out.0 = v;
+        } else {
+            out.1 = v;
+        }
+    }
+    Ok(out)
 }
 
 pub fn day_number(d: NaiveDate) -> i32 {
@@ -202,7 +249,8 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         retention::Period::Week,
     )?;
     let latency = retention::latency(occ.clone()).collect()?;
-    let weekly_customers = with_week_labels(retention::weekly_customers(occ, day, p.weeks, p.lapse_days).collect()?)?;
+    let weekly_customers =
+        with_week_labels(retention::weekly_customers(occ.clone(), day, p.weeks, p.lapse_days).collect()?)?;
     let kpi = with_week_labels(kpis::weekly(events, day, p.weeks).collect()?)?;
     let cut_table = df!(
         "measure" => ["recency_days", "frequency", "monetary_fen"],
@@ -245,11 +293,23 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         None
     };
     crate::targets::write(&customers, favourites, &cfg.targets, raw_ids, &folder)?;
+    let (new_now, returning_now) = split_window(&occ, day - 6, day)?;
+    let (new_before, returning_before) = split_window(&occ, day - 13, day - 7)?;
     let outcome = AnalyzeOutcome {
         as_of,
         folder,
         customers: customers.height(),
         segments: summary,
+        kpis: kpi.clone(),
+        transitions: trans.matrix.clone(),
+        repeat: repeat.clone(),
+        coverage: coverage.clone(),
+        split: WeekSplit {
+            new_now,
+            returning_now,
+            new_before,
+            returning_before,
+        },
     };
     if !p.quiet {
         print_summary(&outcome, &map, &cuts, &repeat, &coverage, &kpi)?;

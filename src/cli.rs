@@ -39,6 +39,8 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Generate a realistic demo shop's exports, ingest them and summarise the store.
     Demo(DemoArgs),
+    /// The weekly report: analytics, restock and summary.md with headlines that explain the week.
+    Report(ReportArgs),
     /// Customer analytics as of a date: RFM segments and transitions, repeat purchase, cohorts, weekly KPIs.
     Analyze(AnalyzeArgs),
     /// Product velocity and restock suggestions from the store and an inventory snapshot.
@@ -72,6 +74,19 @@ pub struct RestockArgs {
     /// and report the achieved cycle service level.
     #[arg(long, value_name = "WEEKS")]
     pub simulate: Option<i32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// ISO week to report (e.g. 2026-W47; default: the last complete week in the data).
+    #[arg(long, value_name = "YYYY-Www", conflicts_with = "as_of")]
+    pub week: Option<String>,
+    /// As-of date instead of a week.
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<chrono::NaiveDate>,
+    /// Reports folder (default: reports). Env: PAYLENS_REPORTS.
+    #[arg(long, value_name = "DIR")]
+    pub reports: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

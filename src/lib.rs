@@ -9,6 +9,7 @@ pub mod demo;
 pub mod ingest;
 pub mod monday;
 pub mod privacy;
+pub mod report;
 pub mod restock;
 pub mod status;
 pub mod store;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Analyze(a) => a.reports.clone(),
         Command::Restock(a) => a.reports.clone(),
         Command::Run(a) => a.reports.clone(),
+        Command::Report(a) => a.reports.clone(),
         _ => None,
     };
     let overrides = Overrides {
@@ -49,6 +51,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     match cli.command {
+        Command::Report(a) => {
+            let as_of = match &a.week {
+                Some(w) => Some(report::parse_iso_week(w)?),
+                None => a.as_of,
+            };
+            report::run(as_of, &cfg, false)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run(a) => {
             monday::run(a.as_of, &cfg)?;
             Ok(ExitCode::SUCCESS)

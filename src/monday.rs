@@ -45,36 +45,7 @@ pub fn run(as_of: Option<NaiveDate>, cfg: &Config) -> Result<()> {
         ))
         .into());
     }
-    let analysis = crate::analyze::AnalyzeParams {
-        as_of,
-        segments: cfg.analytics.segments.clone(),
-        inline_map: cfg.analytics.segment_map.clone(),
-        window_days: cfg.analytics.window_days,
-        weeks: cfg.analytics.weeks,
-        lapse_days: cfg.analytics.lapse_days,
-        with_contact_ids: false,
-        quiet: true,
-    };
-    let a = crate::analyze::run(&analysis, cfg)?;
-    let restock = crate::restock::RestockParams {
-        simulate_weeks: None,
-        backtest_days: None,
-        as_of: Some(a.as_of),
-        inventory: None,
-        settings: cfg.restock.clone(),
-        quiet: true,
-    };
-    crate::restock::run(&restock, cfg)?;
-    writeln!(
-        out,
-        "week ending {} ({} customers): {}",
-        a.as_of,
-        a.customers,
-        a.folder.display()
-    )?;
-    writeln!(
-        out,
-        "  segments.csv, customers.csv, repeat_purchase.csv, cohorts_*.csv, kpis_weekly.csv, restock.csv, velocity.csv"
-    )?;
+    drop(out);
+    crate::report::run(as_of, cfg, false)?;
     Ok(())
 }

@@ -365,7 +365,24 @@ fn inventory_from_store(store: &StoreReader) -> Result<Vec<InventoryRow>> {
         .collect())
 }
 
-pub fn run(p: &RestockParams, cfg: &Config) -> Result<PathBuf> {
+/// What a restock run produced: its folder and the items to order, most urgent first.
+#[derive(Debug, Clone, Default)]
+pub struct RestockOutcome {
+    pub folder: PathBuf,
+    pub to_order: Vec<OrderLine>,
+}
+
+/// One product to order.
+#[derive(Debug, Clone)]
+pub struct OrderLine {
+    pub name: String,
+    pub qty: f64,
+    pub order_by: Option<NaiveDate>,
+    pub urgency: Urgency,
+    pub reason: String,
+}
+
+pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
     let store = StoreReader::open(&cfg.store)?;
     if store.manifest.events.is_empty() {
         anyhow::bail!(crate::UserError(format!(
@@ -416,7 +433,10 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<PathBuf> {
             )?;
         }
         writeln!(out, "  table in {}", folder.join("forecast_backtest.csv").display())?;
-        return Ok(folder);
+        return Ok(RestockOutcome {
+            folder,
+            to_order: Vec::new(),
+        });
     }
     let inventory = match &p.inventory {
         Some(path) => crate::ingest::read_inventory(path, cfg)?,
@@ -437,7 +457,10 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<PathBuf> {
             r.target * 100.0,
             r.fill_rate * 100.0
         )?;
-        return Ok(folder);
+        return Ok(RestockOutcome {
+            folder,
+            to_order: Vec::new(),
+        });
     }
     let facts = product_facts(events, line_items, day)?;
     write_csv(&velocity_frame(&facts)?, &folder.join("velocity.csv"))?;
@@ -445,7 +468,7 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<PathBuf> {
         service_level: p.settings.service_level,
         review_days: p.settings.review_days,
     };
-    let (restock, gaps, urgent) = restock_frames(&facts, &inventory, &p.settings, policy, as_of, day)?;
+    let (restock, gaps, urgent, to_order) = restock_frames(&facts, &inventory, &p.settings, policy, as_of, day)?;
     write_csv(&restock, &folder.join("restock.csv"))?;
     write_csv(&gaps, &folder.join("inventory_gaps.csv"))?;
     if !p.quiet {
@@ -471,7 +494,7 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<PathBuf> {
             folder.display()
         )?;
     }
-    Ok(folder)
+    Ok(RestockOutcome { folder, to_order })
 }
 
 fn velocity_frame(facts: &[ProductFacts]) -> Result<DataFrame> {
@@ -501,7 +524,7 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-type RestockTables = (DataFrame, DataFrame, Vec<String>);
+type RestockTables = (DataFrame, DataFrame, Vec<String>, Vec<OrderLine>);
 
 fn restock_frames(
     facts: &[ProductFacts],
@@ -576,6 +599,21 @@ fn restock_frames(
             )
         })
         .collect();
+    let to_order: Vec<OrderLine> = rows
+        .iter()
+        .filter(|r| r.2.order_qty > 0.0)
+        .map(|(inv, f, s)| OrderLine {
+            name: inv
+                .name
+                .clone()
+                .or_else(|| f.map(|f| f.name.clone()))
+                .unwrap_or_else(|| inv.sku.clone()),
+            qty: s.order_qty,
+            order_by: s.last_order_date,
+            urgency: s.urgency,
+            reason: s.reason.clone(),
+        })
+        .collect();
     let name = |inv: &InventoryRow, f: Option<&ProductFacts>| {
         inv.name
             .clone()
@@ -607,5 +645,5 @@ fn restock_frames(
         "order_cost_yuan" => rows.iter().map(|r| r.0.unit_cost_fen.map(|c| c as f64 * r.2.order_qty / 100.0)).collect::<Vec<_>>(),
     )?;
     let gaps = df!("kind" => gap_kind, "sku" => gap_sku, "name" => gap_name, "detail" => gap_detail)?;
-    Ok((restock, gaps, urgent))
+    Ok((restock, gaps, urgent, to_order))
 }

@@ -594,46 +594,17 @@ pub fn run(p: &DemoParams, cfg: &Config) -> Result<()> {
         reports: p.out.join("reports"),
         ..store_cfg.clone()
     };
-    let params = crate::analyze::AnalyzeParams {
-        as_of: None,
-        segments: cfg.analytics.segments.clone(),
-        inline_map: cfg.analytics.segment_map.clone(),
-        window_days: cfg.analytics.window_days,
-        weeks: cfg.analytics.weeks,
-        lapse_days: cfg.analytics.lapse_days,
-        with_contact_ids: false,
-        quiet: true,
-    };
-    let a = crate::analyze::run(&params, &analysis_cfg)?;
+    let folder = crate::report::run(None, &analysis_cfg, true)?;
     println!(
-        "  customer analytics as of {} ({} customers, {} segments) in {:.1} s: {}",
-        a.as_of,
-        a.customers,
-        a.segments.height(),
+        "  customer analytics, target lists, velocity and restock in {:.1} s: {}",
         t2.elapsed().as_secs_f64(),
-        a.folder.display()
-    );
-    let t3 = Instant::now();
-    let restock = crate::restock::RestockParams {
-        backtest_days: None,
-        simulate_weeks: None,
-        as_of: Some(a.as_of),
-        inventory: None,
-        settings: cfg.restock.clone(),
-        quiet: true,
-    };
-    crate::restock::run(&restock, &analysis_cfg)?;
-    println!(
-        "  velocity and restock suggestions in {:.1} s: {}/restock.csv",
-        t3.elapsed().as_secs_f64(),
-        a.folder.display()
+        folder.display()
     );
     println!("  ground truth for tests: {}", p.out.join("truth").display());
     println!(
-        "  done in {:.1} s. Open {}/segments.csv and customers.csv, or run: paylens --store {} analyze",
+        "  done in {:.1} s. Start with {}",
         t0.elapsed().as_secs_f64(),
-        a.folder.display(),
-        store_cfg.store.display()
+        folder.join("summary.md").display()
     );
     Ok(())
 }

@@ -7,5 +7,6 @@ mod harness;
 mod analyze;
 mod demo;
 mod ingest;
+mod report;
 mod restock;
 mod store;

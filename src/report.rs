@@ -1,0 +1,326 @@
+//! `paylens report`: the week's customer analytics and restock list, and `summary.md`, headlines that
+//! explain the week ("Net revenue 17,725 yuan, -0.9 % on last week, mostly from new customers: -186 yuan
+//! (19 against 15 last week); 30 Champions customers moved to Potential Loyalist; order 48 卡布奇诺 by Mon
+//! 2026-11-23") followed by the key tables
+//! as text. The HTML page with charts is a later addition; this module owns the wording.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use chrono::{Datelike, NaiveDate, Weekday};
+use polars::prelude::*;
+
+use crate::analyze::{iso_week_label, AnalyzeOutcome};
+use crate::config::Config;
+use crate::restock::RestockOutcome;
+
+/// `--week 2026-W47` to its Sunday.
+pub fn parse_iso_week(text: &str) -> Result<NaiveDate> {
+    let err = || crate::UserError(format!("week `{text}` is not like 2026-W47"));
+    let (y, w) = text
+        .split_once("-W")
+        .or_else(|| text.split_once("-w"))
+        .ok_or_else(err)?;
+    let (y, w): (i32, u32) = (y.parse().map_err(|_| err())?, w.parse().map_err(|_| err())?);
+    Ok(NaiveDate::from_isoywd_opt(y, w, Weekday::Sun).ok_or_else(err)?)
+}
+
+/// Whole yuan with thousands separators: 1772500 fen -> `17,725`.
+pub fn yuan_int(fen: i64) -> String {
+    let yuan = (fen as f64 / 100.0).round() as i64;
+    let digits = yuan.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if yuan < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+fn signed_pct(x: Option<f64>) -> String {
+    x.map_or("no earlier week to compare".into(), |v| {
+        format!("{:+.1} % on last week", v * 100.0)
+    })
+}
+
+fn all_channels(kpis: &DataFrame) -> Result<DataFrame> {
+    Ok(kpis.clone().lazy().filter(col("channel").eq(lit("all"))).collect()?)
+}
+
+fn last_i64(df: &DataFrame, c: &str, back: usize) -> Option<i64> {
+    let n = df.height();
+    (n > back)
+        .then(|| df.column(c).ok()?.i64().ok()?.get(n - 1 - back))
+        .flatten()
+}
+
+fn last_f64(df: &DataFrame, c: &str, back: usize) -> Option<f64> {
+    let n = df.height();
+    (n > back)
+        .then(|| df.column(c).ok()?.f64().ok()?.get(n - 1 - back))
+        .flatten()
+}
+
+/// The biggest move between two different segments (new customers left out).
+fn biggest_move(matrix: &DataFrame) -> Option<(String, String, i64)> {
+    let from = matrix.column("from_segment").ok()?.str().ok()?;
+    let to = matrix.column("to_segment").ok()?.str().ok()?;
+    let n = matrix.column("customers").ok()?.i64().ok()?;
+    (0..matrix.height())
+        .filter_map(|i| Some((from.get(i)?.to_string(), to.get(i)?.to_string(), n.get(i)?)))
+        .filter(|(f, t, _)| f != t && f != crate::analytics::transitions::NEW)
+        .max_by(|a, b| a.2.cmp(&b.2).then(b.0.cmp(&a.0)))
+}
+
+/// The one-paragraph explanation of the week.
+pub fn headline(a: &AnalyzeOutcome, r: &RestockOutcome) -> Result<String> {
+    let all = all_channels(&a.kpis)?;
+    let mut parts = Vec::new();
+    let net = last_i64(&all, "net_fen", 0).unwrap_or(0);
+    let mut first = format!(
+        "Net revenue {} yuan, {}",
+        yuan_int(net),
+        signed_pct(last_f64(&all, "net_fen_wow", 0))
+    );
+    let s = a.split;
+    if let Some(before) = last_i64(&all, "net_fen", 1) {
+        // Split the change into new customers, returning customers, and the rest (refunds dated this week,
+        // sales without a customer key); name the largest part that moved the same way as the total.
+        let total = net - before;
+        let d_new = s.new_now.1 - s.new_before.1;
+        let d_ret = s.returning_now.1 - s.returning_before.1;
+        let parts_of = [
+            (d_ret, Some(("returning", s.returning_now.0, s.returning_before.0))),
+            (d_new, Some(("new", s.new_now.0, s.new_before.0))),
+            (total - d_new - d_ret, None),
+        ];
+        let main = parts_of
+            .iter()
+            .filter(|p| p.0 != 0 && (p.0 > 0) == (total > 0))
+            .max_by_key(|p| p.0.abs());
+        if let (Some((fen, who)), true) = (main, total != 0) {
+            let sign = if *fen >= 0 { "+" } else { "-" };
+            let amount = yuan_int(fen.abs());
+            let _ = match who {
+                Some((who, now, before)) => write!(
+                    first,
+                    ", mostly from {who} customers: {sign}{amount} yuan ({now} against {before} last week)"
+                ),
+                None => write!(
+                    first,
+                    ", mostly from refunds and sales without a customer key: {sign}{amount} yuan"
+                ),
+            };
+        }
+    }
+    parts.push(first);
+    if let Some((from, to, n)) = biggest_move(&a.transitions) {
+        parts.push(format!("{n} {from} customers moved to {to}"));
+    }
+    match r.to_order.first() {
+        Some(o) => parts.push(format!(
+            "order {} {}{}",
+            o.qty,
+            o.name,
+            o.order_by.map_or(String::new(), |d| format!(" by {} {d}", d.weekday()))
+        )),
+        None => parts.push("nothing to order this week".into()),
+    }
+    Ok(parts.join("; ") + ".")
+}
+
+/// The whole summary.md.
+pub fn summary_markdown(a: &AnalyzeOutcome, r: &RestockOutcome) -> Result<String> {
+    let mut md = String::new();
+    let start = a.as_of - chrono::Days::new(6);
+    let _ = writeln!(md, "# Week {} ({start} to {})\n", iso_week_label(a.as_of), a.as_of);
+    let _ = writeln!(md, "{}\n", headline(a, r)?);
+    let all = all_channels(&a.kpis)?;
+    let _ = writeln!(
+        md,
+        "## The week\n\n| | this week | last week | change |\n|---|---|---|---|"
+    );
+    let rows: [(&str, &str, bool); 5] = [
+        ("net revenue (yuan)", "net_fen", true),
+        ("orders", "orders", false),
+        ("customers", "customers", false),
+        ("refunds (yuan)", "refunds_fen", true),
+        ("fees (yuan)", "fees_millifen", true),
+    ];
+    for (label, c, money) in rows {
+        let show = |v: Option<i64>| {
+            v.map_or("-".to_string(), |v| match (money, c) {
+                (true, "fees_millifen") => yuan_int(v / 1000),
+                (true, _) => yuan_int(v),
+                _ => v.to_string(),
+            })
+        };
+        // Refunds are shown as amounts returned (positive), so that a rise means more refunds.
+        let flip = |v: Option<i64>| if c == "refunds_fen" { v.map(i64::abs) } else { v };
+        let (now, before) = (flip(last_i64(&all, c, 0)), flip(last_i64(&all, c, 1)));
+        let change = match (now, before) {
+            (Some(n), Some(b)) if b != 0 => format!("{:+.1} %", (n - b) as f64 / b.abs() as f64 * 100.0),
+            _ => "-".into(),
+        };
+        let _ = writeln!(md, "| {label} | {} | {} | {change} |", show(now), show(before));
+    }
+    let aov = |back| last_f64(&all, "aov_fen", back).map_or("-".into(), |v| format!("{:.2}", v / 100.0));
+    let _ = writeln!(md, "| average order (yuan) | {} | {} | |", aov(0), aov(1));
+    let s = a.split;
+    let _ = writeln!(
+        md,
+        "\nNew customers {} ({} yuan), returning {} ({} yuan); last week {} and {}.",
+        s.new_now.0,
+        yuan_int(s.new_now.1),
+        s.returning_now.0,
+        yuan_int(s.returning_now.1),
+        s.new_before.0,
+        s.returning_before.0
+    );
+    let repeat = &a.repeat;
+    let _ = writeln!(md, "\n## Repeat purchase\n");
+    for i in 0..repeat.height() {
+        let w = repeat.column("window")?.str()?.get(i).unwrap_or("");
+        let pct = |c: &str| -> Result<String> {
+            Ok(repeat
+                .column(c)?
+                .f64()?
+                .get(i)
+                .map_or("-".into(), |v| format!("{:.1} %", v * 100.0)))
+        };
+        let _ = writeln!(
+            md,
+            "- {w}: in-window repeat rate {}; returning-customer rate (Shopify style, reads higher) {}",
+            pct("in_window_repeat_rate")?,
+            pct("returning_customer_rate_shopify")?
+        );
+    }
+    let cov = &a.coverage;
+    let share = |c: &str| -> Result<String> {
+        Ok(cov
+            .column(c)?
+            .f64()?
+            .get(0)
+            .map_or("-".into(), |v| format!("{:.1} %", v * 100.0)))
+    };
+    let _ = writeln!(
+        md,
+        "\nSales without a customer key: {}; with a weak key (masked account, nickname): {}. Customer figures count the keyed sales only.",
+        share("none_share")?,
+        share("weak_share")?
+    );
+    let seg = &a.segments;
+    let _ = writeln!(
+        md,
+        "\n## Segments\n\n| segment | customers | share | revenue (yuan) | share |\n|---|---|---|---|---|"
+    );
+    for i in 0..seg.height() {
+        let pct = |c: &str| -> Result<String> {
+            Ok(seg
+                .column(c)?
+                .f64()?
+                .get(i)
+                .map_or("-".into(), |v| format!("{:.1} %", v * 100.0)))
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            seg.column("segment")?.str()?.get(i).unwrap_or(""),
+            seg.column("customers")?.i64()?.get(i).unwrap_or(0),
+            pct("customer_share")?,
+            yuan_int(seg.column("revenue_fen")?.i64()?.get(i).unwrap_or(0)),
+            pct("revenue_share")?
+        );
+    }
+    let _ = writeln!(md, "\n## Moved since last week\n");
+    let m = &a.transitions;
+    let mut moves: Vec<(String, String, i64)> = (0..m.height())
+        .filter_map(|i| {
+            Some((
+                m.column("from_segment").ok()?.str().ok()?.get(i)?.to_string(),
+                m.column("to_segment").ok()?.str().ok()?.get(i)?.to_string(),
+                m.column("customers").ok()?.i64().ok()?.get(i)?,
+            ))
+        })
+        .filter(|(f, t, _)| f != t)
+        .collect();
+    moves.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
+    for (f, t, n) in moves.iter().take(8) {
+        let _ = writeln!(md, "- {f} -> {t}: {n}");
+    }
+    let _ = writeln!(
+        md,
+        "\nLists to act on: targets/<segment>.csv and targets/moved_this_week.csv."
+    );
+    let _ = writeln!(md, "\n## To order\n");
+    if r.to_order.is_empty() {
+        let _ = writeln!(md, "Nothing this week.");
+    }
+    for o in r.to_order.iter().take(10) {
+        let by = o.order_by.map_or(String::new(), |d| format!(" by {d}"));
+        let _ = writeln!(md, "- {}: {}{by} ({}); {}", o.name, o.qty, o.urgency.label(), o.reason);
+    }
+    let _ = writeln!(
+        md,
+        "\nThe full list with safety stock and reorder points: restock.csv; velocity per product: velocity.csv."
+    );
+    Ok(md)
+}
+
+/// Runs the analytics and restock for the week and writes summary.md; returns the folder.
+pub fn run(as_of: Option<NaiveDate>, cfg: &Config, quiet: bool) -> Result<PathBuf> {
+    let analysis = crate::analyze::AnalyzeParams {
+        as_of,
+        segments: cfg.analytics.segments.clone(),
+        inline_map: cfg.analytics.segment_map.clone(),
+        window_days: cfg.analytics.window_days,
+        weeks: cfg.analytics.weeks,
+        lapse_days: cfg.analytics.lapse_days,
+        with_contact_ids: false,
+        quiet: true,
+    };
+    let a = crate::analyze::run(&analysis, cfg)?;
+    let restock = crate::restock::RestockParams {
+        simulate_weeks: None,
+        backtest_days: None,
+        as_of: Some(a.as_of),
+        inventory: None,
+        settings: cfg.restock.clone(),
+        quiet: true,
+    };
+    let r = crate::restock::run(&restock, cfg)?;
+    let md = summary_markdown(&a, &r)?;
+    let path = a.folder.join("summary.md");
+    std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
+    if !quiet {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", headline(&a, &r)?)?;
+        writeln!(out, "summary and tables in {}", a.folder.display())?;
+    }
+    Ok(a.folder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_and_weeks() {
+        assert_eq!(yuan_int(1_772_500), "17,725");
+        assert_eq!(yuan_int(-123_456_789), "-1,234,568");
+        assert_eq!(yuan_int(99_900), "999");
+        assert_eq!(
+            parse_iso_week("2026-W47").unwrap(),
+            NaiveDate::from_ymd_opt(2026, 11, 22).unwrap()
+        );
+        assert!(parse_iso_week("2026-47").is_err());
+    }
+}

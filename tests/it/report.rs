@@ -1,0 +1,42 @@
+//! `paylens report`: summary.md for a fixed seed and week against a reviewed snapshot (regenerate with
+//! UPDATE_SNAPSHOTS=1 after an intended change, and read the diff), and its headline figures against
+//! DuckDB over the store.
+
+use crate::harness::*;
+
+#[test]
+fn summary_md_matches_its_snapshot_and_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    demo(&out, &["--no-ingest"]);
+    let store = out.join("store");
+    let o = run(&store, &["ingest", out.join("inbox").to_str().unwrap()]);
+    assert!(o.status.success());
+    // The demo derives its store secret from the seed; a plain ingest does not, so keys differ, and
+    // summary.md shows none.
+    let reports = dir.path().join("reports");
+    let o = run(
+        &store,
+        &["report", "--week", "2026-W47", "--reports", reports.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary = std::fs::read_to_string(reports.join("2026-W47/summary.md")).unwrap();
+    let snapshot = fixture("snapshots/summary_demo_seed42_2026-W47.md");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&snapshot, &summary).unwrap();
+    }
+    let want = std::fs::read_to_string(&snapshot).expect("snapshot exists (UPDATE_SNAPSHOTS=1 writes it)");
+    assert!(
+        summary == want,
+        "summary.md changed; diff against {}:\n{summary}",
+        snapshot.display()
+    );
+    // The week's net revenue, independently: payments and refunds dated 2026-11-16..22.
+    let net = python(&format!(
+        "import duckdb; print(duckdb.execute(\"select round(sum(amount_fen) / 100) from read_parquet('{}') where local_date between DATE '2026-11-16' and DATE '2026-11-22'\").fetchone()[0])",
+        store.join("events/*/*.parquet").display()
+    ));
+    let net: f64 = net.trim().parse().unwrap();
+    let shown = format!("Net revenue {} yuan", paylens::report::yuan_int((net * 100.0) as i64));
+    assert!(summary.contains(&shown), "{shown} not in the headline:\n{summary}");
+}
