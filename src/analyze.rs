@@ -44,6 +44,7 @@ pub struct AnalyzeOutcome {
     pub transitions: DataFrame,
     pub repeat: DataFrame,
     pub coverage: DataFrame,
+    pub cohorts_monthly: DataFrame,
     /// Customers and net sales of the as-of week and the week before, new vs returning.
     pub split: WeekSplit,
 }
@@ -304,6 +305,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         transitions: trans.matrix.clone(),
         repeat: repeat.clone(),
         coverage: coverage.clone(),
+        cohorts_monthly: monthly.clone(),
         split: WeekSplit {
             new_now,
             returning_now,

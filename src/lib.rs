@@ -3,6 +3,7 @@
 
 pub mod analytics;
 pub mod analyze;
+pub mod charts;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -2,7 +2,8 @@
 //! explain the week ("Net revenue 17,725 yuan, -0.9 % on last week, mostly from new customers: -186 yuan
 //! (19 against 15 last week); 30 Champions customers moved to Potential Loyalist; order 48 卡布奇诺 by Mon
 //! 2026-11-23") followed by the key tables
-//! as text. The HTML page with charts is a later addition; this module owns the wording.
+//! as text; and `report.html`, the same as one self-contained page with the charts inline as SVG. This
+//! module owns the wording; `crate::charts` draws.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -275,6 +276,153 @@ pub fn summary_markdown(a: &AnalyzeOutcome, r: &RestockOutcome) -> Result<String
     Ok(md)
 }
 
+/// Net revenue per local day (yuan) for the `days` days up to `as_of`, days of the last week flagged.
+fn daily_revenue(cfg: &Config, as_of: NaiveDate, days: i64) -> Result<Vec<(String, f64, bool)>> {
+    let store = crate::store::StoreReader::open(&cfg.store)?;
+    let end = crate::analyze::day_number(as_of);
+    let df = store
+        .scan_events()?
+        .with_column(col("local_date").cast(DataType::Int32).alias("day"))
+        .filter(col("day").gt(lit(end - days as i32)).and(col("day").lt_eq(lit(end))))
+        .group_by([col("day")])
+        .agg([col("amount_fen").sum()])
+        .collect()?;
+    let mut by_day = std::collections::HashMap::new();
+    for i in 0..df.height() {
+        if let (Some(d), Some(v)) = (df.column("day")?.i32()?.get(i), df.column("amount_fen")?.i64()?.get(i)) {
+            by_day.insert(d, v);
+        }
+    }
+    Ok((0..days)
+        .rev()
+        .map(|back| {
+            let d = end - back as i32;
+            (
+                crate::analyze::date_of(d).to_string(),
+                by_day.get(&d).copied().unwrap_or(0) as f64 / 100.0,
+                back < 7,
+            )
+        })
+        .collect())
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Renders the restricted Markdown of summary.md (headings, tables, lists, paragraphs) as HTML.
+pub fn markdown_to_html(md: &str) -> String {
+    let mut html = String::new();
+    let mut in_table = false;
+    let mut in_list = false;
+    for line in md.lines() {
+        let close = |html: &mut String, in_table: &mut bool, in_list: &mut bool| {
+            if *in_table {
+                html.push_str("</table>\n");
+                *in_table = false;
+            }
+            if *in_list {
+                html.push_str("</ul>\n");
+                *in_list = false;
+            }
+        };
+        if let Some(row) = line.strip_prefix('|') {
+            let cells: Vec<&str> = row.trim_end_matches('|').split('|').map(str::trim).collect();
+            if cells.iter().all(|c| c.chars().all(|ch| ch == '-')) {
+                continue;
+            }
+            let tag = if in_table { "td" } else { "th" };
+            if !in_table {
+                close(&mut html, &mut in_table, &mut in_list);
+                html.push_str("<table>\n");
+                in_table = true;
+            }
+            let _ = writeln!(
+                html,
+                "<tr>{}</tr>",
+                cells
+                    .iter()
+                    .map(|c| format!("<{tag}>{}</{tag}>", escape(c)))
+                    .collect::<String>()
+            );
+        } else if let Some(item) = line.strip_prefix("- ") {
+            if !in_list {
+                close(&mut html, &mut in_table, &mut in_list);
+                html.push_str("<ul>\n");
+                in_list = true;
+            }
+            let _ = writeln!(html, "<li>{}</li>", escape(item));
+        } else {
+            close(&mut html, &mut in_table, &mut in_list);
+            if let Some(h) = line.strip_prefix("## ") {
+                let _ = writeln!(html, "<h2>{}</h2>", escape(h));
+            } else if let Some(h) = line.strip_prefix("# ") {
+                let _ = writeln!(html, "<h1>{}</h1>", escape(h));
+            } else if !line.trim().is_empty() {
+                let _ = writeln!(html, "<p>{}</p>", escape(line));
+            }
+        }
+    }
+    if in_table {
+        html.push_str("</table>\n");
+    }
+    if in_list {
+        html.push_str("</ul>\n");
+    }
+    html
+}
+
+/// One self-contained page: the summary with the charts inline as SVG.
+fn report_html(a: &AnalyzeOutcome, md: &str, cfg: &Config) -> Result<String> {
+    let daily = crate::charts::daily_revenue(
+        &daily_revenue(cfg, a.as_of, 84)?,
+        "Net revenue per day, last 12 weeks (this week highlighted)",
+    )?;
+    let seg = &a.segments;
+    let mut rows = Vec::new();
+    for i in 0..seg.height() {
+        let n = seg.column("customers")?.i64()?.get(i).unwrap_or(0);
+        if n == 0 {
+            continue;
+        }
+        rows.push((
+            seg.column("segment")?.str()?.get(i).unwrap_or("").to_string(),
+            seg.column("customer_share")?.f64()?.get(i).unwrap_or(0.0),
+            seg.column("revenue_share")?.f64()?.get(i).unwrap_or(0.0),
+        ));
+    }
+    let segments = crate::charts::segment_shares(&rows, "Segments: share of customers and of revenue")?;
+    let c = &a.cohorts_monthly;
+    let mut cohorts: Vec<String> = Vec::new();
+    let mut cells = Vec::new();
+    for i in 0..c.height() {
+        let name = c.column("cohort")?.str()?.get(i).unwrap_or("").to_string();
+        if cohorts.last() != Some(&name) {
+            cohorts.push(name);
+        }
+        let k = c.column("period")?.i32()?.get(i).unwrap_or(0).max(0) as usize;
+        cells.push((cohorts.len() - 1, k, c.column("retention")?.f64()?.get(i)));
+    }
+    let heatmap = crate::charts::retention_heatmap(
+        &cohorts,
+        &cells,
+        "Monthly cohorts: share buying again, by month after the first",
+    )?;
+    let body = markdown_to_html(md);
+    // The headline paragraph first, then the charts, then the rest.
+    let split_at = body.find("<h2>").unwrap_or(body.len());
+    let (head, rest) = body.split_at(split_at);
+    Ok(format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>paylens {week}</title>\n<style>\n\
+         body {{ font-family: -apple-system, \"Segoe UI\", \"PingFang SC\", \"Microsoft YaHei\", \"Noto Sans CJK SC\", sans-serif; max-width: 960px; margin: 2em auto; color: #222; }}\n\
+         h1 {{ font-size: 1.6em; }} table {{ border-collapse: collapse; margin: 0.5em 0; }}\n\
+         td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }} td:first-child, th:first-child {{ text-align: left; }}\n\
+         .chart {{ margin: 1em 0; }} .chart svg {{ max-width: 100%; height: auto; }}\n</style></head>\n<body>\n{head}\n\
+         <div class=\"chart\">{daily}</div>\n<div class=\"chart\">{segments}</div>\n<div class=\"chart\">{heatmap}</div>\n{rest}</body></html>\n",
+        week = iso_week_label(a.as_of),
+    ))
+}
+
 /// Runs the analytics and restock for the week and writes summary.md; returns the folder.
 pub fn run(as_of: Option<NaiveDate>, cfg: &Config, quiet: bool) -> Result<PathBuf> {
     let analysis = crate::analyze::AnalyzeParams {
@@ -300,6 +448,9 @@ pub fn run(as_of: Option<NaiveDate>, cfg: &Config, quiet: bool) -> Result<PathBu
     let md = summary_markdown(&a, &r)?;
     let path = a.folder.join("summary.md");
     std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
+    let html = report_html(&a, &md, cfg)?;
+    let path = a.folder.join("report.html");
+    std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
     if !quiet {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", headline(&a, &r)?)?;
@@ -311,6 +462,15 @@ pub fn run(as_of: Option<NaiveDate>, cfg: &Config, quiet: bool) -> Result<PathBu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markdown_subset_to_html() {
+        let html = markdown_to_html("# T\n\nHead <b>\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- x\n- y\n");
+        assert_eq!(
+            html,
+            "<h1>T</h1>\n<p>Head &lt;b&gt;</p>\n<table>\n<tr><th>a</th><th>b</th></tr>\n<tr><td>1</td><td>2</td></tr>\n</table>\n<ul>\n<li>x</li>\n<li>y</li>\n</ul>\n"
+        );
+    }
 
     #[test]
     fn money_and_weeks() {

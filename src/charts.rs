@@ -1,0 +1,167 @@
+//! Charts for the weekly report, drawn with plotters into SVG strings that the HTML page inlines (no
+//! network, no font files: the browser renders the text, Chinese included). Each function takes plain
+//! data and returns one `<svg>` element.
+
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+
+const WIDTH: u32 = 900;
+const HEIGHT: u32 = 320;
+const HIGHLIGHT: RGBColor = RGBColor(214, 96, 34);
+const BASE: RGBColor = RGBColor(120, 150, 190);
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing a chart: {e:?}")
+}
+
+/// Net revenue per day (yuan), the days of the report week highlighted.
+pub fn daily_revenue(days: &[(String, f64, bool)], title: &str) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let max = days.iter().map(|d| d.1).fold(0.0, f64::max).max(1.0) * 1.1;
+        let n = days.len().max(1);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0..n, 0.0..max)
+            .map_err(err)?;
+        let labels: Vec<String> = days.iter().map(|d| d.0.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(8)
+            .x_label_formatter(&|i| labels.get(*i).map(|s| s[5..].to_string()).unwrap_or_default())
+            .y_desc("yuan")
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(days.iter().enumerate().map(|(i, (_, v, hi))| {
+                let color = if *hi { HIGHLIGHT } else { BASE };
+                Rectangle::new([(i, 0.0), (i + 1, *v)], color.filled())
+            }))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Each segment's share of customers and of revenue, side by side.
+pub fn segment_shares(rows: &[(String, f64, f64)], title: &str) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let height = 60 + 26 * rows.len() as u32;
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height.max(200))).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let n = rows.len().max(1);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(170)
+            .build_cartesian_2d(0.0..1.0f64, 0.0..n as f64)
+            .map_err(err)?;
+        let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n * 2 + 1)
+            .y_label_formatter(&|y| {
+                // Label at the middle of each band only.
+                let band = y.floor() as usize;
+                if (y - band as f64 - 0.5).abs() < 0.01 {
+                    names.get(n.saturating_sub(1 + band)).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .x_label_formatter(&|v| format!("{:.0} %", v * 100.0))
+            .draw()
+            .map_err(err)?;
+        for (k, (color, label)) in [(BASE, "share of customers"), (HIGHLIGHT, "share of revenue")]
+            .into_iter()
+            .enumerate()
+        {
+            chart
+                .draw_series(rows.iter().enumerate().map(move |(i, r)| {
+                    let v = if k == 0 { r.1 } else { r.2 };
+                    let y = (n - 1 - i) as f64;
+                    let (lo, hi) = if k == 0 { (0.5, 0.85) } else { (0.15, 0.5) };
+                    Rectangle::new([(0.0, y + lo), (v, y + hi)], color.filled())
+                }))
+                .map_err(err)?
+                .label(label)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// A heatmap of retention: rows are cohorts, columns periods after; empty cells (not reached) blank.
+pub fn retention_heatmap(cohorts: &[String], cells: &[(usize, usize, Option<f64>)], title: &str) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let rows = cohorts.len().max(1);
+        let cols = cells.iter().map(|c| c.1 + 1).max().unwrap_or(1);
+        let height = 70 + 24 * rows as u32;
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height.max(200))).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0.0..cols as f64, 0.0..rows as f64)
+            .map_err(err)?;
+        // Row r is drawn in the band [rows - 1 - r, rows - r); labels sit at band centres.
+        let centre_label = |v: f64, n: usize, names: &dyn Fn(usize) -> String| {
+            let band = v.floor() as usize;
+            if (v - band as f64 - 0.5).abs() < 0.01 && band < n {
+                names(band)
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(cols * 2 + 1)
+            .y_labels(rows * 2 + 1)
+            .x_label_formatter(&|v| centre_label(*v, cols, &|b| b.to_string()))
+            .y_label_formatter(&|v| centre_label(*v, rows, &|b| cohorts.get(rows - 1 - b).cloned().unwrap_or_default()))
+            .x_desc("periods after the first purchase")
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(cells.iter().filter_map(|(r, c, v)| {
+                let v = (*v)?;
+                let (x, y) = (*c as f64, (rows - 1 - r) as f64);
+                let shade = RGBColor(255 - (v * 200.0) as u8, 255 - (v * 120.0) as u8, 255);
+                Some(Rectangle::new([(x, y), (x + 1.0, y + 1.0)], shade.filled()))
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(cells.iter().filter_map(|(r, c, v)| {
+                let v = (*v)?;
+                let (x, y) = (*c as f64 + 0.15, (rows - 1 - r) as f64 + 0.75);
+                Some(Text::new(
+                    format!("{:.0}%", v * 100.0),
+                    (x, y),
+                    ("sans-serif", 11).into_font(),
+                ))
+            }))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
