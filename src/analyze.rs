@@ -45,6 +45,7 @@ pub struct AnalyzeOutcome {
     pub repeat: DataFrame,
     pub coverage: DataFrame,
     pub cohorts_monthly: DataFrame,
+    pub customers_weekly: DataFrame,
     /// Customers and net sales of the as-of week and the week before, new vs returning.
     pub split: WeekSplit,
 }
@@ -269,7 +270,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         ("cohorts_monthly", monthly.clone()),
         ("cohorts_weekly", weekly_cohorts),
         ("purchase_latency", latency),
-        ("customers_weekly", weekly_customers),
+        ("customers_weekly", weekly_customers.clone()),
         ("kpis_weekly", kpi.clone()),
     ];
     for (name, mut df) in tables {
@@ -306,6 +307,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         repeat: repeat.clone(),
         coverage: coverage.clone(),
         cohorts_monthly: monthly.clone(),
+        customers_weekly: weekly_customers.clone(),
         split: WeekSplit {
             new_now,
             returning_now,

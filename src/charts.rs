@@ -165,3 +165,119 @@ pub fn retention_heatmap(cohorts: &[String], cells: &[(usize, usize, Option<f64>
     }
     Ok(svg)
 }
+
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(66, 110, 170),
+    RGBColor(214, 96, 34),
+    RGBColor(90, 160, 90),
+    RGBColor(150, 90, 170),
+    RGBColor(200, 160, 40),
+    RGBColor(120, 120, 120),
+];
+
+/// Lines over labelled x positions (weeks), one per series, with a legend.
+pub fn lines(x_labels: &[String], series: &[(String, Vec<f64>)], y_desc: &str, title: &str) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let n = x_labels.len().max(2);
+        let max = series
+            .iter()
+            .flat_map(|s| s.1.iter().copied())
+            .fold(0.0, f64::max)
+            .max(1.0)
+            * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .margin_right(40)
+            .x_label_area_size(30)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0..n - 1, 0.0..max)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|i| x_labels.get(*i).cloned().unwrap_or_default())
+            .y_desc(y_desc)
+            .draw()
+            .map_err(err)?;
+        for (k, (name, values)) in series.iter().enumerate() {
+            let color = PALETTE[k % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    values.iter().enumerate().map(|(i, v)| (i, *v)),
+                    color.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Counts on a weekday x hour grid (rows Monday..Sunday, columns hours), darker = more.
+pub fn weekday_hour_heatmap(counts: &[[f64; 24]; 7], title: &str) -> Result<String> {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 260)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let max = counts
+            .iter()
+            .flat_map(|r| r.iter().copied())
+            .fold(0.0, f64::max)
+            .max(1.0);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..24.0, 0.0..7.0)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(25)
+            .y_labels(15)
+            .x_label_formatter(&|h: &f64| {
+                if (h.fract()).abs() < 0.01 && (*h as i32) % 3 == 0 {
+                    format!("{h:.0}:00")
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|v: &f64| {
+                let band = v.floor() as usize;
+                if (v - band as f64 - 0.5).abs() < 0.01 && band < 7 {
+                    DAYS[6 - band].to_string()
+                } else {
+                    String::new()
+                }
+            })
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(counts.iter().enumerate().flat_map(|(d, row)| {
+                row.iter().enumerate().map(move |(h, v)| {
+                    let t = v / max;
+                    let shade = RGBColor(255 - (t * 190.0) as u8, 255 - (t * 140.0) as u8, 255 - (t * 60.0) as u8);
+                    let y = (6 - d) as f64;
+                    Rectangle::new([(h as f64, y), (h as f64 + 1.0, y + 1.0)], shade.filled())
+                })
+            }))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}

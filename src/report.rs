@@ -306,6 +306,66 @@ fn daily_revenue(cfg: &Config, as_of: NaiveDate, days: i64) -> Result<Vec<(Strin
         .collect())
 }
 
+/// Payments per local weekday (Monday first) and hour over the 28 days up to `as_of`.
+fn weekday_hours(cfg: &Config, as_of: NaiveDate) -> Result<[[f64; 24]; 7]> {
+    let store = crate::store::StoreReader::open(&cfg.store)?;
+    let end = crate::analyze::day_number(as_of);
+    let tz = TimeZone::opt_try_new(Some(cfg.timezone.name()))?.context("time zone")?;
+    let df = store
+        .scan_events()?
+        .filter(
+            col("kind")
+                .eq(lit("payment"))
+                .and(col("local_date").cast(DataType::Int32).gt(lit(end - 28)))
+                .and(col("local_date").cast(DataType::Int32).lt_eq(lit(end))),
+        )
+        .with_column(col("occurred_at").dt().convert_time_zone(tz).alias("local"))
+        .group_by([
+            col("local").dt().weekday().alias("wd"),
+            col("local").dt().hour().alias("h"),
+        ])
+        .agg([len().alias("n")])
+        .collect()?;
+    let mut grid = [[0.0; 24]; 7];
+    let (wd, h, n) = (
+        df.column("wd")?.cast(&DataType::Int32)?,
+        df.column("h")?.cast(&DataType::Int32)?,
+        df.column("n")?.cast(&DataType::Float64)?,
+    );
+    let (wd, h, n) = (wd.i32()?, h.i32()?, n.f64()?);
+    for i in 0..df.height() {
+        if let (Some(w), Some(hr), Some(c)) = (wd.get(i), h.get(i), n.get(i)) {
+            if (1..=7).contains(&w) && (0..24).contains(&hr) {
+                grid[(w - 1) as usize][hr as usize] = c;
+            }
+        }
+    }
+    Ok(grid)
+}
+
+/// Weekly lines from a frame with `iso_week`: the named columns, optionally divided (fen -> yuan).
+fn weekly_series(
+    df: &DataFrame,
+    columns: &[(&str, &str)],
+    divide: f64,
+) -> Result<(Vec<String>, Vec<(String, Vec<f64>)>)> {
+    let weeks: Vec<String> = df
+        .column("iso_week")?
+        .str()?
+        .iter()
+        .map(|w| w.unwrap_or("").to_string())
+        .collect();
+    let mut series = Vec::new();
+    for (c, label) in columns {
+        let v = df.column(c)?.cast(&DataType::Float64)?;
+        series.push((
+            label.to_string(),
+            v.f64()?.iter().map(|x| x.unwrap_or(0.0) / divide).collect(),
+        ));
+    }
+    Ok((weeks, series))
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
@@ -408,6 +468,55 @@ fn report_html(a: &AnalyzeOutcome, md: &str, cfg: &Config) -> Result<String> {
         &cells,
         "Monthly cohorts: share buying again, by month after the first",
     )?;
+    let (weeks, series) = weekly_series(
+        &a.customers_weekly,
+        &[
+            ("new_customers", "new"),
+            ("returning_customers", "returning"),
+            ("lapsed_customers", "lapsed (90 days without a purchase)"),
+        ],
+        1.0,
+    )?;
+    let customers = crate::charts::lines(
+        &weeks,
+        &series,
+        "customers",
+        "Customers per week: new, returning, lapsed",
+    )?;
+    let mut channel_weeks: Vec<String> = Vec::new();
+    let mut by_channel: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let k = &a.kpis;
+    for i in 0..k.height() {
+        let (Some(w), Some(ch)) = (k.column("iso_week")?.str()?.get(i), k.column("channel")?.str()?.get(i)) else {
+            continue;
+        };
+        if channel_weeks.last().map(String::as_str) != Some(w) {
+            channel_weeks.push(w.to_string());
+        }
+        if ch == "all" {
+            continue;
+        }
+        let v = by_channel.entry(ch.to_string()).or_default();
+        v.resize(channel_weeks.len() - 1, 0.0);
+        v.push(k.column("net_fen")?.i64()?.get(i).unwrap_or(0) as f64 / 100.0);
+    }
+    let channel_series: Vec<(String, Vec<f64>)> = by_channel
+        .into_iter()
+        .map(|(c, mut v)| {
+            v.resize(channel_weeks.len(), 0.0);
+            (c, v)
+        })
+        .collect();
+    let channels = crate::charts::lines(
+        &channel_weeks,
+        &channel_series,
+        "yuan",
+        "Net revenue per week by channel",
+    )?;
+    let hours = crate::charts::weekday_hour_heatmap(
+        &weekday_hours(cfg, a.as_of)?,
+        "Payments by weekday and hour, last 4 weeks",
+    )?;
     let body = markdown_to_html(md);
     // The headline paragraph first, then the charts, then the rest.
     let split_at = body.find("<h2>").unwrap_or(body.len());
@@ -418,7 +527,8 @@ fn report_html(a: &AnalyzeOutcome, md: &str, cfg: &Config) -> Result<String> {
          h1 {{ font-size: 1.6em; }} table {{ border-collapse: collapse; margin: 0.5em 0; }}\n\
          td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }} td:first-child, th:first-child {{ text-align: left; }}\n\
          .chart {{ margin: 1em 0; }} .chart svg {{ max-width: 100%; height: auto; }}\n</style></head>\n<body>\n{head}\n\
-         <div class=\"chart\">{daily}</div>\n<div class=\"chart\">{segments}</div>\n<div class=\"chart\">{heatmap}</div>\n{rest}</body></html>\n",
+         <div class=\"chart\">{daily}</div>\n<div class=\"chart\">{channels}</div>\n<div class=\"chart\">{hours}</div>\n\
+         <div class=\"chart\">{customers}</div>\n<div class=\"chart\">{segments}</div>\n<div class=\"chart\">{heatmap}</div>\n{rest}</body></html>\n",
         week = iso_week_label(a.as_of),
     ))
 }
