@@ -281,3 +281,53 @@ pub fn weekday_hour_heatmap(counts: &[[f64; 24]; 7], title: &str) -> Result<Stri
     }
     Ok(svg)
 }
+
+/// Horizontal bars with a label and a colour index each (values may be negative).
+pub fn hbars(rows: &[(String, f64, usize)], x_desc: &str, title: &str) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let height = 70 + 24 * rows.len() as u32;
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height.max(160))).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let n = rows.len().max(1);
+        let lo = rows.iter().map(|r| r.1).fold(0.0, f64::min) * 1.1;
+        let hi = rows
+            .iter()
+            .map(|r| r.1)
+            .fold(0.0, f64::max)
+            .max(if lo < 0.0 { 0.0 } else { 1.0 })
+            * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .margin_right(40)
+            .x_label_area_size(30)
+            .y_label_area_size(170)
+            .build_cartesian_2d(lo..hi.max(lo + 1.0), 0.0..n as f64)
+            .map_err(err)?;
+        let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n * 2 + 1)
+            .y_label_formatter(&|v: &f64| {
+                let band = v.floor() as usize;
+                if (v - band as f64 - 0.5).abs() < 0.01 && band < n {
+                    names[n - 1 - band].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc(x_desc)
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(rows.iter().enumerate().map(|(i, (_, v, c))| {
+                let y = (n - 1 - i) as f64;
+                Rectangle::new([(0.0, y + 0.2), (*v, y + 0.8)], PALETTE[*c % PALETTE.len()].filled())
+            }))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}

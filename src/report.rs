@@ -433,7 +433,7 @@ pub fn markdown_to_html(md: &str) -> String {
 }
 
 /// One self-contained page: the summary with the charts inline as SVG.
-fn report_html(a: &AnalyzeOutcome, md: &str, cfg: &Config) -> Result<String> {
+fn report_html(a: &AnalyzeOutcome, r: &RestockOutcome, md: &str, cfg: &Config) -> Result<String> {
     let daily = crate::charts::daily_revenue(
         &daily_revenue(cfg, a.as_of, 84)?,
         "Net revenue per day, last 12 weeks (this week highlighted)",
@@ -517,6 +517,40 @@ fn report_html(a: &AnalyzeOutcome, md: &str, cfg: &Config) -> Result<String> {
         &weekday_hours(cfg, a.as_of)?,
         "Payments by weekday and hour, last 4 weeks",
     )?;
+    let urgency_colour = |u: crate::analytics::restock::Urgency| match u {
+        crate::analytics::restock::Urgency::Out => 1,
+        crate::analytics::restock::Urgency::BeforeDelivery => 4,
+        crate::analytics::restock::Urgency::OrderThisWeek => 0,
+        crate::analytics::restock::Urgency::Fine => 2,
+    };
+    let order_rows: Vec<(String, f64, usize)> = r
+        .to_order
+        .iter()
+        .take(15)
+        .map(|o| (o.name.clone(), o.qty, urgency_colour(o.urgency)))
+        .collect();
+    let restock = crate::charts::hbars(
+        &order_rows,
+        "units to order (red: out of stock, yellow: runs out before delivery, blue: this week)",
+        "To order this week",
+    )?;
+    let mut mover_rows: Vec<(String, f64, usize)> =
+        r.movers.iter().take(5).map(|m| (m.0.clone(), m.1 * 100.0, 2)).collect();
+    let falling: Vec<(String, f64, usize)> = r
+        .movers
+        .iter()
+        .rev()
+        .take(5)
+        .filter(|m| m.1 < 0.0)
+        .map(|m| (m.0.clone(), m.1 * 100.0, 1))
+        .collect();
+    mover_rows.retain(|m| m.1 > 0.0);
+    mover_rows.extend(falling.into_iter().rev());
+    let movers = crate::charts::hbars(
+        &mover_rows,
+        "% change: last 28 days against the 28 before",
+        "Top movers",
+    )?;
     let body = markdown_to_html(md);
     // The headline paragraph first, then the charts, then the rest.
     let split_at = body.find("<h2>").unwrap_or(body.len());
@@ -528,7 +562,8 @@ fn report_html(a: &AnalyzeOutcome, md: &str, cfg: &Config) -> Result<String> {
          td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }} td:first-child, th:first-child {{ text-align: left; }}\n\
          .chart {{ margin: 1em 0; }} .chart svg {{ max-width: 100%; height: auto; }}\n</style></head>\n<body>\n{head}\n\
          <div class=\"chart\">{daily}</div>\n<div class=\"chart\">{channels}</div>\n<div class=\"chart\">{hours}</div>\n\
-         <div class=\"chart\">{customers}</div>\n<div class=\"chart\">{segments}</div>\n<div class=\"chart\">{heatmap}</div>\n{rest}</body></html>\n",
+         <div class=\"chart\">{customers}</div>\n<div class=\"chart\">{segments}</div>\n<div class=\"chart\">{heatmap}</div>\n\
+         <div class=\"chart\">{restock}</div>\n<div class=\"chart\">{movers}</div>\n{rest}</body></html>\n",
         week = iso_week_label(a.as_of),
     ))
 }
@@ -558,7 +593,7 @@ pub fn run(as_of: Option<NaiveDate>, cfg: &Config, quiet: bool) -> Result<PathBu
     let md = summary_markdown(&a, &r)?;
     let path = a.folder.join("summary.md");
     std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
-    let html = report_html(&a, &md, cfg)?;
+    let html = report_html(&a, &r, &md, cfg)?;
     let path = a.folder.join("report.html");
     std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
     if !quiet {

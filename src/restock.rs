@@ -370,6 +370,8 @@ fn inventory_from_store(store: &StoreReader) -> Result<Vec<InventoryRow>> {
 pub struct RestockOutcome {
     pub folder: PathBuf,
     pub to_order: Vec<OrderLine>,
+    /// (product name, 28-day trend) of every product with a trend, fastest rise first.
+    pub movers: Vec<(String, f64)>,
 }
 
 /// One product to order.
@@ -435,7 +437,7 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
         writeln!(out, "  table in {}", folder.join("forecast_backtest.csv").display())?;
         return Ok(RestockOutcome {
             folder,
-            to_order: Vec::new(),
+            ..Default::default()
         });
     }
     let inventory = match &p.inventory {
@@ -459,7 +461,7 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
         )?;
         return Ok(RestockOutcome {
             folder,
-            to_order: Vec::new(),
+            ..Default::default()
         });
     }
     let facts = product_facts(events, line_items, day)?;
@@ -494,7 +496,13 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
             folder.display()
         )?;
     }
-    Ok(RestockOutcome { folder, to_order })
+    let mut movers: Vec<(String, f64)> = facts.iter().filter_map(|f| Some((f.name.clone(), f.trend?))).collect();
+    movers.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(RestockOutcome {
+        folder,
+        to_order,
+        movers,
+    })
 }
 
 fn velocity_frame(facts: &[ProductFacts]) -> Result<DataFrame> {
