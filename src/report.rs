@@ -551,6 +551,77 @@ fn report_html(a: &AnalyzeOutcome, r: &RestockOutcome, md: &str, cfg: &Config) -
         "% change: last 28 days against the 28 before",
         "Top movers",
     )?;
+    // Segment moves since last week, the largest first.
+    let m = &a.transitions;
+    let mut moves: Vec<(String, f64, usize)> = Vec::new();
+    for i in 0..m.height() {
+        let (Some(f), Some(t), Some(n)) = (
+            m.column("from_segment")?.str()?.get(i),
+            m.column("to_segment")?.str()?.get(i),
+            m.column("customers")?.i64()?.get(i),
+        ) else {
+            continue;
+        };
+        if f != t {
+            moves.push((
+                format!("{f} -> {t}"),
+                n as f64,
+                if f == crate::analytics::transitions::NEW { 2 } else { 0 },
+            ));
+        }
+    }
+    moves.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    moves.truncate(10);
+    let transitions = crate::charts::hbars(&moves, "customers", "Segment moves since last week")?;
+    // Fees: the effective rate per channel this week.
+    let mut fees: Vec<(String, f64, usize)> = Vec::new();
+    let last_week = k
+        .column("iso_week")?
+        .str()?
+        .iter()
+        .flatten()
+        .last()
+        .map(str::to_string)
+        .unwrap_or_default();
+    for i in 0..k.height() {
+        if k.column("iso_week")?.str()?.get(i) != Some(last_week.as_str()) {
+            continue;
+        }
+        let ch = k.column("channel")?.str()?.get(i).unwrap_or("");
+        let rate = k.column("effective_fee_rate")?.f64()?.get(i).unwrap_or(0.0);
+        let share = k.column("channel_share")?.f64()?.get(i).unwrap_or(0.0);
+        fees.push((
+            format!("{ch} ({:.0} % of sales)", share * 100.0),
+            rate * 100.0,
+            if ch == "all" { 1 } else { 0 },
+        ));
+    }
+    let fee_chart = crate::charts::hbars(&fees, "fees paid, % of payments", "Channel mix and fees this week")?;
+    // ABC: cumulative share of 90-day revenue by product rank.
+    let total: i64 = r.revenue_90.iter().map(|x| x.1.max(0)).sum();
+    let mut running = 0i64;
+    let pareto: Vec<f64> = r
+        .revenue_90
+        .iter()
+        .map(|x| {
+            running += x.1.max(0);
+            if total > 0 {
+                running as f64 / total as f64 * 100.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let ranks: Vec<String> = (1..=pareto.len()).map(|i| i.to_string()).collect();
+    let abc = crate::charts::lines(
+        &ranks,
+        &[(
+            "cumulative share of 90-day revenue (A: to 80 %, B: to 95 %, C: the rest)".to_string(),
+            pareto,
+        )],
+        "%",
+        "ABC: products by revenue, cumulative",
+    )?;
     let body = markdown_to_html(md);
     // The headline paragraph first, then the charts, then the rest.
     let split_at = body.find("<h2>").unwrap_or(body.len());
@@ -563,7 +634,8 @@ fn report_html(a: &AnalyzeOutcome, r: &RestockOutcome, md: &str, cfg: &Config) -
          .chart {{ margin: 1em 0; }} .chart svg {{ max-width: 100%; height: auto; }}\n</style></head>\n<body>\n{head}\n\
          <div class=\"chart\">{daily}</div>\n<div class=\"chart\">{channels}</div>\n<div class=\"chart\">{hours}</div>\n\
          <div class=\"chart\">{customers}</div>\n<div class=\"chart\">{segments}</div>\n<div class=\"chart\">{heatmap}</div>\n\
-         <div class=\"chart\">{restock}</div>\n<div class=\"chart\">{movers}</div>\n{rest}</body></html>\n",
+         <div class=\"chart\">{transitions}</div>\n<div class=\"chart\">{fee_chart}</div>\n\
+         <div class=\"chart\">{restock}</div>\n<div class=\"chart\">{movers}</div>\n<div class=\"chart\">{abc}</div>\n{rest}</body></html>\n",
         week = iso_week_label(a.as_of),
     ))
 }

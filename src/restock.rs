@@ -372,6 +372,8 @@ pub struct RestockOutcome {
     pub to_order: Vec<OrderLine>,
     /// (product name, 28-day trend) of every product with a trend, fastest rise first.
     pub movers: Vec<(String, f64)>,
+    /// 90-day revenue per product in fen, largest first (the ABC Pareto curve).
+    pub revenue_90: Vec<(String, i64)>,
 }
 
 /// One product to order.
@@ -498,10 +500,13 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
     }
     let mut movers: Vec<(String, f64)> = facts.iter().filter_map(|f| Some((f.name.clone(), f.trend?))).collect();
     movers.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut revenue_90: Vec<(String, i64)> = facts.iter().map(|f| (f.name.clone(), f.revenue_90_fen)).collect();
+    revenue_90.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     Ok(RestockOutcome {
         folder,
         to_order,
         movers,
+        revenue_90,
     })
 }
 

@@ -39,10 +39,10 @@ fn summary_md_matches_its_snapshot_and_duckdb() {
     let net: f64 = net.trim().parse().unwrap();
     let shown = format!("Net revenue {} yuan", paylens::report::yuan_int((net * 100.0) as i64));
     assert!(summary.contains(&shown), "{shown} not in the headline:\n{summary}");
-    // report.html: one self-contained page with the headline and eight inline SVG charts, under 2 MB.
+    // report.html: one self-contained page with the headline and eleven inline SVG charts, under 2 MB.
     let html = std::fs::read_to_string(reports.join("2026-W47/report.html")).unwrap();
     assert!(html.len() < 2 << 20, "{} bytes", html.len());
-    assert_eq!(html.matches("<svg").count(), 8);
+    assert_eq!(html.matches("<svg").count(), 11);
     for title in [
         "Net revenue per day",
         "by channel",
