@@ -65,3 +65,59 @@ fn summary_md_matches_its_snapshot_and_duckdb() {
         "Chinese product names are in the page as text"
     );
 }
+
+/// Headless Chromium as the probe of this machine kind runs it (no network chatter, fresh profile).
+fn chromium(args: &[&str]) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .args(args);
+    cmd.output()
+        .expect("chromium runs (bash .ci/run installs Debian's chromium)")
+}
+
+#[test]
+fn report_html_opens_in_headless_chromium_with_every_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    demo(&out, &[]);
+    let page = out.join("reports/2026-W47/report.html");
+    let url = format!("file://{}", page.display());
+    // The DOM after loading: every chart rendered, the headline there.
+    let started = std::time::Instant::now();
+    let dom = chromium(&["--dump-dom", &url]);
+    assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert_eq!(dom.matches("<svg").count(), 11, "every chart is in the rendered page");
+    assert!(dom.contains("Net revenue") && dom.contains("卡布奇诺"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the page took {:?}",
+        started.elapsed()
+    );
+    // A screenshot to look at, kept with the build's test output.
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("report.png");
+    let o = chromium(&[
+        "--window-size=1000,5200",
+        &format!("--screenshot={}", shot.display()),
+        &url,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 50_000,
+        "screenshot {} bytes",
+        png.len()
+    );
+}
