@@ -671,7 +671,11 @@ pub fn run(as_of: Option<NaiveDate>, cfg: &Config, quiet: bool) -> Result<PathBu
     if !quiet {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", headline(&a, &r)?)?;
-        writeln!(out, "summary and tables in {}", a.folder.display())?;
+        writeln!(
+            out,
+            "report: {} (summary.md and the tables beside it)",
+            a.folder.join("report.html").display()
+        )?;
     }
     Ok(a.folder)
 }

@@ -602,9 +602,9 @@ pub fn run(p: &DemoParams, cfg: &Config) -> Result<()> {
     );
     println!("  ground truth for tests: {}", p.out.join("truth").display());
     println!(
-        "  done in {:.1} s. Start with {}",
+        "  done in {:.1} s. Open {} in a browser (or read summary.md beside it)",
         t0.elapsed().as_secs_f64(),
-        folder.join("summary.md").display()
+        folder.join("report.html").display()
     );
     Ok(())
 }
