@@ -392,7 +392,8 @@ pub fn write_csv(df: &DataFrame, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn pct(x: Option<f64>) -> String {
+/// A fraction as a percentage with one decimal, `-` when missing.
+pub fn pct(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{:.1} %", v * 100.0))
 }
 

@@ -14,6 +14,17 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing a chart: {e:?}")
 }
 
+/// The label of band `i` of `n` when the axis position `v` is that band's centre, else "" (axes whose
+/// categories are drawn as bands [i, i + 1) label only the centres).
+fn band_label(v: f64, n: usize, name: &dyn Fn(usize) -> String) -> String {
+    let band = v.floor() as usize;
+    if (v - band as f64 - 0.5).abs() < 0.01 && band < n {
+        name(band)
+    } else {
+        String::new()
+    }
+}
+
 /// Net revenue per day (yuan), the days of the report week highlighted.
 pub fn daily_revenue(days: &[(String, f64, bool)], title: &str) -> Result<String> {
     let mut svg = String::new();
@@ -69,15 +80,7 @@ pub fn segment_shares(rows: &[(String, f64, f64)], title: &str) -> Result<String
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(n * 2 + 1)
-            .y_label_formatter(&|y| {
-                // Label at the middle of each band only.
-                let band = y.floor() as usize;
-                if (y - band as f64 - 0.5).abs() < 0.01 {
-                    names.get(n.saturating_sub(1 + band)).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
+            .y_label_formatter(&|y| band_label(*y, n, &|b| names[n - 1 - b].clone()))
             .x_label_formatter(&|v| format!("{:.0} %", v * 100.0))
             .draw()
             .map_err(err)?;
@@ -124,21 +127,13 @@ pub fn retention_heatmap(cohorts: &[String], cells: &[(usize, usize, Option<f64>
             .build_cartesian_2d(0.0..cols as f64, 0.0..rows as f64)
             .map_err(err)?;
         // Row r is drawn in the band [rows - 1 - r, rows - r); labels sit at band centres.
-        let centre_label = |v: f64, n: usize, names: &dyn Fn(usize) -> String| {
-            let band = v.floor() as usize;
-            if (v - band as f64 - 0.5).abs() < 0.01 && band < n {
-                names(band)
-            } else {
-                String::new()
-            }
-        };
         chart
             .configure_mesh()
             .disable_mesh()
             .x_labels(cols * 2 + 1)
             .y_labels(rows * 2 + 1)
-            .x_label_formatter(&|v| centre_label(*v, cols, &|b| b.to_string()))
-            .y_label_formatter(&|v| centre_label(*v, rows, &|b| cohorts.get(rows - 1 - b).cloned().unwrap_or_default()))
+            .x_label_formatter(&|v| band_label(*v, cols, &|b| b.to_string()))
+            .y_label_formatter(&|v| band_label(*v, rows, &|b| cohorts.get(rows - 1 - b).cloned().unwrap_or_default()))
             .x_desc("periods after the first purchase")
             .draw()
             .map_err(err)?;
@@ -257,14 +252,7 @@ pub fn weekday_hour_heatmap(counts: &[[f64; 24]; 7], title: &str) -> Result<Stri
                     String::new()
                 }
             })
-            .y_label_formatter(&|v: &f64| {
-                let band = v.floor() as usize;
-                if (v - band as f64 - 0.5).abs() < 0.01 && band < 7 {
-                    DAYS[6 - band].to_string()
-                } else {
-                    String::new()
-                }
-            })
+            .y_label_formatter(&|v: &f64| band_label(*v, 7, &|b| DAYS[6 - b].to_string()))
             .draw()
             .map_err(err)?;
         chart
@@ -310,14 +298,7 @@ pub fn hbars(rows: &[(String, f64, usize)], x_desc: &str, title: &str) -> Result
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(n * 2 + 1)
-            .y_label_formatter(&|v: &f64| {
-                let band = v.floor() as usize;
-                if (v - band as f64 - 0.5).abs() < 0.01 && band < n {
-                    names[n - 1 - band].clone()
-                } else {
-                    String::new()
-                }
-            })
+            .y_label_formatter(&|v: &f64| band_label(*v, n, &|b| names[n - 1 - b].clone()))
             .x_desc(x_desc)
             .draw()
             .map_err(err)?;

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use chrono::{Datelike, NaiveDate, Weekday};
 use polars::prelude::*;
 
-use crate::analyze::{iso_week_label, AnalyzeOutcome};
+use crate::analyze::{iso_week_label, pct, AnalyzeOutcome};
 use crate::config::Config;
 use crate::restock::RestockOutcome;
 
@@ -190,28 +190,16 @@ pub fn summary_markdown(a: &AnalyzeOutcome, r: &RestockOutcome) -> Result<String
     let _ = writeln!(md, "\n## Repeat purchase\n");
     for i in 0..repeat.height() {
         let w = repeat.column("window")?.str()?.get(i).unwrap_or("");
-        let pct = |c: &str| -> Result<String> {
-            Ok(repeat
-                .column(c)?
-                .f64()?
-                .get(i)
-                .map_or("-".into(), |v| format!("{:.1} %", v * 100.0)))
-        };
+        let cell_pct = |c: &str| -> Result<String> { Ok(pct(repeat.column(c)?.f64()?.get(i))) };
         let _ = writeln!(
             md,
             "- {w}: in-window repeat rate {}; returning-customer rate (Shopify style, reads higher) {}",
-            pct("in_window_repeat_rate")?,
-            pct("returning_customer_rate_shopify")?
+            cell_pct("in_window_repeat_rate")?,
+            cell_pct("returning_customer_rate_shopify")?
         );
     }
     let cov = &a.coverage;
-    let share = |c: &str| -> Result<String> {
-        Ok(cov
-            .column(c)?
-            .f64()?
-            .get(0)
-            .map_or("-".into(), |v| format!("{:.1} %", v * 100.0)))
-    };
+    let share = |c: &str| -> Result<String> { Ok(pct(cov.column(c)?.f64()?.get(0))) };
     let _ = writeln!(
         md,
         "\nSales without a customer key: {}; with a weak key (masked account, nickname): {}. Customer figures count the keyed sales only.",
@@ -224,21 +212,15 @@ pub fn summary_markdown(a: &AnalyzeOutcome, r: &RestockOutcome) -> Result<String
         "\n## Segments\n\n| segment | customers | share | revenue (yuan) | share |\n|---|---|---|---|---|"
     );
     for i in 0..seg.height() {
-        let pct = |c: &str| -> Result<String> {
-            Ok(seg
-                .column(c)?
-                .f64()?
-                .get(i)
-                .map_or("-".into(), |v| format!("{:.1} %", v * 100.0)))
-        };
+        let cell_pct = |c: &str| -> Result<String> { Ok(pct(seg.column(c)?.f64()?.get(i))) };
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} |",
             seg.column("segment")?.str()?.get(i).unwrap_or(""),
             seg.column("customers")?.i64()?.get(i).unwrap_or(0),
-            pct("customer_share")?,
+            cell_pct("customer_share")?,
             yuan_int(seg.column("revenue_fen")?.i64()?.get(i).unwrap_or(0)),
-            pct("revenue_share")?
+            cell_pct("revenue_share")?
         );
     }
     let _ = writeln!(md, "\n## Moved since last week\n");
