@@ -46,9 +46,14 @@ pub struct AnalyzeOutcome {
     pub coverage: DataFrame,
     pub cohorts_monthly: DataFrame,
     pub customers_weekly: DataFrame,
+    /// Per week: in-window repeat rate and returning-customer rate over the trailing 28 days.
+    pub repeat_trend: DataFrame,
     /// Customers and net sales of the as-of week and the week before, new vs returning.
     pub split: WeekSplit,
 }
+
+/// The trailing window of the weekly repeat-purchase trend.
+pub const REPEAT_TREND_DAYS: i32 = 28;
 
 /// Who bought in a week: customers and net fen, new (first occasion that week) or returning.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -146,9 +151,9 @@ const EVENT_COLUMNS: [&str; 9] = [
 pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     let store = StoreReader::open(&cfg.store)?;
     if store.manifest.events.is_empty() {
-        bail!(crate::UserError(format!(
-            "the store {} holds no events: run `paylens ingest` first",
-            cfg.store.display()
+        bail!(crate::UserError(crate::tr!(
+            "error.no_events",
+            store = cfg.store.display()
         )));
     }
     let events = store.scan_events()?.select(EVENT_COLUMNS.map(col));
@@ -254,6 +259,18 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     let weekly_customers =
         with_week_labels(retention::weekly_customers(occ.clone(), day, p.weeks, p.lapse_days).collect()?)?;
     let kpi = with_week_labels(kpis::weekly(events, day, p.weeks).collect()?)?;
+    let trend = retention::repeat_trend(occ.clone(), day, p.weeks, REPEAT_TREND_DAYS)?
+        .lazy()
+        .select([
+            col("week"),
+            col("from_day").cast(DataType::Date).alias("from"),
+            col("to_day").cast(DataType::Date).alias("to"),
+            col("customers"),
+            col("repeat_rate").alias("in_window_repeat_rate"),
+            col("returning_rate").alias("returning_customer_rate_shopify"),
+        ])
+        .collect()?;
+    let trend = with_week_labels(trend)?;
     let cut_table = df!(
         "measure" => ["recency_days", "frequency", "monetary_fen"],
         "levels" => [cuts.recency.len() as i64 + 1, cuts.frequency.len() as i64 + 1, cuts.monetary.len() as i64 + 1],
@@ -272,6 +289,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         ("purchase_latency", latency),
         ("customers_weekly", weekly_customers.clone()),
         ("kpis_weekly", kpi.clone()),
+        ("repeat_trend", trend.clone()),
     ];
     for (name, mut df) in tables {
         let mut written = Vec::new();
@@ -308,6 +326,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         coverage: coverage.clone(),
         cohorts_monthly: monthly.clone(),
         customers_weekly: weekly_customers.clone(),
+        repeat_trend: trend,
         split: WeekSplit {
             new_now,
             returning_now,
@@ -373,15 +392,40 @@ fn cell_text(v: &AnyValue) -> String {
     }
 }
 
-/// A CSV for Excel: UTF-8 with BOM, header row, empty cells for nulls.
+/// Columns whose values are segment names, and columns whose values are labels from the catalogue's
+/// `value` table: both are shown in the report's language in CSVs (the Parquet keeps the stable names).
+const SEGMENT_COLUMNS: [&str; 4] = ["segment", "previous_segment", "from_segment", "to_segment"];
+const VALUE_COLUMNS: [&str; 6] = ["window", "channel", "key_quality", "demand_class", "measure", "step"];
+
+/// A CSV for Excel: UTF-8 with BOM, header row in the report's language, empty cells for nulls.
 pub fn write_csv(df: &DataFrame, path: &Path) -> Result<()> {
     let mut w = csv::Writer::from_writer(vec![0xEF, 0xBB, 0xBF]);
-    w.write_record(df.get_column_names().iter().map(|s| s.as_str()))?;
+    let names = df.get_column_names();
+    w.write_record(names.iter().map(|s| crate::i18n::name("column", s)))?;
+    let translate: Vec<Option<&str>> = names
+        .iter()
+        .map(|n| {
+            if SEGMENT_COLUMNS.contains(&n.as_str()) {
+                Some("segment")
+            } else if VALUE_COLUMNS.contains(&n.as_str()) {
+                Some("value")
+            } else {
+                None
+            }
+        })
+        .collect();
     let columns: Vec<&Column> = df.columns().iter().collect();
     for i in 0..df.height() {
         let row: Vec<String> = columns
             .iter()
-            .map(|c| c.get(i).map(|v| cell_text(&v)).unwrap_or_default())
+            .zip(&translate)
+            .map(|(c, table)| {
+                let text = c.get(i).map(|v| cell_text(&v)).unwrap_or_default();
+                match table {
+                    Some(t) if !text.is_empty() => crate::i18n::name(t, &text),
+                    _ => text,
+                }
+            })
             .collect();
         w.write_record(&row)?;
     }
@@ -405,26 +449,32 @@ fn print_summary(
     coverage: &DataFrame,
     kpi: &DataFrame,
 ) -> Result<()> {
+    use crate::i18n::{self, money_fen};
+    use crate::tr;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "as of {} ({}), segment map `{}`: {} customers",
-        o.as_of,
-        iso_week_label(o.as_of),
-        map.name,
-        o.customers
+        "{}",
+        tr!(
+            "analyze.header",
+            date = i18n::date(o.as_of),
+            week = iso_week_label(o.as_of),
+            map = map.name,
+            customers = o.customers
+        )
     )?;
     let (r, f, m) = cuts.levels();
     if (r, f, m) != (5, 5, 5) {
-        writeln!(
-            out,
-            "  ties left fewer than 5 scores: recency {r}, frequency {f}, monetary {m}"
-        )?;
+        writeln!(out, "  {}", tr!("analyze.ties", r = r, f = f, m = m))?;
     }
     writeln!(
         out,
         "  {:<24} {:>9} {:>7} {:>14} {:>7}",
-        "segment", "customers", "share", "revenue (yuan)", "share"
+        tr!("report.segment"),
+        tr!("report.customers"),
+        tr!("report.share"),
+        tr!("report.revenue"),
+        tr!("report.share")
     )?;
     let s = &o.segments;
     for i in 0..s.height() {
@@ -434,42 +484,52 @@ fn print_summary(
         writeln!(
             out,
             "  {:<24} {:>9} {:>7} {:>14} {:>7}",
-            seg,
+            i18n::segment(seg),
             n,
             pct(s.column("customer_share")?.f64()?.get(i)),
-            crate::ingest::normalise::format_yuan(rev),
+            money_fen(rev),
             pct(s.column("revenue_share")?.f64()?.get(i))
         )?;
     }
     for i in 0..repeat.height() {
         writeln!(
             out,
-            "  {:<14} in-window repeat rate {:>7}; returning-customer rate (Shopify, reads higher) {:>7}",
-            repeat.column("window")?.str()?.get(i).unwrap_or(""),
-            pct(repeat.column("in_window_repeat_rate")?.f64()?.get(i)),
-            pct(repeat.column("returning_customer_rate_shopify")?.f64()?.get(i))
+            "  {}",
+            tr!(
+                "report.repeat_line",
+                window = i18n::name("value", repeat.column("window")?.str()?.get(i).unwrap_or("")),
+                repeat = pct(repeat.column("in_window_repeat_rate")?.f64()?.get(i)),
+                returning = pct(repeat.column("returning_customer_rate_shopify")?.f64()?.get(i))
+            )
         )?;
     }
     writeln!(
         out,
-        "  sales without a customer key {}, with a weak key (masked account, nickname) {}: customer figures cover the rest",
-        pct(coverage.column("none_share")?.f64()?.get(0)),
-        pct(coverage.column("weak_share")?.f64()?.get(0))
+        "  {}",
+        tr!(
+            "report.key_coverage",
+            none = pct(coverage.column("none_share")?.f64()?.get(0)),
+            weak = pct(coverage.column("weak_share")?.f64()?.get(0))
+        )
     )?;
     let all = kpi.clone().lazy().filter(col("channel").eq(lit("all"))).collect()?;
     if let Some(last) = all.height().checked_sub(1) {
         writeln!(
             out,
-            "  week net revenue {} yuan ({} on last week), {} orders, {} customers",
-            crate::ingest::normalise::format_yuan(all.column("net_fen")?.i64()?.get(last).unwrap_or(0)),
-            all.column("net_fen_wow")?
-                .f64()?
-                .get(last)
-                .map_or("-".into(), |v| format!("{:+.1} %", v * 100.0)),
-            all.column("orders")?.i64()?.get(last).unwrap_or(0),
-            all.column("customers")?.i64()?.get(last).unwrap_or(0)
+            "  {}",
+            tr!(
+                "analyze.week",
+                money = money_fen(all.column("net_fen")?.i64()?.get(last).unwrap_or(0)),
+                change = all
+                    .column("net_fen_wow")?
+                    .f64()?
+                    .get(last)
+                    .map_or("-".into(), |v| format!("{:+.1} %", v * 100.0)),
+                orders = all.column("orders")?.i64()?.get(last).unwrap_or(0),
+                customers = all.column("customers")?.i64()?.get(last).unwrap_or(0)
+            )
         )?;
     }
-    writeln!(out, "  tables in {}", o.folder.display())?;
+    writeln!(out, "  {}", tr!("analyze.tables", folder = o.folder.display()))?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Charts for the weekly report, drawn with plotters into SVG strings that the HTML page inlines (no
-//! network, no font files: the browser renders the text, Chinese included). Each function takes plain
-//! data and returns one `<svg>` element.
+//! network, no font files: the browser renders the text, Chinese included) and `crate::raster` turns into
+//! PNGs. Each function takes plain data and the words to show (already in the report's language) and
+//! returns one `<svg>` element.
 
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
@@ -26,7 +27,7 @@ fn band_label(v: f64, n: usize, name: &dyn Fn(usize) -> String) -> String {
 }
 
 /// Net revenue per day (yuan), the days of the report week highlighted.
-pub fn daily_revenue(days: &[(String, f64, bool)], title: &str) -> Result<String> {
+pub fn daily_revenue(days: &[(String, f64, bool)], title: &str, y_desc: &str) -> Result<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
@@ -46,7 +47,7 @@ pub fn daily_revenue(days: &[(String, f64, bool)], title: &str) -> Result<String
             .disable_x_mesh()
             .x_labels(8)
             .x_label_formatter(&|i| labels.get(*i).map(|s| s[5..].to_string()).unwrap_or_default())
-            .y_desc("yuan")
+            .y_desc(y_desc)
             .draw()
             .map_err(err)?;
         chart
@@ -61,7 +62,7 @@ pub fn daily_revenue(days: &[(String, f64, bool)], title: &str) -> Result<String
 }
 
 /// Each segment's share of customers and of revenue, side by side.
-pub fn segment_shares(rows: &[(String, f64, f64)], title: &str) -> Result<String> {
+pub fn segment_shares(rows: &[(String, f64, f64)], legends: [&str; 2], title: &str) -> Result<String> {
     let mut svg = String::new();
     {
         let height = 60 + 26 * rows.len() as u32;
@@ -84,10 +85,7 @@ pub fn segment_shares(rows: &[(String, f64, f64)], title: &str) -> Result<String
             .x_label_formatter(&|v| format!("{:.0} %", v * 100.0))
             .draw()
             .map_err(err)?;
-        for (k, (color, label)) in [(BASE, "share of customers"), (HIGHLIGHT, "share of revenue")]
-            .into_iter()
-            .enumerate()
-        {
+        for (k, (color, label)) in [(BASE, legends[0]), (HIGHLIGHT, legends[1])].into_iter().enumerate() {
             chart
                 .draw_series(rows.iter().enumerate().map(move |(i, r)| {
                     let v = if k == 0 { r.1 } else { r.2 };
@@ -111,7 +109,12 @@ pub fn segment_shares(rows: &[(String, f64, f64)], title: &str) -> Result<String
 }
 
 /// A heatmap of retention: rows are cohorts, columns periods after; empty cells (not reached) blank.
-pub fn retention_heatmap(cohorts: &[String], cells: &[(usize, usize, Option<f64>)], title: &str) -> Result<String> {
+pub fn retention_heatmap(
+    cohorts: &[String],
+    cells: &[(usize, usize, Option<f64>)],
+    x_desc: &str,
+    title: &str,
+) -> Result<String> {
     let mut svg = String::new();
     {
         let rows = cohorts.len().max(1);
@@ -134,7 +137,7 @@ pub fn retention_heatmap(cohorts: &[String], cells: &[(usize, usize, Option<f64>
             .y_labels(rows * 2 + 1)
             .x_label_formatter(&|v| band_label(*v, cols, &|b| b.to_string()))
             .y_label_formatter(&|v| band_label(*v, rows, &|b| cohorts.get(rows - 1 - b).cloned().unwrap_or_default()))
-            .x_desc("periods after the first purchase")
+            .x_desc(x_desc)
             .draw()
             .map_err(err)?;
         chart
@@ -169,6 +172,34 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(200, 160, 40),
     RGBColor(120, 120, 120),
 ];
+
+/// The corner where the legend covers the fewest points: each corner box spans 45 % of the width and
+/// 35 % of the height of the plot.
+fn legend_corner(series: &[(String, Vec<f64>)], max: f64) -> SeriesLabelPosition {
+    let corners = [
+        (SeriesLabelPosition::UpperLeft, false, true),
+        (SeriesLabelPosition::UpperRight, true, true),
+        (SeriesLabelPosition::LowerRight, true, false),
+        (SeriesLabelPosition::LowerLeft, false, false),
+    ];
+    let covered = |right: bool, upper: bool| {
+        series
+            .iter()
+            .flat_map(|(_, v)| {
+                let n = v.len().max(2) - 1;
+                v.iter().enumerate().map(move |(i, y)| (i as f64 / n as f64, y / max))
+            })
+            .filter(|(x, y)| {
+                (if right { *x >= 0.55 } else { *x <= 0.45 }) && (if upper { *y >= 0.65 } else { *y <= 0.35 })
+            })
+            .count()
+    };
+    corners
+        .into_iter()
+        .min_by_key(|(_, right, upper)| covered(*right, *upper))
+        .map(|c| c.0)
+        .unwrap_or(SeriesLabelPosition::UpperLeft)
+}
 
 /// Lines over labelled x positions (weeks), one per series, with a legend.
 pub fn lines(x_labels: &[String], series: &[(String, Vec<f64>)], y_desc: &str, title: &str) -> Result<String> {
@@ -211,7 +242,7 @@ pub fn lines(x_labels: &[String], series: &[(String, Vec<f64>)], y_desc: &str, t
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(legend_corner(series, max))
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()
@@ -223,7 +254,6 @@ pub fn lines(x_labels: &[String], series: &[(String, Vec<f64>)], y_desc: &str, t
 
 /// Counts on a weekday x hour grid (rows Monday..Sunday, columns hours), darker = more.
 pub fn weekday_hour_heatmap(counts: &[[f64; 24]; 7], title: &str) -> Result<String> {
-    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, 260)).into_drawing_area();
@@ -252,7 +282,9 @@ pub fn weekday_hour_heatmap(counts: &[[f64; 24]; 7], title: &str) -> Result<Stri
                     String::new()
                 }
             })
-            .y_label_formatter(&|v: &f64| band_label(*v, 7, &|b| DAYS[6 - b].to_string()))
+            .y_label_formatter(&|v: &f64| {
+                band_label(*v, 7, &|b| crate::i18n::text(&format!("weekday.{}", 6 - b)).to_string())
+            })
             .draw()
             .map_err(err)?;
         chart

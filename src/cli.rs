@@ -26,6 +26,10 @@ pub struct GlobalArgs {
     /// IANA time zone of the bills' local times (default: Asia/Shanghai). Env: PAYLENS_TIMEZONE.
     #[arg(long, global = true, value_name = "ZONE")]
     pub timezone: Option<String>,
+    /// Language of reports, lists and messages: zh-CN or en (default: `language` in paylens.toml, else
+    /// from LANG, else en). Parquet files and --json keep English names either way.
+    #[arg(long, global = true, value_name = "LANG")]
+    pub lang: Option<String>,
     /// Print the resolved settings and exit.
     #[arg(long, global = true, hide = true)]
     pub show_config: bool,

@@ -25,6 +25,10 @@ pub struct Config {
     pub analytics: AnalyticsSettings,
     pub restock: crate::restock::RestockSettings,
     pub targets: crate::targets::TargetSettings,
+    /// Language of everything people read.
+    pub language: crate::i18n::Lang,
+    /// Font file for the PNG charts; `None` means the first CJK family among the system fonts.
+    pub chart_font: Option<PathBuf>,
     /// Where the settings came from, for `--show-config`.
     pub config_file: Option<PathBuf>,
 }
@@ -41,6 +45,13 @@ struct ConfigFile {
     reports: Option<PathBuf>,
     /// IANA zone the bills' local times are in. Default `Asia/Shanghai`.
     timezone: Option<String>,
+    /// Language of reports, CSV headers, segment names and messages: `zh-CN` or `en`. `--lang` wins; when
+    /// neither is given, LANG decides (zh_CN.UTF-8 -> zh-CN), else English.
+    language: Option<String>,
+    /// Font file (.ttf, .otf, .ttc) the PNG charts are drawn with; it must cover Chinese. Default: the
+    /// first of Noto Sans CJK SC, Source Han Sans SC, WenQuanYi Micro/Zen Hei, PingFang SC, Microsoft
+    /// YaHei, SimHei ... found among the system fonts. Env: PAYLENS_CHART_FONT.
+    chart_font: Option<PathBuf>,
     /// Which rows of a personal bill are shop sales.
     #[serde(default)]
     personal: Option<PersonalRules>,
@@ -256,6 +267,7 @@ pub struct Overrides {
     pub inbox: Option<PathBuf>,
     pub reports: Option<PathBuf>,
     pub timezone: Option<String>,
+    pub language: Option<String>,
 }
 
 impl Config {
@@ -286,6 +298,11 @@ impl Config {
         let timezone: Tz = tz_name
             .parse()
             .map_err(|_| anyhow::anyhow!("timezone `{tz_name}` is not an IANA zone name such as Asia/Shanghai"))?;
+        let language = match cli.language.clone().or(file.language) {
+            Some(text) => crate::i18n::Lang::parse(&text)
+                .ok_or_else(|| anyhow::anyhow!(crate::tr!("error.bad_language", text = text)))?,
+            None => crate::i18n::Lang::from_env().unwrap_or_default(),
+        };
         Ok(Config {
             store: pick(&cli.store, "PAYLENS_STORE", file.store, "data/store"),
             inbox: pick(&cli.inbox, "PAYLENS_INBOX", file.inbox, "data/inbox"),
@@ -295,15 +312,9 @@ impl Config {
             generic: file.generic,
             analytics: file.analytics.unwrap_or_default(),
             restock: file.restock.unwrap_or_default(),
-            targets: file
-                .targets
-                .map(|t| {
-                    // The file's actions add to and override the defaults.
-                    let mut merged = crate::targets::TargetSettings::default();
-                    merged.actions.extend(t.actions);
-                    merged
-                })
-                .unwrap_or_default(),
+            targets: file.targets.unwrap_or_default(),
+            language,
+            chart_font: env("PAYLENS_CHART_FONT").map(PathBuf::from).or(file.chart_font),
             config_file: path,
         })
     }

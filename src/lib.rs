@@ -7,9 +7,11 @@ pub mod charts;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod i18n;
 pub mod ingest;
 pub mod monday;
 pub mod privacy;
+pub mod raster;
 pub mod report;
 pub mod restock;
 pub mod status;
@@ -45,8 +47,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         },
         reports,
         timezone: cli.global.timezone.clone(),
+        language: cli.global.lang.clone(),
     };
+    // Before the config is read, errors already speak the language of --lang or LANG.
+    if let Some(lang) = cli
+        .global
+        .lang
+        .as_deref()
+        .and_then(i18n::Lang::parse)
+        .or_else(i18n::Lang::from_env)
+    {
+        i18n::set(lang);
+    }
     let cfg = Config::resolve(&overrides).map_err(|e| UserError(format!("{e:#}")))?;
+    i18n::set(cfg.language);
     if cli.global.show_config {
         println!("{}", serde_json::to_string_pretty(&cfg)?);
         return Ok(ExitCode::SUCCESS);
@@ -112,7 +126,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let mut settings = cfg.restock.clone();
             if let Some(s) = a.service_level {
                 if !(0.5..1.0).contains(&s) {
-                    return Err(UserError(format!("--service-level {s} is not between 0.5 and 1 (e.g. 0.95)")).into());
+                    return Err(UserError(crate::tr!("error.service_level", level = s)).into());
                 }
                 settings.service_level = s;
             }

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             if err.chain().any(is_broken_pipe) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("paylens: {err:#}");
+            eprintln!("{}", paylens::tr!("error.prefix", error = format!("{err:#}")));
             if err.chain().any(|c| c.is::<paylens::UserError>()) {
                 ExitCode::from(1)
             } else {

@@ -22,28 +22,34 @@ pub fn run(as_of: Option<NaiveDate>, cfg: &Config) -> Result<()> {
     let new: Vec<_> = ingest.files.iter().filter(|f| f.status == "ingested").collect();
     writeln!(
         out,
-        "inbox {}: {} new file(s), {} new event(s)",
-        cfg.inbox.display(),
-        new.len(),
-        ingest.new_events
+        "{}",
+        crate::tr!(
+            "run.inbox",
+            inbox = cfg.inbox.display(),
+            files = new.len(),
+            events = ingest.new_events
+        )
     )?;
     for f in ingest
         .files
         .iter()
         .filter(|f| f.status == "refused" || f.rejected > 0 || f.reconciled == Some(false))
     {
-        let what = f
-            .error
-            .clone()
-            .unwrap_or_else(|| format!("{} rejected, totals {:?}", f.rejected, f.reconciled));
-        writeln!(out, "  needs a look: {}: {what}", f.path)?;
+        let what = f.error.clone().unwrap_or_else(|| {
+            crate::tr!(
+                "run.rejected",
+                n = f.rejected,
+                totals = match f.reconciled {
+                    Some(true) => crate::tr!("ingest.totals_match"),
+                    Some(false) => crate::tr!("ingest.totals_mismatch"),
+                    None => crate::tr!("ingest.totals_none"),
+                }
+            )
+        });
+        writeln!(out, "  {}", crate::tr!("run.needs_a_look", file = f.path, what = what))?;
     }
     if crate::store::StoreReader::open(&cfg.store)?.manifest.events.is_empty() {
-        return Err(crate::UserError(format!(
-            "no bills yet: put WeChat Pay and Alipay exports (csv, zip, xlsx) into {} and run again",
-            cfg.inbox.display()
-        ))
-        .into());
+        return Err(crate::UserError(crate::tr!("error.no_bills", inbox = cfg.inbox.display())).into());
     }
     drop(out);
     crate::report::run(as_of, cfg, false)?;

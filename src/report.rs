@@ -10,16 +10,18 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use chrono::{Datelike, NaiveDate, Weekday};
+use chrono::{NaiveDate, Weekday};
 use polars::prelude::*;
 
 use crate::analyze::{iso_week_label, pct, AnalyzeOutcome};
 use crate::config::Config;
+use crate::i18n::{self, money};
 use crate::restock::RestockOutcome;
+use crate::tr;
 
 /// `--week 2026-W47` to its Sunday.
 pub fn parse_iso_week(text: &str) -> Result<NaiveDate> {
-    let err = || crate::UserError(format!("week `{text}` is not like 2026-W47"));
+    let err = || crate::UserError(tr!("error.bad_week", text = text));
     let (y, w) = text
         .split_once("-W")
         .or_else(|| text.split_once("-w"))
@@ -28,27 +30,9 @@ pub fn parse_iso_week(text: &str) -> Result<NaiveDate> {
     Ok(NaiveDate::from_isoywd_opt(y, w, Weekday::Sun).ok_or_else(err)?)
 }
 
-/// Whole yuan with thousands separators: 1772500 fen -> `17,725`.
-pub fn yuan_int(fen: i64) -> String {
-    let yuan = (fen as f64 / 100.0).round() as i64;
-    let digits = yuan.abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if yuan < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
-
 fn signed_pct(x: Option<f64>) -> String {
-    x.map_or("no earlier week to compare".into(), |v| {
-        format!("{:+.1} % on last week", v * 100.0)
+    x.map_or(tr!("report.no_prior_week").to_string(), |v| {
+        tr!("report.on_last_week", change = format!("{:+.1} %", v * 100.0))
     })
 }
 
@@ -86,10 +70,10 @@ pub fn headline(a: &AnalyzeOutcome, r: &RestockOutcome) -> Result<String> {
     let all = all_channels(&a.kpis)?;
     let mut parts = Vec::new();
     let net = last_i64(&all, "net_fen", 0).unwrap_or(0);
-    let mut first = format!(
-        "Net revenue {} yuan, {}",
-        yuan_int(net),
-        signed_pct(last_f64(&all, "net_fen_wow", 0))
+    let mut first = tr!(
+        "report.headline_net",
+        money = money(net),
+        change = signed_pct(last_f64(&all, "net_fen_wow", 0))
     );
     let s = a.split;
     if let Some(before) = last_i64(&all, "net_fen", 1) {
@@ -99,8 +83,11 @@ pub fn headline(a: &AnalyzeOutcome, r: &RestockOutcome) -> Result<String> {
         let d_new = s.new_now.1 - s.new_before.1;
         let d_ret = s.returning_now.1 - s.returning_before.1;
         let parts_of = [
-            (d_ret, Some(("returning", s.returning_now.0, s.returning_before.0))),
-            (d_new, Some(("new", s.new_now.0, s.new_before.0))),
+            (
+                d_ret,
+                Some(("report.who_returning", s.returning_now.0, s.returning_before.0)),
+            ),
+            (d_new, Some(("report.who_new", s.new_now.0, s.new_before.0))),
             (total - d_new - d_ret, None),
         ];
         let main = parts_of
@@ -108,60 +95,79 @@ pub fn headline(a: &AnalyzeOutcome, r: &RestockOutcome) -> Result<String> {
             .filter(|p| p.0 != 0 && (p.0 > 0) == (total > 0))
             .max_by_key(|p| p.0.abs());
         if let (Some((fen, who)), true) = (main, total != 0) {
-            let sign = if *fen >= 0 { "+" } else { "-" };
-            let amount = yuan_int(fen.abs());
-            let _ = match who {
-                Some((who, now, before)) => write!(
-                    first,
-                    ", mostly from {who} customers: {sign}{amount} yuan ({now} against {before} last week)"
+            let amount = format!("{}{}", if *fen >= 0 { "+" } else { "" }, money(*fen));
+            first.push_str(&match who {
+                Some((who, now, before)) => tr!(
+                    "report.headline_mostly_from",
+                    who = tr!(who),
+                    amount = amount,
+                    now = now,
+                    before = before
                 ),
-                None => write!(
-                    first,
-                    ", mostly from refunds and sales without a customer key: {sign}{amount} yuan"
-                ),
-            };
+                None => tr!("report.headline_mostly_refunds", amount = amount),
+            });
         }
     }
     parts.push(first);
     if let Some((from, to, n)) = biggest_move(&a.transitions) {
-        parts.push(format!("{n} {from} customers moved to {to}"));
+        parts.push(tr!(
+            "report.headline_moved",
+            n = n,
+            from = i18n::segment(&from),
+            to = i18n::segment(&to)
+        ));
     }
     match r.to_order.first() {
-        Some(o) => parts.push(format!(
-            "order {} {}{}",
-            o.qty,
-            o.name,
-            o.order_by.map_or(String::new(), |d| format!(" by {} {d}", d.weekday()))
+        Some(o) => parts.push(tr!(
+            "report.headline_order",
+            qty = o.qty,
+            name = o.name,
+            by = o
+                .order_by
+                .map_or(String::new(), |d| tr!("report.order_by", day = i18n::day(d)))
         )),
-        None => parts.push("nothing to order this week".into()),
+        None => parts.push(tr!("report.nothing_to_order").to_string()),
     }
-    Ok(parts.join("; ") + ".")
+    Ok(parts.join(tr!("report.headline_separator")) + tr!("report.headline_end"))
 }
 
 /// The whole summary.md.
 pub fn summary_markdown(a: &AnalyzeOutcome, r: &RestockOutcome) -> Result<String> {
     let mut md = String::new();
     let start = a.as_of - chrono::Days::new(6);
-    let _ = writeln!(md, "# Week {} ({start} to {})\n", iso_week_label(a.as_of), a.as_of);
+    let _ = writeln!(
+        md,
+        "# {}\n",
+        tr!(
+            "report.title",
+            week = iso_week_label(a.as_of),
+            from = i18n::date(start),
+            to = i18n::date(a.as_of)
+        )
+    );
     let _ = writeln!(md, "{}\n", headline(a, r)?);
     let all = all_channels(&a.kpis)?;
     let _ = writeln!(
         md,
-        "## The week\n\n| | this week | last week | change |\n|---|---|---|---|"
+        "## {}\n\n| | {} | {} | {} |\n|---|---|---|---|",
+        tr!("report.the_week"),
+        tr!("report.this_week"),
+        tr!("report.last_week"),
+        tr!("report.change")
     );
     let rows: [(&str, &str, bool); 5] = [
-        ("net revenue (yuan)", "net_fen", true),
-        ("orders", "orders", false),
-        ("customers", "customers", false),
-        ("refunds (yuan)", "refunds_fen", true),
-        ("fees (yuan)", "fees_millifen", true),
+        ("report.row_net", "net_fen", true),
+        ("report.row_orders", "orders", false),
+        ("report.row_customers", "customers", false),
+        ("report.row_refunds", "refunds_fen", true),
+        ("report.row_fees", "fees_millifen", true),
     ];
-    for (label, c, money) in rows {
+    for (label, c, is_money) in rows {
         let show = |v: Option<i64>| {
-            v.map_or("-".to_string(), |v| match (money, c) {
-                (true, "fees_millifen") => yuan_int(v / 1000),
-                (true, _) => yuan_int(v),
-                _ => v.to_string(),
+            v.map_or("-".to_string(), |v| match (is_money, c) {
+                (true, "fees_millifen") => money(v / 1000),
+                (true, _) => money(v),
+                _ => i18n::thousands(v),
             })
         };
         // Refunds are shown as amounts returned (positive), so that a rise means more refunds.
@@ -171,59 +177,75 @@ pub fn summary_markdown(a: &AnalyzeOutcome, r: &RestockOutcome) -> Result<String
             (Some(n), Some(b)) if b != 0 => format!("{:+.1} %", (n - b) as f64 / b.abs() as f64 * 100.0),
             _ => "-".into(),
         };
-        let _ = writeln!(md, "| {label} | {} | {} | {change} |", show(now), show(before));
+        let _ = writeln!(md, "| {} | {} | {} | {change} |", tr!(label), show(now), show(before));
     }
-    let aov = |back| last_f64(&all, "aov_fen", back).map_or("-".into(), |v| format!("{:.2}", v / 100.0));
-    let _ = writeln!(md, "| average order (yuan) | {} | {} | |", aov(0), aov(1));
+    let aov = |back| last_f64(&all, "aov_fen", back).map_or("-".into(), |v| i18n::money_fen(v.round() as i64));
+    let _ = writeln!(md, "| {} | {} | {} | |", tr!("report.row_aov"), aov(0), aov(1));
     let s = a.split;
     let _ = writeln!(
         md,
-        "\nNew customers {} ({} yuan), returning {} ({} yuan); last week {} and {}.",
-        s.new_now.0,
-        yuan_int(s.new_now.1),
-        s.returning_now.0,
-        yuan_int(s.returning_now.1),
-        s.new_before.0,
-        s.returning_before.0
+        "\n{}",
+        tr!(
+            "report.new_and_returning",
+            new = s.new_now.0,
+            new_money = money(s.new_now.1),
+            returning = s.returning_now.0,
+            returning_money = money(s.returning_now.1),
+            new_before = s.new_before.0,
+            returning_before = s.returning_before.0
+        )
     );
     let repeat = &a.repeat;
-    let _ = writeln!(md, "\n## Repeat purchase\n");
+    let _ = writeln!(md, "\n## {}\n", tr!("report.repeat_purchase"));
     for i in 0..repeat.height() {
         let w = repeat.column("window")?.str()?.get(i).unwrap_or("");
         let cell_pct = |c: &str| -> Result<String> { Ok(pct(repeat.column(c)?.f64()?.get(i))) };
         let _ = writeln!(
             md,
-            "- {w}: in-window repeat rate {}; returning-customer rate (Shopify style, reads higher) {}",
-            cell_pct("in_window_repeat_rate")?,
-            cell_pct("returning_customer_rate_shopify")?
+            "- {}",
+            tr!(
+                "report.repeat_line",
+                window = i18n::name("value", w),
+                repeat = cell_pct("in_window_repeat_rate")?,
+                returning = cell_pct("returning_customer_rate_shopify")?
+            )
         );
     }
     let cov = &a.coverage;
     let share = |c: &str| -> Result<String> { Ok(pct(cov.column(c)?.f64()?.get(0))) };
     let _ = writeln!(
         md,
-        "\nSales without a customer key: {}; with a weak key (masked account, nickname): {}. Customer figures count the keyed sales only.",
-        share("none_share")?,
-        share("weak_share")?
+        "\n{}",
+        tr!(
+            "report.key_coverage",
+            none = share("none_share")?,
+            weak = share("weak_share")?
+        )
     );
     let seg = &a.segments;
     let _ = writeln!(
         md,
-        "\n## Segments\n\n| segment | customers | share | revenue (yuan) | share |\n|---|---|---|---|---|"
+        "\n## {}\n\n| {} | {} | {} | {} | {} |\n|---|---|---|---|---|",
+        tr!("report.segments"),
+        tr!("report.segment"),
+        tr!("report.customers"),
+        tr!("report.share"),
+        tr!("report.revenue"),
+        tr!("report.share")
     );
     for i in 0..seg.height() {
         let cell_pct = |c: &str| -> Result<String> { Ok(pct(seg.column(c)?.f64()?.get(i))) };
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} |",
-            seg.column("segment")?.str()?.get(i).unwrap_or(""),
-            seg.column("customers")?.i64()?.get(i).unwrap_or(0),
+            i18n::segment(seg.column("segment")?.str()?.get(i).unwrap_or("")),
+            i18n::thousands(seg.column("customers")?.i64()?.get(i).unwrap_or(0)),
             cell_pct("customer_share")?,
-            yuan_int(seg.column("revenue_fen")?.i64()?.get(i).unwrap_or(0)),
+            money(seg.column("revenue_fen")?.i64()?.get(i).unwrap_or(0)),
             cell_pct("revenue_share")?
         );
     }
-    let _ = writeln!(md, "\n## Moved since last week\n");
+    let _ = writeln!(md, "\n## {}\n", tr!("report.moved_since_last_week"));
     let m = &a.transitions;
     let mut moves: Vec<(String, String, i64)> = (0..m.height())
         .filter_map(|i| {
@@ -237,24 +259,40 @@ pub fn summary_markdown(a: &AnalyzeOutcome, r: &RestockOutcome) -> Result<String
         .collect();
     moves.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
     for (f, t, n) in moves.iter().take(8) {
-        let _ = writeln!(md, "- {f} -> {t}: {n}");
+        let _ = writeln!(
+            md,
+            "- {}",
+            tr!(
+                "report.move_line",
+                from = i18n::segment(f),
+                to = i18n::segment(t),
+                n = n
+            )
+        );
     }
-    let _ = writeln!(
-        md,
-        "\nLists to act on: targets/<segment>.csv and targets/moved_this_week.csv."
-    );
-    let _ = writeln!(md, "\n## To order\n");
+    let _ = writeln!(md, "\n{}", tr!("report.lists_to_act_on"));
+    let _ = writeln!(md, "\n## {}\n", tr!("report.to_order"));
     if r.to_order.is_empty() {
-        let _ = writeln!(md, "Nothing this week.");
+        let _ = writeln!(md, "{}", tr!("report.nothing_this_week"));
     }
     for o in r.to_order.iter().take(10) {
-        let by = o.order_by.map_or(String::new(), |d| format!(" by {d}"));
-        let _ = writeln!(md, "- {}: {}{by} ({}); {}", o.name, o.qty, o.urgency.label(), o.reason);
+        let by = o
+            .order_by
+            .map_or(String::new(), |d| tr!("report.order_by", day = i18n::day(d)));
+        let _ = writeln!(
+            md,
+            "- {}",
+            tr!(
+                "report.order_line",
+                name = o.name,
+                qty = o.qty,
+                by = by,
+                urgency = i18n::name("urgency", o.urgency.label()),
+                reason = o.reason
+            )
+        );
     }
-    let _ = writeln!(
-        md,
-        "\nThe full list with safety stock and reorder points: restock.csv; velocity per product: velocity.csv."
-    );
+    let _ = writeln!(md, "\n{}", tr!("report.full_list"));
     Ok(md)
 }
 
@@ -325,12 +363,15 @@ fn weekday_hours(cfg: &Config, as_of: NaiveDate) -> Result<[[f64; 24]; 7]> {
     Ok(grid)
 }
 
+/// Named lines of a chart.
+type Series = Vec<(String, Vec<f64>)>;
+
 /// Weekly lines from a frame with `iso_week`: the named columns, optionally divided (fen -> yuan).
 fn weekly_series(
     df: &DataFrame,
     columns: &[(&str, &str)],
     divide: f64,
-) -> Result<(Vec<String>, Vec<(String, Vec<f64>)>)> {
+) -> Result<(Vec<String>, Series)> {
     let weeks: Vec<String> = df
         .column("iso_week")?
         .str()?
@@ -415,10 +456,16 @@ pub fn markdown_to_html(md: &str) -> String {
 }
 
 /// One self-contained page: the summary with the charts inline as SVG.
-fn report_html(a: &AnalyzeOutcome, r: &RestockOutcome, md: &str, cfg: &Config) -> Result<String> {
+fn report_html(
+    a: &AnalyzeOutcome,
+    r: &RestockOutcome,
+    md: &str,
+    cfg: &Config,
+) -> Result<(String, Vec<(&'static str, String)>)> {
     let daily = crate::charts::daily_revenue(
         &daily_revenue(cfg, a.as_of, 84)?,
-        "Net revenue per day, last 12 weeks (this week highlighted)",
+        tr!("chart.daily_revenue"),
+        tr!("chart.yuan"),
     )?;
     let seg = &a.segments;
     let mut rows = Vec::new();
@@ -428,12 +475,16 @@ fn report_html(a: &AnalyzeOutcome, r: &RestockOutcome, md: &str, cfg: &Config) -
             continue;
         }
         rows.push((
-            seg.column("segment")?.str()?.get(i).unwrap_or("").to_string(),
+            i18n::segment(seg.column("segment")?.str()?.get(i).unwrap_or("")),
             seg.column("customer_share")?.f64()?.get(i).unwrap_or(0.0),
             seg.column("revenue_share")?.f64()?.get(i).unwrap_or(0.0),
         ));
     }
-    let segments = crate::charts::segment_shares(&rows, "Segments: share of customers and of revenue")?;
+    let segments = crate::charts::segment_shares(
+        &rows,
+        [tr!("chart.share_of_customers"), tr!("chart.share_of_revenue")],
+        tr!("chart.segments"),
+    )?;
     let c = &a.cohorts_monthly;
     let mut cohorts: Vec<String> = Vec::new();
     let mut cells = Vec::new();
@@ -448,23 +499,19 @@ fn report_html(a: &AnalyzeOutcome, r: &RestockOutcome, md: &str, cfg: &Config) -
     let heatmap = crate::charts::retention_heatmap(
         &cohorts,
         &cells,
-        "Monthly cohorts: share buying again, by month after the first",
+        tr!("chart.periods_after_first"),
+        tr!("chart.cohorts_monthly"),
     )?;
     let (weeks, series) = weekly_series(
         &a.customers_weekly,
         &[
-            ("new_customers", "new"),
-            ("returning_customers", "returning"),
-            ("lapsed_customers", "lapsed (90 days without a purchase)"),
+            ("new_customers", tr!("chart.new")),
+            ("returning_customers", tr!("chart.returning")),
+            ("lapsed_customers", tr!("chart.lapsed")),
         ],
         1.0,
     )?;
-    let customers = crate::charts::lines(
-        &weeks,
-        &series,
-        "customers",
-        "Customers per week: new, returning, lapsed",
-    )?;
+    let customers = crate::charts::lines(&weeks, &series, tr!("chart.customers"), tr!("chart.customers_weekly"))?;
     let mut channel_weeks: Vec<String> = Vec::new();
     let mut by_channel: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     let k = &a.kpis;
@@ -478,7 +525,7 @@ fn report_html(a: &AnalyzeOutcome, r: &RestockOutcome, md: &str, cfg: &Config) -
         if ch == "all" {
             continue;
         }
-        let v = by_channel.entry(ch.to_string()).or_default();
+        let v = by_channel.entry(i18n::name("value", ch)).or_default();
         v.resize(channel_weeks.len() - 1, 0.0);
         v.push(k.column("net_fen")?.i64()?.get(i).unwrap_or(0) as f64 / 100.0);
     }
@@ -492,13 +539,10 @@ fn report_html(a: &AnalyzeOutcome, r: &RestockOutcome, md: &str, cfg: &Config) -
     let channels = crate::charts::lines(
         &channel_weeks,
         &channel_series,
-        "yuan",
-        "Net revenue per week by channel",
+        tr!("chart.yuan"),
+        tr!("chart.channel_revenue"),
     )?;
-    let hours = crate::charts::weekday_hour_heatmap(
-        &weekday_hours(cfg, a.as_of)?,
-        "Payments by weekday and hour, last 4 weeks",
-    )?;
+    let hours = crate::charts::weekday_hour_heatmap(&weekday_hours(cfg, a.as_of)?, tr!("chart.weekday_hour"))?;
     let urgency_colour = |u: crate::analytics::restock::Urgency| match u {
         crate::analytics::restock::Urgency::Out => 1,
         crate::analytics::restock::Urgency::BeforeDelivery => 4,
@@ -511,11 +555,7 @@ fn report_html(a: &AnalyzeOutcome, r: &RestockOutcome, md: &str, cfg: &Config) -
         .take(15)
         .map(|o| (o.name.clone(), o.qty, urgency_colour(o.urgency)))
         .collect();
-    let restock = crate::charts::hbars(
-        &order_rows,
-        "units to order (red: out of stock, yellow: runs out before delivery, blue: this week)",
-        "To order this week",
-    )?;
+    let restock = crate::charts::hbars(&order_rows, tr!("chart.units_to_order"), tr!("chart.to_order"))?;
     let mut mover_rows: Vec<(String, f64, usize)> =
         r.movers.iter().take(5).map(|m| (m.0.clone(), m.1 * 100.0, 2)).collect();
     let falling: Vec<(String, f64, usize)> = r
@@ -528,11 +568,7 @@ fn report_html(a: &AnalyzeOutcome, r: &RestockOutcome, md: &str, cfg: &Config) -
         .collect();
     mover_rows.retain(|m| m.1 > 0.0);
     mover_rows.extend(falling.into_iter().rev());
-    let movers = crate::charts::hbars(
-        &mover_rows,
-        "% change: last 28 days against the 28 before",
-        "Top movers",
-    )?;
+    let movers = crate::charts::hbars(&mover_rows, tr!("chart.movers_axis"), tr!("chart.top_movers"))?;
     // Segment moves since last week, the largest first.
     let m = &a.transitions;
     let mut moves: Vec<(String, f64, usize)> = Vec::new();
@@ -546,7 +582,7 @@ fn report_html(a: &AnalyzeOutcome, r: &RestockOutcome, md: &str, cfg: &Config) -
         };
         if f != t {
             moves.push((
-                format!("{f} -> {t}"),
+                format!("{} → {}", i18n::segment(f), i18n::segment(t)),
                 n as f64,
                 if f == crate::analytics::transitions::NEW { 2 } else { 0 },
             ));
@@ -554,7 +590,7 @@ fn report_html(a: &AnalyzeOutcome, r: &RestockOutcome, md: &str, cfg: &Config) -
     }
     moves.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     moves.truncate(10);
-    let transitions = crate::charts::hbars(&moves, "customers", "Segment moves since last week")?;
+    let transitions = crate::charts::hbars(&moves, tr!("chart.customers"), tr!("chart.segment_moves"))?;
     // Fees: the effective rate per channel this week.
     let mut fees: Vec<(String, f64, usize)> = Vec::new();
     let last_week = k
@@ -573,12 +609,16 @@ fn report_html(a: &AnalyzeOutcome, r: &RestockOutcome, md: &str, cfg: &Config) -
         let rate = k.column("effective_fee_rate")?.f64()?.get(i).unwrap_or(0.0);
         let share = k.column("channel_share")?.f64()?.get(i).unwrap_or(0.0);
         fees.push((
-            format!("{ch} ({:.0} % of sales)", share * 100.0),
+            tr!(
+                "chart.channel_share",
+                channel = i18n::name("value", ch),
+                share = format!("{:.0} %", share * 100.0)
+            ),
             rate * 100.0,
             if ch == "all" { 1 } else { 0 },
         ));
     }
-    let fee_chart = crate::charts::hbars(&fees, "fees paid, % of payments", "Channel mix and fees this week")?;
+    let fee_chart = crate::charts::hbars(&fees, tr!("chart.fees_axis"), tr!("chart.channel_fees"))?;
     // ABC: cumulative share of 90-day revenue by product rank.
     let total: i64 = r.revenue_90.iter().map(|x| x.1.max(0)).sum();
     let mut running = 0i64;
@@ -597,29 +637,76 @@ fn report_html(a: &AnalyzeOutcome, r: &RestockOutcome, md: &str, cfg: &Config) -
     let ranks: Vec<String> = (1..=pareto.len()).map(|i| i.to_string()).collect();
     let abc = crate::charts::lines(
         &ranks,
-        &[(
-            "cumulative share of 90-day revenue (A: to 80 %, B: to 95 %, C: the rest)".to_string(),
-            pareto,
-        )],
+        &[(tr!("chart.abc_legend").to_string(), pareto)],
         "%",
-        "ABC: products by revenue, cumulative",
+        tr!("chart.abc"),
     )?;
+    let (trend_weeks, trend) = weekly_series(
+        &a.repeat_trend,
+        &[
+            ("in_window_repeat_rate", tr!("chart.repeat_rate")),
+            ("returning_customer_rate_shopify", tr!("chart.returning_rate")),
+        ],
+        0.01,
+    )?;
+    let repeat = crate::charts::lines(
+        &trend_weeks,
+        &trend,
+        tr!("chart.repeat_axis"),
+        tr!("chart.repeat_trend"),
+    )?;
+    let charts = vec![
+        ("daily_revenue", daily),
+        ("channel_revenue", channels),
+        ("weekday_hour", hours),
+        ("customers_weekly", customers),
+        ("repeat_trend", repeat),
+        ("segments", segments),
+        ("cohorts_monthly", heatmap),
+        ("segment_moves", transitions),
+        ("channel_fees", fee_chart),
+        ("restock_urgency", restock),
+        ("top_movers", movers),
+        ("abc_pareto", abc),
+    ];
     let body = markdown_to_html(md);
     // The headline paragraph first, then the charts, then the rest.
     let split_at = body.find("<h2>").unwrap_or(body.len());
     let (head, rest) = body.split_at(split_at);
-    Ok(format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>paylens {week}</title>\n<style>\n\
+    let figures: String = charts
+        .iter()
+        .map(|(name, svg)| format!("<div class=\"chart\" id=\"{name}\">{svg}</div>\n"))
+        .collect();
+    let html = format!(
+        "<!DOCTYPE html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\"><title>paylens {week}</title>\n<style>\n\
          body {{ font-family: -apple-system, \"Segoe UI\", \"PingFang SC\", \"Microsoft YaHei\", \"Noto Sans CJK SC\", sans-serif; max-width: 960px; margin: 2em auto; color: #222; }}\n\
          h1 {{ font-size: 1.6em; }} table {{ border-collapse: collapse; margin: 0.5em 0; }}\n\
          td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }} td:first-child, th:first-child {{ text-align: left; }}\n\
          .chart {{ margin: 1em 0; }} .chart svg {{ max-width: 100%; height: auto; }}\n</style></head>\n<body>\n{head}\n\
-         <div class=\"chart\">{daily}</div>\n<div class=\"chart\">{channels}</div>\n<div class=\"chart\">{hours}</div>\n\
-         <div class=\"chart\">{customers}</div>\n<div class=\"chart\">{segments}</div>\n<div class=\"chart\">{heatmap}</div>\n\
-         <div class=\"chart\">{transitions}</div>\n<div class=\"chart\">{fee_chart}</div>\n\
-         <div class=\"chart\">{restock}</div>\n<div class=\"chart\">{movers}</div>\n<div class=\"chart\">{abc}</div>\n{rest}</body></html>\n",
+         {figures}{rest}</body></html>\n",
         week = iso_week_label(a.as_of),
-    ))
+        lang = i18n::current().tag(),
+    );
+    Ok((html, charts))
+}
+
+/// Writes each chart as `charts/<name>.png` (replacing the folder's PNGs); returns how many, or a note
+/// when there is no font to draw text with.
+fn write_pngs(folder: &std::path::Path, charts: &[(&str, String)], cfg: &Config) -> Result<Option<String>> {
+    let raster = crate::raster::Rasteriser::new(cfg.chart_font.as_deref())?;
+    let dir = folder.join("charts");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, svg) in charts {
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, raster.png(svg)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(if !raster.has_fonts() {
+        Some(tr!("report.no_fonts").to_string())
+    } else if raster.cjk_family.is_none() {
+        Some(tr!("report.no_cjk_font").to_string())
+    } else {
+        None
+    })
 }
 
 /// Runs the analytics and restock for the week and writes summary.md; returns the folder.
@@ -647,17 +734,21 @@ pub fn run(as_of: Option<NaiveDate>, cfg: &Config, quiet: bool) -> Result<PathBu
     let md = summary_markdown(&a, &r)?;
     let path = a.folder.join("summary.md");
     std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
-    let html = report_html(&a, &r, &md, cfg)?;
+    let (html, charts) = report_html(&a, &r, &md, cfg)?;
     let path = a.folder.join("report.html");
     std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
+    let font_note = write_pngs(&a.folder, &charts, cfg)?;
     if !quiet {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", headline(&a, &r)?)?;
         writeln!(
             out,
-            "report: {} (summary.md and the tables beside it)",
-            a.folder.join("report.html").display()
+            "{}",
+            tr!("report.written", path = a.folder.join("report.html").display())
         )?;
+    }
+    if let Some(note) = font_note {
+        eprintln!("paylens: {note}");
     }
     Ok(a.folder)
 }
@@ -677,9 +768,6 @@ mod tests {
 
     #[test]
     fn money_and_weeks() {
-        assert_eq!(yuan_int(1_772_500), "17,725");
-        assert_eq!(yuan_int(-123_456_789), "-1,234,568");
-        assert_eq!(yuan_int(99_900), "999");
         assert_eq!(
             parse_iso_week("2026-W47").unwrap(),
             NaiveDate::from_ymd_opt(2026, 11, 22).unwrap()

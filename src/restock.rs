@@ -19,6 +19,7 @@ use crate::analyze::{date_of, day_number, iso_week_label, resolve_as_of, write_c
 use crate::config::Config;
 use crate::ingest::model::InventoryRow;
 use crate::store::StoreReader;
+use crate::tr;
 
 /// Restock defaults (`[restock]` in paylens.toml); an inventory row's own values win.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -389,10 +390,7 @@ pub struct OrderLine {
 pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
     let store = StoreReader::open(&cfg.store)?;
     if store.manifest.events.is_empty() {
-        anyhow::bail!(crate::UserError(format!(
-            "the store {} holds no events: run `paylens ingest` first",
-            cfg.store.display()
-        )));
+        anyhow::bail!(crate::UserError(tr!("error.no_events", store = cfg.store.display())));
     }
     let events = store.scan_events()?;
     let as_of = resolve_as_of(p.as_of, &events)?;
@@ -479,23 +477,30 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
-            "restock as of {as_of} ({}), service level {:.1} %, review every {} days",
-            iso_week_label(as_of),
-            p.settings.service_level * 100.0,
-            p.settings.review_days
+            "{}",
+            tr!(
+                "restock.header",
+                date = crate::i18n::date(as_of),
+                week = iso_week_label(as_of),
+                level = format!("{:.1} %", p.settings.service_level * 100.0),
+                days = p.settings.review_days
+            )
         )?;
         for line in urgent.iter().take(12) {
             writeln!(out, "  {line}")?;
         }
         if urgent.is_empty() {
-            writeln!(out, "  nothing to order this week")?;
+            writeln!(out, "  {}", tr!("restock.nothing"))?;
         }
         writeln!(
             out,
-            "  {} products (ABC by 90-day revenue: A = the first 80 %, B = the next 15 %, C = the last 5 %); {} gaps between sales and the snapshot; tables in {}",
-            facts.len(),
-            gaps.height(),
-            folder.display()
+            "  {}",
+            tr!(
+                "restock.footer",
+                products = facts.len(),
+                gaps = gaps.height(),
+                folder = folder.display()
+            )
         )?;
     }
     let mut movers: Vec<(String, f64)> = facts.iter().filter_map(|f| Some((f.name.clone(), f.trend?))).collect();
@@ -571,10 +576,10 @@ fn restock_frames(
         };
         let unsold = f.is_none_or(|f| f.last_sale_day.is_none_or(|d| d <= day - 90));
         if unsold {
-            gap_kind.push("stocked, no sales in 90 days");
+            gap_kind.push(tr!("restock.gap_unsold"));
             gap_sku.push(inv.sku.clone());
             gap_name.push(inv.name.clone().unwrap_or_default());
-            gap_detail.push(format!("{} on hand", inv.on_hand));
+            gap_detail.push(tr!("restock.gap_on_hand", on_hand = inv.on_hand));
         }
         rows.push((inv, f, suggest(d, sigma, pos, policy, today)));
     }
@@ -582,10 +587,10 @@ fn restock_frames(
         .iter()
         .filter(|f| !matched.contains(f.key.as_str()) && f.last_sale_day.is_some_and(|d| d > day - 28))
     {
-        gap_kind.push("sold, not in the inventory snapshot");
+        gap_kind.push(tr!("restock.gap_unstocked"));
         gap_sku.push(f.key.clone());
         gap_name.push(f.name.clone());
-        gap_detail.push(format!("{:.1} a day over 28 days", f.v28));
+        gap_detail.push(tr!("restock.gap_rate", rate = format!("{:.1}", f.v28)));
     }
     let rank = |u: Urgency| match u {
         Urgency::Out => 0,
@@ -603,12 +608,16 @@ fn restock_frames(
                 .clone()
                 .or_else(|| f.map(|f| f.name.clone()))
                 .unwrap_or_else(|| inv.sku.clone());
-            let by = s.last_order_date.map_or(String::new(), |d| format!(" by {d}"));
-            format!(
-                "{name}: order {}{by} ({}); {}",
-                s.order_qty,
-                s.urgency.label(),
-                s.reason
+            let by = s
+                .last_order_date
+                .map_or(String::new(), |d| tr!("report.order_by", day = crate::i18n::day(d)));
+            tr!(
+                "restock.order_line",
+                name = name,
+                qty = s.order_qty,
+                by = by,
+                urgency = crate::i18n::name("urgency", s.urgency.label()),
+                reason = s.reason
             )
         })
         .collect();
@@ -636,7 +645,7 @@ fn restock_frames(
     let restock = df!(
         "sku" => rows.iter().map(|r| r.0.sku.clone()).collect::<Vec<_>>(),
         "name" => rows.iter().map(|r| name(r.0, r.1)).collect::<Vec<_>>(),
-        "urgency" => rows.iter().map(|r| r.2.urgency.label()).collect::<Vec<_>>(),
+        "urgency" => rows.iter().map(|r| crate::i18n::name("urgency", r.2.urgency.label())).collect::<Vec<_>>(),
         "suggested_order" => rows.iter().map(|r| r.2.order_qty).collect::<Vec<_>>(),
         "order_by" => rows.iter().map(|r| r.2.last_order_date.map(|d| d.to_string())).collect::<Vec<_>>(),
         "reason" => rows.iter().map(|r| r.2.reason.clone()).collect::<Vec<_>>(),

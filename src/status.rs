@@ -8,7 +8,6 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::ingest::normalise::format_yuan;
 use crate::store::StoreReader;
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -92,20 +91,50 @@ pub fn run(json: bool, cfg: &Config) -> Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    writeln!(out, "store      {}", cfg.store.display())?;
-    writeln!(out, "files      {}", s.files)?;
+    use crate::tr;
+    writeln!(out, "{}", tr!("status.store", store = cfg.store.display()))?;
+    writeln!(out, "{}", tr!("status.files", n = s.files))?;
     let months = match (s.months.first(), s.months.last()) {
-        (Some(a), Some(b)) => format!("{a} .. {b} ({} months)", s.months.len()),
-        _ => "none".into(),
+        (Some(a), Some(b)) => tr!("status.month_range", first = a, last = b, n = s.months.len()),
+        _ => tr!("status.none").to_string(),
     };
-    writeln!(out, "months     {months}")?;
-    writeln!(out, "payments   {} ({} yuan)", s.payments, format_yuan(s.payments_fen))?;
-    writeln!(out, "refunds    {} ({} yuan)", s.refunds, format_yuan(s.refunds_fen))?;
+    writeln!(out, "{}", tr!("status.months", months = months))?;
     writeln!(
         out,
-        "customers  {} by a stable id, {} by a weak key (masked account or nickname); {} events carry no customer",
-        s.customers_strong, s.customers_weak, s.events_without_customer
+        "{}",
+        tr!(
+            "status.payments",
+            n = s.payments,
+            money = crate::i18n::money_fen(s.payments_fen)
+        )
     )?;
-    writeln!(out, "line items {}; inventory rows {}", s.line_items, s.inventory_rows)?;
+    writeln!(
+        out,
+        "{}",
+        tr!(
+            "status.refunds",
+            n = s.refunds,
+            money = crate::i18n::money_fen(s.refunds_fen)
+        )
+    )?;
+    writeln!(
+        out,
+        "{}",
+        tr!(
+            "status.customers",
+            strong = s.customers_strong,
+            weak = s.customers_weak,
+            without = s.events_without_customer
+        )
+    )?;
+    writeln!(
+        out,
+        "{}",
+        tr!(
+            "status.line_items",
+            line_items = s.line_items,
+            inventory = s.inventory_rows
+        )
+    )?;
     Ok(())
 }

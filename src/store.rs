@@ -226,10 +226,10 @@ impl StoreWriter {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
                 let holder = fs::read_to_string(&lock_path).unwrap_or_default();
-                return Err(UserError(format!(
-                    "the store {} is being written by another paylens process{}; wait for it to finish and run again",
-                    root.display(),
-                    if holder.trim().is_empty() {
+                return Err(UserError(crate::tr!(
+                    "error.store_busy",
+                    store = root.display(),
+                    pid = if holder.trim().is_empty() {
                         String::new()
                     } else {
                         format!(" (pid {})", holder.trim())

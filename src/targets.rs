@@ -1,8 +1,8 @@
 //! Marketer target lists: `reports/<ISO week>/targets/<segment>.csv`, one per segment, and
 //! `moved_this_week.csv` (customers whose segment changed since last week). Each row: pseudonymous
 //! customer key, the already-masked label, segment, previous segment, last purchase, occasions, spend,
-//! favourite product and a suggested action from a per-segment table (`[targets.actions]` in
-//! paylens.toml). Raw buyer ids are added only on request (`--with-contact-ids`), for upload to a coupon tool.
+//! favourite product and a suggested action per segment (`[targets.actions]` in paylens.toml, else the
+//! catalogue's default in the report's language). Raw buyer ids are added only on request (`--with-contact-ids`), for upload to a coupon tool.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,41 +15,21 @@ use crate::analytics::transitions::NEW;
 use crate::analyze::write_csv;
 
 /// Target list settings (`[targets]`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TargetSettings {
-    /// Segment name -> the action a marketer should take (the default table covers the presets).
+    /// Segment name -> the action a marketer should take. These override the defaults for the presets'
+    /// segments, which live in the message catalogue (`[action]` in src/i18n/*.toml), per language.
     pub actions: BTreeMap<String, String>,
 }
 
-impl Default for TargetSettings {
-    fn default() -> Self {
-        let actions = [
-            ("Champions", "reward: early access to new drinks, a members' gift"),
-            ("Loyal Customers", "upsell: a bundle or a stored-value card offer"),
-            ("Potential Loyalist", "invite to the membership programme"),
-            ("Potential Loyalists", "invite to the membership programme"),
-            ("New Customers", "welcome coupon for the second visit"),
-            ("Promising", "a free add-on on the next visit"),
-            ("Need Attention", "a limited-time offer on their favourite product"),
-            ("About To Sleep", "a reminder with a small discount"),
-            ("At Risk", "win-back coupon"),
-            ("Can't Lose Them", "personal win-back: a generous coupon"),
-            ("Hibernating", "seasonal campaign, low cost"),
-            ("Lost", "last-chance coupon, then stop contacting"),
-            ("Others", "no campaign"),
-            ("重要价值客户", "reward and keep: members' gift"),
-            ("重要发展客户", "raise frequency: second-visit coupon"),
-            ("重要保持客户", "win back before they go: reminder with a coupon"),
-            ("重要挽留客户", "personal win-back: a generous coupon"),
-            ("一般价值客户", "upsell: bundle offer"),
-            ("一般发展客户", "welcome coupon for the second visit"),
-            ("一般保持客户", "reminder with a small discount"),
-            ("一般挽留客户", "seasonal campaign, low cost"),
-        ];
-        TargetSettings {
-            actions: actions.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        }
+impl TargetSettings {
+    /// The action for a segment: the config's, else the catalogue's default in the report's language.
+    pub fn action(&self, segment: &str) -> Option<String> {
+        self.actions
+            .get(segment)
+            .cloned()
+            .or_else(|| crate::i18n::lookup("action", segment))
     }
 }
 
@@ -97,9 +77,18 @@ pub fn write(
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut segment_names: Vec<String> = customers
+        .column("segment")?
+        .str()?
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    segment_names.sort();
+    segment_names.dedup();
     let actions = df!(
-        "segment" => settings.actions.keys().cloned().collect::<Vec<_>>(),
-        "suggested_action" => settings.actions.values().cloned().collect::<Vec<_>>(),
+        "suggested_action" => segment_names.iter().map(|s| settings.action(s)).collect::<Vec<_>>(),
+        "segment" => segment_names,
     )?;
     let mut list = customers
         .clone()

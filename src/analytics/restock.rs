@@ -5,8 +5,10 @@
 //! stock projected to the next review still stays above ROP. Plus cover, stockout date, the last day to
 //! order, urgency and a sentence a person can check.
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use serde::Serialize;
+
+use crate::tr;
 
 /// z for a cycle service level: the standard normal quantile (Acklam's rational approximation, relative
 /// error below 1.2e-9): 0.95 -> 1.6449, 0.975 -> 1.9600, 0.99 -> 2.3263.
@@ -156,22 +158,22 @@ pub fn suggest(d: f64, sigma: f64, pos: Position, policy: Policy, today: NaiveDa
     } else {
         Urgency::Fine
     };
-    let lead = format!("{}-day lead time", num(l));
+    let lead = tr!("restock.lead_time", days = num(l));
     let reason = match (urgency, stockout) {
-        (Urgency::Out, _) => format!("sells {} a day, none on hand, {lead}: order now", num(d)),
-        (_, Some(s)) => format!(
-            "sells {} a day, {} on hand{}, {lead}: runs out {} ({})",
-            num(d),
-            num(pos.on_hand),
-            if pos.on_order > 0.0 {
-                format!(" and {} on order", num(pos.on_order))
+        (Urgency::Out, _) => tr!("restock.reason_out", rate = num(d), lead = lead),
+        (_, Some(s)) => tr!(
+            "restock.reason_runs_out",
+            rate = num(d),
+            on_hand = num(pos.on_hand),
+            on_order = if pos.on_order > 0.0 {
+                tr!("restock.reason_on_order", on_order = num(pos.on_order))
             } else {
                 String::new()
             },
-            s.weekday(),
-            s
+            lead = lead,
+            day = crate::i18n::day(s)
         ),
-        (_, None) => format!("no sales expected, {} on hand", num(pos.on_hand)),
+        (_, None) => tr!("restock.reason_no_sales", on_hand = num(pos.on_hand)),
     };
     Suggestion {
         safety_stock,
@@ -237,7 +239,7 @@ mod tests {
         assert_eq!(s.stockout_date, NaiveDate::from_ymd_opt(2026, 11, 24));
         assert_eq!(
             s.reason,
-            "sells 4.2 a day, 6 on hand, 3-day lead time: runs out Tue (2026-11-24)"
+            "sells 4.2 a day, 6 on hand, 3-day lead time: runs out Tue 2026-11-24"
         );
     }
 

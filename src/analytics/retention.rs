@@ -80,6 +80,30 @@ pub fn repeat_rates(occasions: LazyFrame, from: i32, to: i32) -> LazyFrame {
         ])
 }
 
+/// The repeat-purchase trend: for each of the `weeks` weeks ending with the as-of week, both rates over the
+/// `window_days` days ending on that week's last day (the as-of day for the as-of week), so each point is
+/// the same measure as `repeat_rates` on a trailing window.
+pub fn repeat_trend(occasions: LazyFrame, as_of: i32, weeks: i32, window_days: i32) -> Result<DataFrame> {
+    let last = week_of(as_of);
+    let points = ((last - weeks + 1)..=last)
+        .map(|w| {
+            let to = (week_start(w) + 6).min(as_of);
+            repeat_rates(occasions.clone(), to - window_days + 1, to).with_column(lit(w).alias("week"))
+        })
+        .collect::<Vec<_>>();
+    Ok(concat(points, UnionArgs::default())?
+        .select([
+            col("week"),
+            col("from_day"),
+            col("to_day"),
+            col("customers"),
+            col("repeat_rate"),
+            col("returning_rate"),
+        ])
+        .sort(["week"], SortMultipleOptions::default())
+        .collect()?)
+}
+
 /// Cohort period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Period {
@@ -296,6 +320,43 @@ mod tests {
         assert_eq!(r.column("customers").unwrap().i64().unwrap().get(0), Some(3));
         assert!((get("repeat_rate") - 2.0 / 3.0).abs() < 1e-12);
         assert!((get("returning_rate") - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn repeat_trend_by_hand() {
+        // Two weeks, windows of 14 days ending on each Sunday. Week W ends on day e, W+1 on e + 7 (as-of).
+        let w = week_of(20773);
+        let e = week_start(w) + 6;
+        // a: e-20 (first), e-3, e+2 -> window W (e-13..=e): once, returning; window W+1 (e-6..=e+7): twice.
+        // b: e-1 only -> new, once in both windows. c: e+5 and e+6 -> only in W+1, twice, new.
+        let o = occ(&[
+            ("a", e - 20, 1),
+            ("a", e - 3, 1),
+            ("a", e + 2, 1),
+            ("b", e - 1, 1),
+            ("c", e + 5, 1),
+            ("c", e + 6, 1),
+        ]);
+        let t = repeat_trend(o, e + 7, 2, 14).unwrap();
+        assert_eq!(
+            t.column("week")
+                .unwrap()
+                .i32()
+                .unwrap()
+                .into_no_null_iter()
+                .collect::<Vec<_>>(),
+            vec![w, w + 1]
+        );
+        assert_eq!(t.column("to_day").unwrap().i32().unwrap().get(0), Some(e));
+        assert_eq!(t.column("from_day").unwrap().i32().unwrap().get(1), Some(e - 6));
+        let f = |c: &str, i: usize| t.column(c).unwrap().f64().unwrap().get(i).unwrap();
+        // W: customers a, b; repeat none; returning a -> 0 and 1/2.
+        assert_eq!(t.column("customers").unwrap().i64().unwrap().get(0), Some(2));
+        assert_eq!((f("repeat_rate", 0), f("returning_rate", 0)), (0.0, 0.5));
+        // W+1: a (twice, returning), b (once, returning: first e-1 < e-6? no, e-1 >= e-6 so new), c (twice, new).
+        assert_eq!(t.column("customers").unwrap().i64().unwrap().get(1), Some(3));
+        assert!((f("repeat_rate", 1) - 2.0 / 3.0).abs() < 1e-12);
+        assert!((f("returning_rate", 1) - 1.0 / 3.0).abs() < 1e-12);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use rand::Rng;
 
 use crate::cli::DemoArgs;
 use crate::config::Config;
+use crate::tr;
 use shop::{Channel, Shop, ShopParams};
 use writers::{BillEntry, PrivateEntry};
 
@@ -541,19 +542,26 @@ pub fn run(p: &DemoParams, cfg: &Config) -> Result<()> {
     let g = generate(p, cfg)?;
     let gen_secs = t0.elapsed().as_secs_f64();
     println!(
-        "paylens demo: a coffee shop with {} customers, {} .. {} (seed {})",
-        g.customers,
-        g.start.map_or(String::new(), |d| d.to_string()),
-        g.end.map_or(String::new(), |d| d.to_string()),
-        p.seed
+        "{}",
+        tr!(
+            "demo.shop",
+            customers = g.customers,
+            from = g.start.map_or(String::new(), crate::i18n::date),
+            to = g.end.map_or(String::new(), crate::i18n::date),
+            seed = p.seed
+        )
     );
     println!(
-        "  wrote {} export files ({} payments, {} refunds, {} cancelled) to {} in {gen_secs:.1} s",
-        g.files,
-        g.payments,
-        g.refunds,
-        g.cancelled,
-        p.out.join("inbox").display()
+        "  {}",
+        tr!(
+            "demo.wrote",
+            files = g.files,
+            payments = g.payments,
+            refunds = g.refunds,
+            cancelled = g.cancelled,
+            folder = p.out.join("inbox").display(),
+            secs = format!("{gen_secs:.1}")
+        )
     );
     if !p.ingest {
         return Ok(());
@@ -572,22 +580,30 @@ pub fn run(p: &DemoParams, cfg: &Config) -> Result<()> {
     let mismatched = outcome.files.iter().filter(|f| f.reconciled == Some(false)).count();
     let refused = outcome.refused();
     println!(
-        "  ingested {} files into {} in {:.1} s: {} new events, {rejected} rows rejected, {} files not matching their own totals, {refused} refused",
-        outcome.files.len(),
-        store_cfg.store.display(),
-        t1.elapsed().as_secs_f64(),
-        outcome.new_events,
-        mismatched
+        "  {}",
+        tr!(
+            "demo.ingested",
+            files = outcome.files.len(),
+            store = store_cfg.store.display(),
+            secs = format!("{:.1}", t1.elapsed().as_secs_f64()),
+            events = outcome.new_events,
+            rejected = rejected,
+            mismatched = mismatched,
+            refused = refused
+        )
     );
     let s = crate::status::summarise(&store_cfg)?;
     println!(
-        "  store: {} payments ({} yuan), {} refunds ({} yuan); {} customers by a stable id, {} by a weak key",
-        s.payments,
-        crate::ingest::normalise::format_yuan(s.payments_fen),
-        s.refunds,
-        crate::ingest::normalise::format_yuan(s.refunds_fen),
-        s.customers_strong,
-        s.customers_weak
+        "  {}",
+        tr!(
+            "demo.store",
+            payments = s.payments,
+            payments_money = crate::i18n::money_fen(s.payments_fen),
+            refunds = s.refunds,
+            refunds_money = crate::i18n::money_fen(s.refunds_fen.abs()),
+            strong = s.customers_strong,
+            weak = s.customers_weak
+        )
     );
     let t2 = Instant::now();
     let analysis_cfg = Config {
@@ -596,15 +612,21 @@ pub fn run(p: &DemoParams, cfg: &Config) -> Result<()> {
     };
     let folder = crate::report::run(None, &analysis_cfg, true)?;
     println!(
-        "  customer analytics, target lists, velocity and restock in {:.1} s: {}",
-        t2.elapsed().as_secs_f64(),
-        folder.display()
+        "  {}",
+        tr!(
+            "demo.analysed",
+            secs = format!("{:.1}", t2.elapsed().as_secs_f64()),
+            folder = folder.display()
+        )
     );
-    println!("  ground truth for tests: {}", p.out.join("truth").display());
+    println!("  {}", tr!("demo.truth", folder = p.out.join("truth").display()));
     println!(
-        "  done in {:.1} s. Open {} in a browser (or read summary.md beside it)",
-        t0.elapsed().as_secs_f64(),
-        folder.join("report.html").display()
+        "  {}",
+        tr!(
+            "demo.done",
+            secs = format!("{:.1}", t0.elapsed().as_secs_f64()),
+            path = folder.join("report.html").display()
+        )
     );
     Ok(())
 }

@@ -13,6 +13,7 @@ mod wechat_merchant;
 use std::io::Write;
 use std::path::PathBuf;
 
+use crate::tr;
 use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
@@ -219,11 +220,8 @@ pub fn detect(input: &Input, cfg: &Config) -> Result<(Format, TextEncoding)> {
         mappings.extend(generic::builtin_mappings());
         match generic::detect(&lines, &mappings) {
             Some(m) => Format::Generic(m.clone()),
-            None if !text_like => anyhow::bail!(
-                "not a text or spreadsheet file (binary or unknown encoding); tried: {}",
-                formats_tried(cfg)
-            ),
-            None => anyhow::bail!("no known bill format; tried: {}", formats_tried(cfg)),
+            None if !text_like => anyhow::bail!(tr!("error.not_text", tried = formats_tried(cfg))),
+            None => anyhow::bail!(tr!("error.unknown_format", tried = formats_tried(cfg))),
         }
     };
     Ok((format, enc))
@@ -274,15 +272,16 @@ pub fn read_inventory(path: &std::path::Path, cfg: &Config) -> Result<Vec<model:
         parse_input(&input, cfg, &hasher, "").with_context(|| format!("reading inventory {}", input.name))?;
     let is_inventory = matches!(&format, Format::Generic(m) if m.kind == crate::config::GenericKind::Inventory);
     if !is_inventory {
-        return Err(crate::UserError(format!(
-            "{} is a {}, not an inventory snapshot",
-            input.name,
-            format.name()
-        ))
-        .into());
+        return Err(crate::UserError(tr!("error.not_inventory", file = input.name, format = format.name())).into());
     }
     if let Some(r) = ctx.report.rejects.first() {
-        return Err(crate::UserError(format!("{}, line {}: {}", input.name, r.line, r.reason)).into());
+        return Err(crate::UserError(tr!(
+            "error.file_line",
+            file = input.name,
+            line = r.line,
+            reason = r.reason
+        ))
+        .into());
     }
     Ok(ctx.sink.finish().3)
 }
@@ -373,10 +372,10 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
                 params.json,
             )?;
         }
-        return Err(crate::UserError(format!(
-            "--strict: {} file(s) did not read cleanly or did not match their own totals ({}); nothing was stored",
-            strict_failures.len(),
-            strict_failures.join(", ")
+        return Err(crate::UserError(tr!(
+            "error.strict",
+            n = strict_failures.len(),
+            files = strict_failures.join(", ")
         ))
         .into());
     }
@@ -461,16 +460,16 @@ fn details(r: &FileReport, rejects_file: Option<&str>, store: &std::path::Path) 
     let mut d = Vec::new();
     if !r.skipped.is_empty() {
         let parts: Vec<String> = r.skipped.iter().map(|(k, v)| format!("{v} {k}")).collect();
-        d.push(format!("skipped: {}", parts.join("; ")));
+        d.push(tr!("ingest.skipped", parts = parts.join("; ")));
     }
     if let Some(f) = rejects_file {
         let first = &r.rejects[0];
-        d.push(format!(
-            "{} row(s) rejected, kept in {}; first: line {}: {}",
-            r.rejects.len(),
-            store.join(f).display(),
-            first.line,
-            first.reason
+        d.push(tr!(
+            "ingest.rejected",
+            n = r.rejects.len(),
+            file = store.join(f).display(),
+            line = first.line,
+            reason = first.reason
         ));
     }
     for c in r.checks.iter().filter(|c| !c.ok()) {
@@ -482,16 +481,16 @@ fn details(r: &FileReport, rejects_file: Option<&str>, store: &std::path::Path) 
             ),
             _ => (c.stated.to_string(), c.computed.to_string()),
         };
-        d.push(format!("totals: {} states {s}, the rows read add up to {v}", c.what));
+        d.push(tr!("ingest.totals_differ", what = c.what, stated = s, computed = v));
     }
     if r.expects_totals && r.checks.is_empty() {
-        d.push("totals: the file's summary rows are missing: was it cut short?".into());
+        d.push(tr!("ingest.totals_missing").to_string());
     }
     if r.line_items > 0 {
-        d.push(format!("{} POS line item(s)", r.line_items));
+        d.push(tr!("ingest.line_items", n = r.line_items));
     }
     if r.inventory_rows > 0 {
-        d.push(format!("{} inventory row(s)", r.inventory_rows));
+        d.push(tr!("ingest.inventory_rows", n = r.inventory_rows));
     }
     d.extend(r.notes.iter().cloned());
     d
@@ -519,8 +518,16 @@ fn print_outcome(o: &IngestOutcome, json: bool) -> Result<()> {
     }
     writeln!(
         out,
-        "{:<24} {:>9} {:>8} {:>8} {:>8} {:>10}  {:<23}  {:<10} file",
-        "format", "payments", "refunds", "skipped", "rejected", "duplicates", "dates", "totals"
+        "{:<24} {:>9} {:>8} {:>8} {:>8} {:>10}  {:<23}  {:<10} {}",
+        tr!("ingest.col_format"),
+        tr!("ingest.col_payments"),
+        tr!("ingest.col_refunds"),
+        tr!("ingest.col_skipped"),
+        tr!("ingest.col_rejected"),
+        tr!("ingest.col_duplicates"),
+        tr!("ingest.col_dates"),
+        tr!("ingest.col_totals"),
+        tr!("ingest.col_file")
     )?;
     for f in &o.files {
         let dates = match (&f.first, &f.last) {
@@ -528,11 +535,11 @@ fn print_outcome(o: &IngestOutcome, json: bool) -> Result<()> {
             _ => "-".into(),
         };
         let totals = match (f.status.as_str(), f.reconciled) {
-            ("refused", _) => "REFUSED",
-            ("already_ingested", _) => "unchanged",
-            (_, Some(true)) => "match",
-            (_, Some(false)) => "MISMATCH",
-            (_, None) => "none",
+            ("refused", _) => tr!("ingest.totals_refused"),
+            ("already_ingested", _) => tr!("ingest.totals_unchanged"),
+            (_, Some(true)) => tr!("ingest.totals_match"),
+            (_, Some(false)) => tr!("ingest.totals_mismatch"),
+            (_, None) => tr!("ingest.totals_none"),
         };
         writeln!(
             out,
@@ -540,12 +547,16 @@ fn print_outcome(o: &IngestOutcome, json: bool) -> Result<()> {
             f.format, f.payments, f.refunds, f.skipped, f.rejected, f.duplicates, dates, totals, f.path
         )?;
         if let Some(e) = &f.error {
-            writeln!(out, "    error: {e}")?;
+            writeln!(out, "    {}", tr!("ingest.error", error = e))?;
         }
         for d in &f.details {
             writeln!(out, "    {d}")?;
         }
     }
-    writeln!(out, "{} new event(s) stored in {}", o.new_events, o.store.display())?;
+    writeln!(
+        out,
+        "{}",
+        tr!("ingest.stored", n = o.new_events, store = o.store.display())
+    )?;
     Ok(())
 }

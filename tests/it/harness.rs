@@ -16,9 +16,14 @@ pub fn fixture(rel: &str) -> PathBuf {
 
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_paylens"));
+    // English unless a test asks for another language; the machine's locale must not leak in.
     c.env_remove("PAYLENS_STORE")
         .env_remove("PAYLENS_CONFIG")
-        .env_remove("PAYLENS_TEST_FAIL_AFTER_PARTITIONS");
+        .env_remove("PAYLENS_CHART_FONT")
+        .env_remove("PAYLENS_TEST_FAIL_AFTER_PARTITIONS")
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env("LANG", "C.UTF-8");
     c
 }
 

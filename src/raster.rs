@@ -1,0 +1,110 @@
+//! PNG copies of the report's charts, for sharing in chat apps. The charts are drawn once, as SVG by
+//! `crate::charts`; this module rasterises those SVG strings with resvg, so the PNG and the page show the
+//! same chart. Text needs a font that covers Chinese: the one named by `chart_font` in paylens.toml, else
+//! the first of the usual CJK families found among the system fonts (Debian: `fonts-wqy-microhei` or
+//! `fonts-noto-cjk`; macOS and Windows ship one).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use resvg::tiny_skia::{Color, Pixmap, Transform};
+use resvg::usvg::{self, fontdb};
+
+/// Families tried in order when no font file is configured.
+const CJK_FAMILIES: [&str; 11] = [
+    "Noto Sans CJK SC",
+    "Source Han Sans SC",
+    "WenQuanYi Micro Hei",
+    "WenQuanYi Zen Hei",
+    "Noto Sans SC",
+    "PingFang SC",
+    "Hiragino Sans GB",
+    "Microsoft YaHei",
+    "SimHei",
+    "Droid Sans Fallback",
+    "AR PL UMing CN",
+];
+
+/// Pixels per SVG unit: charts are 900 wide, so PNGs are 1800 wide and stay sharp on a phone.
+const SCALE: f32 = 2.0;
+
+/// Rasterises SVG charts with one font database, loaded once per report.
+pub struct Rasteriser {
+    options: usvg::Options<'static>,
+    /// The family used for `sans-serif`, when one covering Chinese was found.
+    pub cjk_family: Option<String>,
+}
+
+impl Rasteriser {
+    /// Loads the system fonts and `font_file` (which wins) and picks the family for `sans-serif`.
+    pub fn new(font_file: Option<&Path>) -> Result<Rasteriser> {
+        let mut db = fontdb::Database::new();
+        let mut chosen = None;
+        if let Some(file) = font_file {
+            db.load_font_file(file)
+                .with_context(|| format!("reading the chart font {}", file.display()))?;
+            chosen = db.faces().next().and_then(|f| f.families.first()).map(|f| f.0.clone());
+        }
+        db.load_system_fonts();
+        if chosen.is_none() {
+            chosen = CJK_FAMILIES
+                .iter()
+                .find(|want| db.faces().any(|f| f.families.iter().any(|(name, _)| name == *want)))
+                .map(|s| s.to_string());
+        }
+        let mut options = usvg::Options::default();
+        if let Some(family) = &chosen {
+            db.set_sans_serif_family(family.clone());
+            options.font_family = family.clone();
+        } else {
+            options.font_family = "sans-serif".into();
+        }
+        options.fontdb = Arc::new(db);
+        Ok(Rasteriser {
+            options,
+            cjk_family: chosen,
+        })
+    }
+
+    /// Whether any font at all was found (without one, PNG charts have no text).
+    pub fn has_fonts(&self) -> bool {
+        !self.options.fontdb.is_empty()
+    }
+
+    /// The chart as PNG bytes, on white.
+    pub fn png(&self, svg: &str) -> Result<Vec<u8>> {
+        let tree = usvg::Tree::from_str(svg, &self.options).map_err(|e| anyhow!("reading a chart's SVG: {e}"))?;
+        let size = tree.size().to_int_size();
+        let (w, h) = (
+            (size.width() as f32 * SCALE).ceil() as u32,
+            (size.height() as f32 * SCALE).ceil() as u32,
+        );
+        let mut pixmap = Pixmap::new(w, h).ok_or_else(|| anyhow!("a chart of {w} x {h} pixels"))?;
+        pixmap.fill(Color::WHITE);
+        resvg::render(&tree, Transform::from_scale(SCALE, SCALE), &mut pixmap.as_mut());
+        pixmap.encode_png().map_err(|e| anyhow!("encoding a PNG chart: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_a_chart_at_twice_its_size() {
+        let svg = crate::charts::hbars(&[("燕麦拿铁 oat latte".into(), 3.0, 0)], "units", "To order").unwrap();
+        let r = Rasteriser::new(None).unwrap();
+        let png = r.png(&svg).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        // IHDR: width and height, big-endian, at bytes 16..24.
+        let w = u32::from_be_bytes(png[16..20].try_into().unwrap());
+        assert_eq!(w, 1800);
+    }
+
+    #[test]
+    fn a_missing_font_file_is_named() {
+        let e = Rasteriser::new(Some(Path::new("/nonexistent/font.ttc"))).err().unwrap();
+        assert!(format!("{e:#}").contains("/nonexistent/font.ttc"), "{e:#}");
+    }
+}
