@@ -81,7 +81,7 @@ pub fn segment_shares(rows: &[(String, f64, f64)], legends: [&str; 2], title: &s
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(n * 2 + 1)
-            .y_label_formatter(&|y| band_label(*y, n, &|b| names[n - 1 - b].clone()))
+            .y_label_formatter(&|y| band_label(*y, n, &|b| names.get(n - 1 - b).cloned().unwrap_or_default()))
             .x_label_formatter(&|v| format!("{:.0} %", v * 100.0))
             .draw()
             .map_err(err)?;
@@ -330,7 +330,7 @@ pub fn hbars(rows: &[(String, f64, usize)], x_desc: &str, title: &str) -> Result
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(n * 2 + 1)
-            .y_label_formatter(&|v: &f64| band_label(*v, n, &|b| names[n - 1 - b].clone()))
+            .y_label_formatter(&|v: &f64| band_label(*v, n, &|b| names.get(n - 1 - b).cloned().unwrap_or_default()))
             .x_desc(x_desc)
             .draw()
             .map_err(err)?;
@@ -343,4 +343,26 @@ pub fn hbars(rows: &[(String, f64, usize)], x_desc: &str, title: &str) -> Result
         root.present().map_err(err)?;
     }
     Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shop without inventory, movers or history still gets every chart (empty, not a crash).
+    #[test]
+    fn every_chart_draws_from_empty_data() {
+        let empty: Vec<String> = Vec::new();
+        for svg in [
+            daily_revenue(&[], "t", "yuan").unwrap(),
+            segment_shares(&[], ["a", "b"], "t").unwrap(),
+            retention_heatmap(&empty, &[], "x", "t").unwrap(),
+            lines(&empty, &[], "y", "t").unwrap(),
+            lines(&["w".into()], &[("s".into(), vec![])], "y", "t").unwrap(),
+            weekday_hour_heatmap(&[[0.0; 24]; 7], "t").unwrap(),
+            hbars(&[], "x", "t").unwrap(),
+        ] {
+            assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+        }
+    }
 }

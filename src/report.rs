@@ -367,11 +367,7 @@ fn weekday_hours(cfg: &Config, as_of: NaiveDate) -> Result<[[f64; 24]; 7]> {
 type Series = Vec<(String, Vec<f64>)>;
 
 /// Weekly lines from a frame with `iso_week`: the named columns, optionally divided (fen -> yuan).
-fn weekly_series(
-    df: &DataFrame,
-    columns: &[(&str, &str)],
-    divide: f64,
-) -> Result<(Vec<String>, Series)> {
+fn weekly_series(df: &DataFrame, columns: &[(&str, &str)], divide: f64) -> Result<(Vec<String>, Series)> {
     let weeks: Vec<String> = df
         .column("iso_week")?
         .str()?

@@ -167,24 +167,25 @@ fn check_trailer(line: &str, n: u64, s: &Sums, ctx: &mut Ctx) {
 
 fn read_row(h: &Header, cells: &[String], line: u64, ctx: &mut Ctx) -> Result<(), String> {
     if super::normalise::used_len(cells) > h.len {
-        return Err(format!(
-            "{} fields where the header has {}",
-            super::normalise::used_len(cells),
-            h.len
+        return Err(crate::tr!(
+            "reject.too_many_fields",
+            fields = super::normalise::used_len(cells),
+            header = h.len
         ));
     }
     let kind = match h.cell(cells, "业务类型") {
         "交易" => Kind::Payment,
         "退款" => Kind::Refund,
-        "" => return Err("业务类型 is empty: the line is truncated or not a detail row".into()),
+        "" => return Err(crate::tr!("reject.alipay_kind_empty").to_string()),
         other => {
-            ctx.report.skip(format!("业务类型 {other}: not a sale"));
+            ctx.report
+                .skip(crate::tr!("skip.not_a_sale", what = format!("业务类型 {other}")));
             return Ok(());
         }
     };
     let tx = check_id(h.cell(cells, "支付宝交易号"), "支付宝交易号")?;
     if tx.is_empty() {
-        return Err("支付宝交易号 is empty".into());
+        return Err(crate::tr!("reject.empty", what = "支付宝交易号"));
     }
     let merchant_order = check_id(h.cell(cells, "商户订单号"), "商户订单号")?;
     let time_raw = match kind {

@@ -127,7 +127,7 @@ pub fn parse(input: &Input, m: &GenericMapping, ctx: &mut Ctx) -> Result<()> {
             Ok(r) => r,
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
-                ctx.report.reject(line, format!("not valid CSV: {e}"), "");
+                ctx.report.reject(line, crate::tr!("reject.not_csv", error = e), "");
                 continue;
             }
         };
@@ -182,7 +182,7 @@ fn payment_row<'a>(
     ctx: &mut Ctx,
 ) -> Result<(), String> {
     if get("status").is_some_and(|s| m.cancelled_values.iter().any(|v| v == s)) {
-        ctx.report.skip("cancelled");
+        ctx.report.skip(crate::tr!("skip.cancelled_plain"));
         return Ok(());
     }
     let order = get("order_id").ok_or("order_id is empty")?;

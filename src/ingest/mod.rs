@@ -177,7 +177,7 @@ fn formats_tried(cfg: &Config) -> String {
 pub fn detect(input: &Input, cfg: &Config) -> Result<(Format, TextEncoding)> {
     let head = input.head(8)?;
     if head.is_empty() {
-        anyhow::bail!("the file is empty");
+        anyhow::bail!(tr!("error.empty_file"));
     }
     if head.starts_with(b"PK\x03\x04") {
         let rows = personal::xlsx_rows(input)?;

@@ -44,25 +44,25 @@ pub fn parse_scaled(raw: &str, scale: u32) -> Result<i64, String> {
         _ => (neg, s),
     };
     if s.is_empty() {
-        return Err(format!("amount `{raw}` is empty"));
+        return Err(crate::tr!("reject.amount_empty", raw = raw));
     }
     let (int_part, frac_part) = s.split_once('.').unwrap_or((s, ""));
     let int_digits: String = int_part.chars().filter(|&c| c != ',').collect();
-    let bad = |why: &str| Err(format!("amount `{}` {why}", raw.trim()));
+    let bad = |why: String| Err(crate::tr!("reject.amount", raw = raw.trim(), why = why));
     if int_digits.is_empty() && frac_part.is_empty()
         || !int_digits.bytes().all(|b| b.is_ascii_digit())
         || !frac_part.bytes().all(|b| b.is_ascii_digit())
     {
-        return bad("is not a number");
+        return bad(crate::tr!("reject.not_a_number").to_string());
     }
     if frac_part.len() > scale as usize && frac_part[scale as usize..].bytes().any(|b| b != b'0') {
-        return bad(&format!("has more than {scale} decimals"));
+        return bad(crate::tr!("reject.too_many_decimals", scale = scale));
     }
     let mut value: i64 = 0;
     for b in int_digits.bytes() {
         value = match value.checked_mul(10).and_then(|v| v.checked_add((b - b'0') as i64)) {
             Some(v) => v,
-            None => return bad("is too large"),
+            None => return bad(crate::tr!("reject.too_large").to_string()),
         };
     }
     let mut frac: i64 = 0;
@@ -73,7 +73,7 @@ pub fn parse_scaled(raw: &str, scale: u32) -> Result<i64, String> {
     let total = value.checked_mul(10i64.pow(scale)).and_then(|v| v.checked_add(frac));
     match total {
         Some(t) => Ok(if neg { -t } else { t }),
-        None => bad("is too large"),
+        None => bad(crate::tr!("reject.too_large").to_string()),
     }
 }
 
@@ -133,7 +133,7 @@ pub fn parse_local_time(raw: &str) -> Result<NaiveDateTime, String> {
             return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists"));
         }
     }
-    Err(format!("time `{}` is not a date and time", raw.trim()))
+    Err(crate::tr!("reject.time", raw = raw.trim()))
 }
 
 /// Parses with an explicit chrono format (generic CSV mappings), falling back to the built-in forms.
@@ -174,10 +174,7 @@ pub fn check_id<'a>(raw: &'a str, what: &str) -> Result<&'a str, String> {
     let c = clean_cell(raw);
     let upper = c.to_ascii_uppercase();
     if upper.contains("E+") && c.contains('.') {
-        return Err(format!(
-            "{what} `{c}` is in scientific notation: the file was re-saved by Excel/WPS and the id is lost; \
-             export the bill again from the platform"
-        ));
+        return Err(crate::tr!("reject.scientific_id", what = what, id = c));
     }
     Ok(c)
 }

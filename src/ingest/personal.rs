@@ -239,7 +239,7 @@ fn wechat_customer(h: &Header, cells: &[String]) -> Option<RawIdentity> {
 fn wechat_event(h: &Header, cells: &[String], line: u64, ctx: &Ctx) -> Result<Event, String> {
     let tx = check_id(h.cell(cells, "交易单号"), "交易单号")?;
     if tx.is_empty() {
-        return Err("交易单号 is empty".into());
+        return Err(crate::tr!("reject.empty", what = "交易单号"));
     }
     let (local, utc) = ctx.time(h.cell(cells, "交易时间"))?;
     let amount = parse_fen(h.cell(cells, "金额(元)"))?.abs();
@@ -279,8 +279,7 @@ fn wechat_refund_row(
 ) -> Result<(), String> {
     let tx = h.cell(cells, "交易单号");
     if !sales.contains(tx) {
-        ctx.report
-            .skip("refund row of a sale not in this file (its sale's status carries it)");
+        ctx.report.skip(crate::tr!("skip.refund_elsewhere"));
         return Ok(());
     }
     let e = wechat_event(h, cells, line, ctx)?;
@@ -305,22 +304,20 @@ fn wechat_row(
     ctx: &mut Ctx,
 ) -> Result<(), String> {
     if used_len(cells) < h.len.saturating_sub(2) {
-        return Err(format!(
-            "only {} of {} fields: the line is truncated",
-            used_len(cells),
-            h.len
-        ));
+        return Err(crate::tr!("reject.truncated", fields = used_len(cells), header = h.len));
     }
     let kind = h.cell(cells, "交易类型");
     let dir = h.cell(cells, "收/支");
     let status = h.cell(cells, "当前状态");
     if status.contains("关闭") {
-        ctx.report.skip("cancelled (交易关闭)");
+        ctx.report.skip(crate::tr!("skip.cancelled", status = "交易关闭"));
         return Ok(());
     }
     if dir != "收入" || !ctx.cfg.personal.wechat_sale_types.iter().any(|t| t == kind) {
-        ctx.report
-            .skip(format!("not a sale: {} {kind}", if dir.is_empty() { "/" } else { dir }));
+        ctx.report.skip(crate::tr!(
+            "skip.not_a_sale",
+            what = format!("{} {kind}", if dir.is_empty() { "/" } else { dir })
+        ));
         return Ok(());
     }
     let e = wechat_event(h, cells, line, ctx)?;
@@ -423,37 +420,33 @@ fn alipay_is_sale(h: &Header, cells: &[String], ctx: &Ctx) -> bool {
 
 fn alipay_row(h: &Header, cells: &[String], line: u64, sales: &HashSet<String>, ctx: &mut Ctx) -> Result<(), String> {
     if used_len(cells) < h.len.saturating_sub(2) {
-        return Err(format!(
-            "only {} of {} fields: the line is truncated",
-            used_len(cells),
-            h.len
-        ));
+        return Err(crate::tr!("reject.truncated", fields = used_len(cells), header = h.len));
     }
     let status = h.cell(cells, "交易状态");
     let tx = check_id(h.cell(cells, "交易订单号"), "交易订单号")?;
     let is_refund = h.cell(cells, "交易分类") == "退款" || h.cell(cells, "商品说明").starts_with("退款-");
     if status.contains("交易关闭") {
-        ctx.report.skip("cancelled (交易关闭)");
+        ctx.report.skip(crate::tr!("skip.cancelled", status = "交易关闭"));
         return Ok(());
     }
     let original = tx.split('_').next().unwrap_or(tx);
     if is_refund {
         if !sales.contains(original) {
-            ctx.report.skip("refund of a purchase, not of a sale in this file");
+            ctx.report.skip(crate::tr!("skip.refund_of_purchase"));
             return Ok(());
         }
     } else if !sales.contains(tx) {
         let dir = h.cell(cells, "收/支");
         if dir == "收入" && !status.contains("成功") {
-            ctx.report.skip(format!("not completed ({status})"));
+            ctx.report.skip(crate::tr!("skip.not_completed", status = status));
         } else {
             let what = [if dir.is_empty() { "/" } else { dir }, h.cell(cells, "交易分类")].join(" ");
-            ctx.report.skip(format!("not a sale: {}", what.trim()));
+            ctx.report.skip(crate::tr!("skip.not_a_sale", what = what.trim()));
         }
         return Ok(());
     }
     if tx.is_empty() {
-        return Err("交易订单号 is empty".into());
+        return Err(crate::tr!("reject.empty", what = "交易订单号"));
     }
     let time_raw = h.opt(cells, "付款时间").unwrap_or(h.cell(cells, "交易时间"));
     let (local, utc) = ctx.time(time_raw)?;

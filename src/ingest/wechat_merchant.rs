@@ -178,37 +178,29 @@ fn read_row(h: &Header, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), 
     // Every detail cell carries a backtick, so a field too many is an unquoted comma, not padding.
     let used = super::normalise::used_len(cells);
     if cells.len() > h.len && cells[h.len..].iter().any(|c| !c.trim().is_empty()) {
-        return Err(format!(
-            "{} fields where the header has {}: an unquoted comma inside 商品名称 or 商户数据包?",
-            cells.len(),
-            h.len
-        ));
+        return Err(crate::tr!("reject.extra_comma", fields = cells.len(), header = h.len));
     }
     if used < h.len.saturating_sub(3) || cells.len() < h.get("交易状态").unwrap_or(0) + 1 {
-        return Err(format!(
-            "only {} of {} fields: the line is truncated",
-            cells.len(),
-            h.len
-        ));
+        return Err(crate::tr!("reject.truncated", fields = cells.len(), header = h.len));
     }
     let status = h.cell(cells, "交易状态");
     let refund_no = h.opt(cells, "微信退款单号").filter(|r| *r != "0");
     let is_refund = status == "REFUND" || refund_no.is_some() && h.has("退款申请时间");
     match status {
         "REVOKED" | "CLOSED" => {
-            ctx.report.skip("cancelled (REVOKED)");
+            ctx.report.skip(crate::tr!("skip.cancelled", status = "REVOKED"));
             return Ok(());
         }
         "SUCCESS" | "REFUND" => {}
         _ if is_refund => {}
         other => {
-            ctx.report.skip(format!("status {other}: not a completed payment"));
+            ctx.report.skip(crate::tr!("skip.not_completed", status = other));
             return Ok(());
         }
     }
     let tx = check_id(h.cell(cells, "微信订单号"), "微信订单号")?;
     if tx.is_empty() {
-        return Err("微信订单号 is empty".into());
+        return Err(crate::tr!("reject.empty", what = "微信订单号"));
     }
     let merchant_order = check_id(h.cell(cells, "商户订单号"), "商户订单号")?;
     let time_raw = if is_refund {
@@ -223,7 +215,8 @@ fn read_row(h: &Header, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), 
     let payment_event_id = format!("wx:{tx}");
     let (kind, event_id, amount, settled, discount, refund_id) = if is_refund {
         if h.opt(cells, "退款状态").is_some_and(|s| s != "SUCCESS") {
-            ctx.report.skip(format!("refund {}", h.cell(cells, "退款状态")));
+            ctx.report
+                .skip(crate::tr!("skip.refund_status", status = h.cell(cells, "退款状态")));
             return Ok(());
         }
         let refund_id = refund_no
