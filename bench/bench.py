@@ -89,7 +89,11 @@ def compare(work):
             "monthly cohort triangle": cohorts == mine_cohorts,
             "velocity 7/28/90 days per product": [tuple(v) for v in velocity] == [tuple(v) for v in mine_velocity],
         }
+    # Guard against agreeing on nothing.
+    assert mine_hist and mine_cohorts and mine_velocity and events_paylens, "paylens wrote empty tables"
     checks["customers"] = sum(r[-1] for r in mine_hist)
+    checks["products"] = len(mine_velocity)
+    checks["cohort_cells"] = len(mine_cohorts)
     checks["events"] = sum(r[1] for r in events_paylens)
     return checks
 
@@ -170,15 +174,15 @@ def write_results(a, results):
     for size, r in results.items():
         s = r["steps"]
         events = r["checks"]["events"]
-        L += [f"## {size:,} transactions ({events:,} events, {r['bill_bytes'] / 2**20:,.0f} MiB of bills, {r['checks']['customers']:,} customers)", "",
-              "| step | tool | median wall | runs | peak RSS | events/s | paylens ÷ tool |", "|---|---|---|---|---|---|---|"]
+        L += [f"## {size:,} transactions ({events:,} events, {r['bill_bytes'] / 2**20:,.0f} MiB of bills, {r['checks']['customers']:,} customers, {r['checks']['products']} products)", "",
+              "| step | tool | median wall | runs | peak RSS | events/s | paylens time ÷ tool time (below 1: paylens faster) |", "|---|---|---|---|---|---|---|"]
         for step in ["ingest", "report"]:
             for name in ["paylens", "duckdb", "polars"]:
                 x = s[(name, step)]
                 ratio = s[("paylens", step)]["median_s"] / x["median_s"]
                 L.append(f"| {step} | {name} | {x['median_s']:.2f} s | {', '.join(f'{t:.2f}' for t in x['runs_s'])} | "
                          f"{x['peak_rss_mib']:,.0f} MiB | {events / x['median_s']:,.0f} | {ratio:.2f} |")
-        L += ["", "Same numbers as paylens:", ""]
+        L += ["", f"Same numbers as paylens (events by kind with their fen sums; the histogram of (R, F, M, segment) over {r['checks']['customers']:,} customers; {r['checks']['cohort_cells']} cohort cells; units per day over 7, 28 and 90 days for {r['checks']['products']} products):", ""]
         for peer in ["duckdb", "polars"]:
             c = r["checks"][peer]
             L.append(f"- {peer}: " + "; ".join(f"{k} {'identical' if ok else 'DIFFERENT'}" for k, ok in c.items()))

@@ -14,6 +14,7 @@ use sha2::Sha256;
 const KEY_HEX_LEN: usize = 32;
 
 /// Computes `customer_key = HMAC-SHA256(store secret, identifier)`.
+#[derive(Clone)]
 pub struct KeyHasher {
     mac: Hmac<Sha256>,
 }

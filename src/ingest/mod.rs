@@ -341,24 +341,45 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(COMMIT_BATCH_ROWS);
-    for input in &inputs {
-        progress.set_message(input.name.clone());
-        let outcome = ingest_one(input, cfg, &mut store);
-        progress.inc(input.size);
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) => refused(&input.name, &e),
-        };
-        if params.strict && (outcome.reconciled == Some(false) || outcome.rejected > 0 || outcome.status == "refused") {
-            strict_failures.push(outcome.path.clone());
+    // Two stages on two threads: one reads and parses the files in order, the other stages each parsed
+    // file into the store (dedupe, identities) and commits batches. At most two parsed files wait.
+    let hasher = store.hasher.clone();
+    let known = store.manifest.clone();
+    let mut files_done = Vec::new();
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let inputs_ref = &inputs;
+        scope.spawn(move || {
+            for input in inputs_ref {
+                if tx.send(parse_one(input, cfg, &hasher, &known)).is_err() {
+                    break; // the stager stopped on an error
+                }
+            }
+        });
+        for input in &inputs {
+            progress.set_message(input.name.clone());
+            let parsed = rx.recv().map_err(|_| anyhow::anyhow!("the parser thread stopped"))?;
+            let outcome = parsed.and_then(|p| stage_one(input, cfg, &mut store, p));
+            progress.inc(input.size);
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(e) => refused(&input.name, &e),
+            };
+            if params.strict
+                && (outcome.reconciled == Some(false) || outcome.rejected > 0 || outcome.status == "refused")
+            {
+                strict_failures.push(outcome.path.clone());
+            }
+            files_done.push(outcome);
+            // Large inputs are committed in batches at file boundaries: each batch is a whole generation, so
+            // memory stays bounded and a file is never half stored. --strict stores all or nothing.
+            if !params.strict && store.staged_rows() >= batch_rows {
+                new_events += store.commit()?.new_events;
+            }
         }
-        files.push(outcome);
-        // Large inputs are committed in batches at file boundaries: each batch is a whole generation, so
-        // memory stays bounded and a file is never half stored. --strict stores all or nothing.
-        if !params.strict && store.staged_rows() >= batch_rows {
-            new_events += store.commit()?.new_events;
-        }
-    }
+        Ok(())
+    })?;
+    files.extend(files_done);
     progress.finish_and_clear();
     let outcome_files = files;
     if !strict_failures.is_empty() {
@@ -393,8 +414,37 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
     Ok(outcome)
 }
 
-fn ingest_one(input: &Input, cfg: &Config, store: &mut StoreWriter) -> Result<FileOutcome> {
+/// A file read and parsed, ready to stage; or found in the store already.
+enum Parsed {
+    Already(String),
+    File {
+        sha: String,
+        format: Format,
+        report: FileReport,
+        parts: model::SinkParts,
+    },
+}
+
+/// Reads and parses one input (no store access beyond the manifest as it was when the run began).
+fn parse_one(input: &Input, cfg: &Config, hasher: &KeyHasher, known: &crate::store::Manifest) -> Result<Parsed> {
     let sha = input.sha256().with_context(|| format!("reading {}", input.name))?;
+    if known.find(&sha).is_some() {
+        return Ok(Parsed::Already(sha));
+    }
+    let (format, ctx) = parse_input(input, cfg, hasher, &sha).with_context(|| format!("reading {}", input.name))?;
+    Ok(Parsed::File {
+        sha,
+        format,
+        report: ctx.report,
+        parts: ctx.sink.finish(),
+    })
+}
+
+/// Stages a parsed input into the store and says what happened to it.
+fn stage_one(input: &Input, cfg: &Config, store: &mut StoreWriter, parsed: Parsed) -> Result<FileOutcome> {
+    let sha = match &parsed {
+        Parsed::Already(sha) | Parsed::File { sha, .. } => sha.clone(),
+    };
     if let Some(prev) = store.manifest.find(&sha) {
         // Nothing is read again: every event of the file is already stored.
         let again = FileEntry {
@@ -414,10 +464,16 @@ fn ingest_one(input: &Input, cfg: &Config, store: &mut StoreWriter) -> Result<Fi
         );
         return Ok(FileOutcome::from_entry(&again, "already_ingested", vec![note]));
     }
-    let (format, ctx) =
-        parse_input(input, cfg, &store.hasher, &sha).with_context(|| format!("reading {}", input.name))?;
-    let report = ctx.report;
-    let (events, identities, line_items, inventory) = ctx.sink.finish();
+    let Parsed::File {
+        format, report, parts, ..
+    } = parsed
+    else {
+        anyhow::bail!(
+            "{}: listed in the store's manifest when the run began, but not now",
+            input.name
+        );
+    };
+    let (events, identities, line_items, inventory) = parts;
     let duplicates = store.stage_events(events)?;
     store.stage_identities(identities);
     store.stage_line_items(&sha, line_items);

@@ -192,6 +192,14 @@ impl FileReport {
 /// Rows per column chunk: bounds the memory of rows not yet in Polars' compact layout.
 pub const CHUNK_ROWS: usize = 64 * 1024;
 
+/// What a sink holds when a file is done: events, identities by key, POS line items, inventory rows.
+pub type SinkParts = (
+    DataFrame,
+    HashMap<String, RawIdentity>,
+    Vec<LineItem>,
+    Vec<InventoryRow>,
+);
+
 /// Collects events into Polars chunks, hashing customer ids on the way in.
 pub struct EventSink<'a> {
     hasher: &'a KeyHasher,
@@ -310,14 +318,7 @@ impl<'a> EventSink<'a> {
     }
 
     /// All events as one frame with the store's event schema.
-    pub fn finish(
-        mut self,
-    ) -> (
-        DataFrame,
-        HashMap<String, RawIdentity>,
-        Vec<LineItem>,
-        Vec<InventoryRow>,
-    ) {
+    pub fn finish(mut self) -> SinkParts {
         self.flush();
         let df = if self.chunks.is_empty() {
             columns_to_frame(EventColumns::default(), "", "")

@@ -323,10 +323,19 @@ fn a_report_from_bills_alone() {
     let o = run(&store, &["ingest", out.join("inbox/wechat_merchant").to_str().unwrap()]);
     assert!(o.status.success());
     let reports = dir.path().join("reports");
-    let o = run(&store, &["report", "--as-of", DEMO_END, "--reports", reports.to_str().unwrap()]);
+    let o = run(
+        &store,
+        &["report", "--as-of", DEMO_END, "--reports", reports.to_str().unwrap()],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let html = std::fs::read_to_string(reports.join("2026-W47/report.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), CHARTS.len());
-    assert!(html.contains("nothing to order this week"), "no inventory, nothing to order");
-    assert_eq!(std::fs::read_dir(reports.join("2026-W47/charts")).unwrap().count(), CHARTS.len());
+    assert!(
+        html.contains("nothing to order this week"),
+        "no inventory, nothing to order"
+    );
+    assert_eq!(
+        std::fs::read_dir(reports.join("2026-W47/charts")).unwrap().count(),
+        CHARTS.len()
+    );
 }
