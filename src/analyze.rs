@@ -168,18 +168,21 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
 
     // Segments now, their history and the customer list.
     // Occasions once: every customer metric and the weekly segment snapshots derive from them.
-    let occ = occasions::occasions(events.clone(), day).collect()?.lazy();
+    let (occ, keys) = occasions::encode_keys(occasions::occasions(events.clone(), day).collect()?)?;
+    let occ = occ.lazy();
     let (segmented, cuts) = transitions::segmented_at(occ.clone(), day, p.window_days, &map)?;
     let trans = transitions::transitions(occ.clone(), &segmented, day, p.weeks.min(13), p.window_days, &map)?;
     let labels = match store.table(store.manifest.identities.as_deref())? {
         Some(ids) => ids.lazy().select([col("customer_key"), col("label")]),
         None => df!("customer_key" => Vec::<String>::new(), "label" => Vec::<String>::new())?.lazy(),
     };
+    let segmented = occasions::restore_keys(segmented, &keys)?;
+    let per_customer = occasions::restore_keys(trans.per_customer.clone(), &keys)?;
     let customers = segmented
         .clone()
         .lazy()
         .left_join(
-            trans.per_customer.clone().lazy(),
+            per_customer.lazy(),
             col("customer_key"),
             col("customer_key"),
         )

@@ -3,6 +3,7 @@
 //! one local day merged into one occasion. Days are integers (days since 1970-01-01) throughout the
 //! analytics, so week and month arithmetic is plain integer arithmetic.
 
+use anyhow::Result;
 use polars::prelude::*;
 
 /// Payments up to `as_of` (a day number) with their refunds (also up to `as_of`) netted in. Columns:
@@ -43,6 +44,40 @@ pub fn occasions(events: LazyFrame, as_of: i32) -> LazyFrame {
             col("event_id").count().cast(DataType::UInt32).alias("charges"),
         ])
         .sort(["customer_key", "day"], SortMultipleOptions::default())
+}
+
+/// Replaces the (string) customer keys of sorted occasions by dense integer codes (UInt32, in key order),
+/// so the many group-bys and joins of the analytics hash 4 bytes instead of 32 characters. Returns the
+/// frame and the keys by code, for [`restore_keys`].
+pub fn encode_keys(mut occ: DataFrame) -> Result<(DataFrame, Vec<String>)> {
+    let keys = occ.column("customer_key")?.str()?;
+    let mut codes = Vec::with_capacity(keys.len());
+    let mut by_code: Vec<String> = Vec::new();
+    for k in keys.iter() {
+        let k = k.unwrap_or("");
+        if by_code.last().map(String::as_str) != Some(k) {
+            // Sorted input: a key seen before would have to be the last one.
+            anyhow::ensure!(
+                by_code.last().is_none_or(|last| last.as_str() < k),
+                "occasions are not sorted by customer key"
+            );
+            by_code.push(k.to_string());
+        }
+        codes.push(by_code.len() as u32 - 1);
+    }
+    occ.with_column(Column::new("customer_key".into(), codes))?;
+    Ok((occ, by_code))
+}
+
+/// Puts the string keys back in place of the codes of [`encode_keys`].
+pub fn restore_keys(mut df: DataFrame, keys: &[String]) -> Result<DataFrame> {
+    let codes = df.column("customer_key")?.u32()?;
+    let restored: Vec<Option<&str>> = codes
+        .iter()
+        .map(|c| c.and_then(|c| keys.get(c as usize)).map(String::as_str))
+        .collect();
+    df.with_column(Column::new("customer_key".into(), restored))?;
+    Ok(df)
 }
 
 /// Shares of net sales (fen) up to `as_of` by customer-key quality: one row with none_share, weak_share,
@@ -112,5 +147,17 @@ mod tests {
         let share = cov.column("none_share").unwrap().f64().unwrap().get(0).unwrap();
         assert!((share - 7000.0 / 15500.0).abs() < 1e-12);
         assert_eq!(cov.column("weak_fen").unwrap().i64().unwrap().get(0), Some(0));
+    }
+
+    #[test]
+    fn keys_become_dense_codes_and_come_back() {
+        let occ = df!("customer_key" => ["a", "a", "b", "d", "d"], "day" => [1, 2, 1, 3, 4]).unwrap();
+        let (coded, keys) = encode_keys(occ.clone()).unwrap();
+        assert_eq!(keys, ["a", "b", "d"]);
+        let codes: Vec<u32> = coded.column("customer_key").unwrap().u32().unwrap().into_no_null_iter().collect();
+        assert_eq!(codes, [0, 0, 1, 2, 2]);
+        assert_eq!(restore_keys(coded, &keys).unwrap(), occ);
+        let unsorted = df!("customer_key" => ["b", "a"], "day" => [1, 1]).unwrap();
+        assert!(encode_keys(unsorted).is_err());
     }
 }

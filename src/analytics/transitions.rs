@@ -4,8 +4,6 @@
 //! refund after a snapshot is already netted in, which keeps one pass over the events); and the from x to
 //! matrix. A customer who did not exist one period earlier comes `from` "(new)".
 
-use std::collections::{BTreeMap, HashMap};
-
 use anyhow::Result;
 use polars::prelude::*;
 
@@ -36,16 +34,6 @@ pub fn segmented_at(
     Ok((segmented, cuts))
 }
 
-fn segment_map(df: &DataFrame) -> Result<HashMap<String, String>> {
-    let keys = df.column("customer_key")?.str()?;
-    let segs = df.column("segment")?.str()?;
-    Ok(keys
-        .iter()
-        .zip(segs.iter())
-        .filter_map(|(k, s)| Some((k?.to_string(), s?.to_string())))
-        .collect())
-}
-
 /// Per-customer transition facts and the from x to matrix.
 pub struct Transitions {
     /// customer_key, previous_segment, segment_since (date of the first weekly snapshot showing the
@@ -64,54 +52,40 @@ pub fn transitions(
     window_days: Option<i32>,
     map: &SegmentMap,
 ) -> Result<Transitions> {
-    let current = segment_map(now)?;
-    let mut history: Vec<HashMap<String, String>> = Vec::new();
-    for k in 1..=weeks_back.max(1) {
+    // One column per snapshot back (s1 = one week earlier), joined on the customer key, whatever its type.
+    let weeks = weeks_back.max(1);
+    let mut joined = now.clone().lazy().select([col("customer_key"), col("segment")]);
+    for k in 1..=weeks {
         let (df, _) = segmented_at(occasions.clone(), as_of - 7 * k, window_days, map)?;
-        history.push(segment_map(&df)?);
+        joined = joined.left_join(
+            df.lazy().select([col("customer_key"), col("segment").alias(format!("s{k}"))]),
+            col("customer_key"),
+            col("customer_key"),
+        );
     }
-    let mut keys: Vec<&String> = current.keys().collect();
-    keys.sort();
-    let (mut prev_col, mut since_col) = (Vec::with_capacity(keys.len()), Vec::with_capacity(keys.len()));
-    let mut matrix: BTreeMap<(String, String), i64> = BTreeMap::new();
-    for key in &keys {
-        let seg = &current[*key];
-        let prev = history[0].get(*key).cloned().unwrap_or_else(|| NEW.to_string());
-        *matrix.entry((prev.clone(), seg.clone())).or_default() += 1;
-        prev_col.push(prev);
-        // The first snapshot back that differs: the change happened after it.
-        let since = history
-            .iter()
-            .position(|h| h.get(*key) != Some(seg))
-            .map(|i| as_of - 7 * i as i32);
-        since_col.push(since);
+    // The first snapshot back that differs (absent counts as different): the change happened after it.
+    let differs = |k: i32| col(format!("s{k}")).neq_missing(col("segment"));
+    let mut since = lit(NULL).cast(DataType::Int32);
+    for k in (1..=weeks).rev() {
+        since = when(differs(k)).then(lit(as_of - 7 * (k - 1))).otherwise(since);
     }
-    let per_customer = DataFrame::new(
-        keys.len(),
-        vec![
-            Column::new(
-                "customer_key".into(),
-                keys.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-            ),
-            Column::new("previous_segment".into(), prev_col),
-            Column::new("segment_since".into(), since_col).cast(&DataType::Date)?,
-        ],
-    )?;
-    let n = matrix.len();
-    let (mut from, mut to, mut count) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    for ((f, t), c) in matrix {
-        from.push(f);
-        to.push(t);
-        count.push(c);
-    }
-    let matrix = DataFrame::new(
-        n,
-        vec![
-            Column::new("from_segment".into(), from),
-            Column::new("to_segment".into(), to),
-            Column::new("customers".into(), count),
-        ],
-    )?;
+    let per_customer = joined
+        .select([
+            col("customer_key"),
+            col("segment"),
+            col("s1").fill_null(lit(NEW)).alias("previous_segment"),
+            since.cast(DataType::Date).alias("segment_since"),
+        ])
+        .sort(["customer_key"], SortMultipleOptions::default())
+        .collect()?;
+    let matrix = per_customer
+        .clone()
+        .lazy()
+        .group_by([col("previous_segment").alias("from_segment"), col("segment").alias("to_segment")])
+        .agg([len().cast(DataType::Int64).alias("customers")])
+        .sort(["from_segment", "to_segment"], SortMultipleOptions::default())
+        .collect()?;
+    let per_customer = per_customer.drop("segment")?;
     Ok(Transitions { per_customer, matrix })
 }
 
