@@ -168,7 +168,17 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
 
     // Segments now, their history and the customer list.
     // Occasions once: every customer metric and the weekly segment snapshots derive from them.
-    let (occ, keys) = occasions::encode_keys(occasions::occasions(events.clone(), day).collect()?)?;
+    // Net payments once (one join of refunds to payments): they give the occasions and every coverage row.
+    let net = occasions::net_payments(events.clone(), day)
+        .select([
+            col("customer_key"),
+            col("customer_key_quality"),
+            col("day"),
+            col("net_fen"),
+        ])
+        .collect()?
+        .lazy();
+    let (occ, keys) = occasions::encode_keys(occasions::occasions_from_net(net.clone()).collect()?)?;
     let occ = occ.lazy();
     let (segmented, cuts) = transitions::segmented_at(occ.clone(), day, p.window_days, &map)?;
     let trans = transitions::transitions(occ.clone(), &segmented, day, p.weeks.min(13), p.window_days, &map)?;
@@ -181,11 +191,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     let customers = segmented
         .clone()
         .lazy()
-        .left_join(
-            per_customer.lazy(),
-            col("customer_key"),
-            col("customer_key"),
-        )
+        .left_join(per_customer.lazy(), col("customer_key"), col("customer_key"))
         .left_join(labels, col("customer_key"), col("customer_key"))
         .select([
             col("customer_key"),
@@ -216,7 +222,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         ("last 28 days", day - 27),
         ("last 365 days", day - 364),
     ] {
-        let coverage = occasions::key_coverage(events.clone(), day, Some(from)).select([
+        let coverage = occasions::key_coverage_from_net(net.clone(), Some(from)).select([
             col("none_share").alias("no_key_sales_share"),
             col("weak_share").alias("weak_key_sales_share"),
         ]);
@@ -243,8 +249,8 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         .collect()?;
     let coverage = concat(
         [
-            occasions::key_coverage(events.clone(), day, None).with_column(lit("all history").alias("window")),
-            occasions::key_coverage(events.clone(), day, Some(week_from))
+            occasions::key_coverage_from_net(net.clone(), None).with_column(lit("all history").alias("window")),
+            occasions::key_coverage_from_net(net.clone(), Some(week_from))
                 .with_column(lit("as-of week").alias("window")),
         ],
         UnionArgs::default(),
@@ -400,6 +406,58 @@ fn cell_text(v: &AnyValue) -> String {
 const SEGMENT_COLUMNS: [&str; 4] = ["segment", "previous_segment", "from_segment", "to_segment"];
 const VALUE_COLUMNS: [&str; 6] = ["window", "channel", "key_quality", "demand_class", "measure", "step"];
 
+/// The cells of one column as CSV text, formatted the way [`cell_text`] formats one value, but a whole
+/// column at a time through typed iterators (per-cell `AnyValue`s cost seconds on a million customers).
+fn column_texts(c: &Column, table: Option<&str>) -> Result<Vec<String>> {
+    let texts: Vec<String> = match c.dtype() {
+        DataType::String => c.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect(),
+        DataType::Date => {
+            let days = c.cast(&DataType::Int32)?;
+            days.i32()?
+                .iter()
+                .map(|d| d.map(|d| date_of(d).to_string()).unwrap_or_default())
+                .collect()
+        }
+        DataType::Float64 => c
+            .f64()?
+            .iter()
+            .map(|v| v.map(|v| cell_text(&AnyValue::Float64(v))).unwrap_or_default())
+            .collect(),
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32 => {
+            let v = c.cast(&DataType::Int64)?;
+            v.i64()?
+                .iter()
+                .map(|v| v.map(|v| v.to_string()).unwrap_or_default())
+                .collect()
+        }
+        _ => (0..c.len())
+            .map(|i| c.get(i).map(|v| cell_text(&v)).unwrap_or_default())
+            .collect(),
+    };
+    Ok(match table {
+        Some(t) => {
+            // Few distinct values (segment names, channels): translate each once.
+            let mut seen: std::collections::HashMap<String, String> = Default::default();
+            texts
+                .into_iter()
+                .map(|v| {
+                    if v.is_empty() {
+                        return v;
+                    }
+                    seen.entry(v).or_insert_with_key(|v| crate::i18n::name(t, v)).clone()
+                })
+                .collect()
+        }
+        None => texts,
+    })
+}
+
 /// A CSV for Excel: UTF-8 with BOM, header row in the report's language, empty cells for nulls.
 pub fn write_csv(df: &DataFrame, path: &Path) -> Result<()> {
     let mut w = csv::Writer::from_writer(vec![0xEF, 0xBB, 0xBF]);
@@ -417,20 +475,21 @@ pub fn write_csv(df: &DataFrame, path: &Path) -> Result<()> {
             }
         })
         .collect();
-    let columns: Vec<&Column> = df.columns().iter().collect();
-    for i in 0..df.height() {
-        let row: Vec<String> = columns
+    // A slice of rows at a time keeps the formatted text small.
+    const ROWS: usize = 65_536;
+    let mut offset = 0;
+    while offset < df.height() {
+        let part = df.slice(offset as i64, ROWS);
+        let columns = part
+            .columns()
             .iter()
             .zip(&translate)
-            .map(|(c, table)| {
-                let text = c.get(i).map(|v| cell_text(&v)).unwrap_or_default();
-                match table {
-                    Some(t) if !text.is_empty() => crate::i18n::name(t, &text),
-                    _ => text,
-                }
-            })
-            .collect();
-        w.write_record(&row)?;
+            .map(|(c, t)| column_texts(c, *t))
+            .collect::<Result<Vec<_>>>()?;
+        for i in 0..part.height() {
+            w.write_record(columns.iter().map(|c| c[i].as_str()))?;
+        }
+        offset += ROWS;
     }
     let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
     let tmp = path.with_extension("csv.tmp");

@@ -35,13 +35,18 @@ pub fn net_payments(events: LazyFrame, as_of: i32) -> LazyFrame {
 /// One row per customer and day with a purchase: customer_key, quality, day, net_fen, charges.
 /// Payments without a customer key cannot form occasions; see [`key_coverage`].
 pub fn occasions(events: LazyFrame, as_of: i32) -> LazyFrame {
-    net_payments(events, as_of)
-        .filter(col("customer_key").is_not_null())
+    occasions_from_net(net_payments(events, as_of))
+}
+
+/// [`occasions`] from net payments already computed (columns customer_key, customer_key_quality, day,
+/// net_fen), so one pass over the events serves the occasions and every key-coverage row.
+pub fn occasions_from_net(net: LazyFrame) -> LazyFrame {
+    net.filter(col("customer_key").is_not_null())
         .group_by([col("customer_key"), col("day")])
         .agg([
             col("customer_key_quality").first().alias("quality"),
             col("net_fen").sum().alias("net_fen"),
-            col("event_id").count().cast(DataType::UInt32).alias("charges"),
+            len().cast(DataType::UInt32).alias("charges"),
         ])
         .sort(["customer_key", "day"], SortMultipleOptions::default())
 }
@@ -83,7 +88,11 @@ pub fn restore_keys(mut df: DataFrame, keys: &[String]) -> Result<DataFrame> {
 /// Shares of net sales (fen) up to `as_of` by customer-key quality: one row with none_share, weak_share,
 /// strong_share and the fen behind them. Shown beside every customer metric.
 pub fn key_coverage(events: LazyFrame, as_of: i32, from_day: Option<i32>) -> LazyFrame {
-    let net = net_payments(events, as_of);
+    key_coverage_from_net(net_payments(events, as_of), from_day)
+}
+
+/// [`key_coverage`] from net payments already computed.
+pub fn key_coverage_from_net(net: LazyFrame, from_day: Option<i32>) -> LazyFrame {
     let net = match from_day {
         Some(d) => net.filter(col("day").gt_eq(lit(d))),
         None => net,
@@ -154,7 +163,13 @@ mod tests {
         let occ = df!("customer_key" => ["a", "a", "b", "d", "d"], "day" => [1, 2, 1, 3, 4]).unwrap();
         let (coded, keys) = encode_keys(occ.clone()).unwrap();
         assert_eq!(keys, ["a", "b", "d"]);
-        let codes: Vec<u32> = coded.column("customer_key").unwrap().u32().unwrap().into_no_null_iter().collect();
+        let codes: Vec<u32> = coded
+            .column("customer_key")
+            .unwrap()
+            .u32()
+            .unwrap()
+            .into_no_null_iter()
+            .collect();
         assert_eq!(codes, [0, 0, 1, 2, 2]);
         assert_eq!(restore_keys(coded, &keys).unwrap(), occ);
         let unsorted = df!("customer_key" => ["b", "a"], "day" => [1, 1]).unwrap();

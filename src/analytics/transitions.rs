@@ -58,7 +58,8 @@ pub fn transitions(
     for k in 1..=weeks {
         let (df, _) = segmented_at(occasions.clone(), as_of - 7 * k, window_days, map)?;
         joined = joined.left_join(
-            df.lazy().select([col("customer_key"), col("segment").alias(format!("s{k}"))]),
+            df.lazy()
+                .select([col("customer_key"), col("segment").alias(format!("s{k}"))]),
             col("customer_key"),
             col("customer_key"),
         );
@@ -81,7 +82,10 @@ pub fn transitions(
     let matrix = per_customer
         .clone()
         .lazy()
-        .group_by([col("previous_segment").alias("from_segment"), col("segment").alias("to_segment")])
+        .group_by([
+            col("previous_segment").alias("from_segment"),
+            col("segment").alias("to_segment"),
+        ])
         .agg([len().cast(DataType::Int64).alias("customers")])
         .sort(["from_segment", "to_segment"], SortMultipleOptions::default())
         .collect()?;
