@@ -14,7 +14,7 @@
 //! by rename: a crash or error leaves the previous manifest, whose files are untouched. Files no manifest
 //! names are removed by the next writer. One writer at a time holds `.lock` (an OS file lock).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -207,8 +207,10 @@ pub struct StoreWriter {
     pub hasher: KeyHasher,
     _lock: File,
     staged: Staged,
-    /// event ids known per month (store + staged), loaded on first touch.
-    known: HashMap<String, DataFrame>,
+    /// event ids known per month (store + staged), loaded on first touch. A set, not a frame: checking a
+    /// file's ids against it costs their number, not the month's (an anti-join per file rebuilt a hash
+    /// table of the whole month each time, quadratic over a month of daily bills).
+    known: HashMap<String, HashSet<Box<str>>>,
 }
 
 impl StoreWriter {
@@ -280,53 +282,46 @@ impl StoreWriter {
         let single = months.len() == 1;
         let mut events = Some(events);
         for month in months {
-            let mut part = if single {
+            let part = if single {
                 events.take().expect("taken once")
             } else {
                 let mask = month_col.equal(month.as_str());
                 events.as_ref().expect("kept while splitting").filter(&mask)?
             };
-            if part.column("event_id")?.n_unique()? < part.height() {
-                part = part
-                    .lazy()
-                    .unique_stable_generic(Some(vec![col("event_id")]), UniqueKeepStrategy::First)
-                    .collect()?;
-            }
+            // New ids only, each once: the set answers for the store, earlier files and this file alike.
             let known = self.known_ids(&month)?;
-            let fresh = if known.height() == 0 {
-                part
-            } else {
-                part.lazy()
-                    .anti_join(known.clone().lazy(), col("event_id"), col("event_id"))
-                    .collect()?
-            };
+            let fresh_mask: BooleanChunked = part
+                .column("event_id")?
+                .str()?
+                .iter()
+                .map(|id| id.is_some_and(|id| known.insert(id.into())))
+                .collect();
+            let fresh = if fresh_mask.all() { part } else { part.filter(&fresh_mask)? };
             if fresh.height() == 0 {
                 continue;
             }
             kept += fresh.height();
-            let ids = fresh.select(["event_id"])?;
-            let known = self.known.get_mut(&month).expect("loaded above");
-            known.vstack_mut_owned(ids)?;
             self.staged.events.entry(month).or_default().push(fresh);
         }
         Ok((before - kept) as u64)
     }
 
-    fn known_ids(&mut self, month: &str) -> Result<&DataFrame> {
+    fn known_ids(&mut self, month: &str) -> Result<&mut HashSet<Box<str>>> {
         if !self.known.contains_key(month) {
-            let df = match self.manifest.events.get(month) {
-                Some(f) => {
-                    let path = self.root.join(f);
-                    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-                    ParquetReader::new(file)
-                        .with_columns(Some(vec!["event_id".into()]))
-                        .finish()?
-                }
-                None => DataFrame::new(0, vec![Column::new_empty("event_id".into(), &DataType::String)])?,
-            };
-            self.known.insert(month.to_string(), df);
+            let mut set = HashSet::new();
+            if let Some(f) = self.manifest.events.get(month) {
+                let path = self.root.join(f);
+                let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+                let df = ParquetReader::new(file)
+                    .with_columns(Some(vec!["event_id".into()]))
+                    .finish()?;
+                let ids = df.column("event_id")?.str()?;
+                set.reserve(ids.len());
+                set.extend(ids.iter().flatten().map(Box::<str>::from));
+            }
+            self.known.insert(month.to_string(), set);
         }
-        Ok(&self.known[month])
+        Ok(self.known.get_mut(month).expect("inserted above"))
     }
 
     pub fn stage_identities(&mut self, ids: HashMap<String, RawIdentity>) {
