@@ -56,6 +56,9 @@ pub struct FileEntry {
     pub rejects_file: Option<String>,
 }
 
+/// Event ids of one month (foldhash: the ids are the platforms', hashed once per row ingested).
+type IdSet = HashSet<Box<str>, foldhash::fast::RandomState>;
+
 /// The store's table of contents. Paths are relative to the store folder.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Manifest {
@@ -210,7 +213,7 @@ pub struct StoreWriter {
     /// event ids known per month (store + staged), loaded on first touch. A set, not a frame: checking a
     /// file's ids against it costs their number, not the month's (an anti-join per file rebuilt a hash
     /// table of the whole month each time, quadratic over a month of daily bills).
-    known: HashMap<String, HashSet<Box<str>>>,
+    known: HashMap<String, IdSet>,
 }
 
 impl StoreWriter {
@@ -296,7 +299,11 @@ impl StoreWriter {
                 .iter()
                 .map(|id| id.is_some_and(|id| known.insert(id.into())))
                 .collect();
-            let fresh = if fresh_mask.all() { part } else { part.filter(&fresh_mask)? };
+            let fresh = if fresh_mask.all() {
+                part
+            } else {
+                part.filter(&fresh_mask)?
+            };
             if fresh.height() == 0 {
                 continue;
             }
@@ -306,9 +313,9 @@ impl StoreWriter {
         Ok((before - kept) as u64)
     }
 
-    fn known_ids(&mut self, month: &str) -> Result<&mut HashSet<Box<str>>> {
+    fn known_ids(&mut self, month: &str) -> Result<&mut IdSet> {
         if !self.known.contains_key(month) {
-            let mut set = HashSet::new();
+            let mut set = IdSet::default();
             if let Some(f) = self.manifest.events.get(month) {
                 let path = self.root.join(f);
                 let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;

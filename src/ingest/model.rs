@@ -275,7 +275,9 @@ impl<'a> EventSink<'a> {
         let (key, quality) = match &e.customer {
             Some(id) => {
                 let key = self.hasher.key(&id.id);
-                self.identities.entry(key.clone()).or_insert_with(|| id.clone());
+                if !self.identities.contains_key(&key) {
+                    self.identities.insert(key.clone(), id.clone());
+                }
                 (Some(key), id.quality.as_str())
             }
             None => (None, "none"),
