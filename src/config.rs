@@ -217,21 +217,23 @@ impl GenericMapping {
     fn validate(&self, file: &Path) -> Result<()> {
         for f in Self::required_fields(self.kind) {
             if !self.columns.contains_key(*f) {
-                bail!(
-                    "{}: generic mapping `{}` lacks the required column `{f}`",
-                    file.display(),
-                    self.name
-                );
+                bail!(crate::tr!(
+                    "config.missing_column",
+                    file = file.display(),
+                    mapping = self.name,
+                    column = f
+                ));
             }
         }
         for k in self.columns.keys() {
             if !Self::known_fields(self.kind).contains(&k.as_str()) {
-                bail!(
-                    "{}: generic mapping `{}` has unknown column key `{k}` (known: {})",
-                    file.display(),
-                    self.name,
-                    Self::known_fields(self.kind).join(", ")
-                );
+                bail!(crate::tr!(
+                    "config.unknown_column",
+                    file = file.display(),
+                    mapping = self.name,
+                    key = k,
+                    known = Self::known_fields(self.kind).join(", ")
+                ));
             }
         }
         if let Some(e) = &self.encoding {
@@ -239,20 +241,22 @@ impl GenericMapping {
                 e.to_ascii_lowercase().as_str(),
                 "utf-8" | "utf8" | "gbk" | "gb18030" | "gb2312"
             ) {
-                bail!(
-                    "{}: generic mapping `{}`: encoding `{e}` is not utf-8 or gbk",
-                    file.display(),
-                    self.name
-                );
+                bail!(crate::tr!(
+                    "config.bad_encoding",
+                    file = file.display(),
+                    mapping = self.name,
+                    encoding = e
+                ));
             }
         }
         if let Some(u) = &self.money_unit {
             if u != "yuan" && u != "fen" {
-                bail!(
-                    "{}: generic mapping `{}`: money_unit `{u}` is not yuan or fen",
-                    file.display(),
-                    self.name
-                );
+                bail!(crate::tr!(
+                    "config.bad_money_unit",
+                    file = file.display(),
+                    mapping = self.name,
+                    unit = u
+                ));
             }
         }
         Ok(())
@@ -297,7 +301,7 @@ impl Config {
             .unwrap_or_else(|| "Asia/Shanghai".into());
         let timezone: Tz = tz_name
             .parse()
-            .map_err(|_| anyhow::anyhow!("timezone `{tz_name}` is not an IANA zone name such as Asia/Shanghai"))?;
+            .map_err(|_| anyhow::anyhow!(crate::tr!("config.bad_timezone", zone = tz_name)))?;
         let language = match cli.language.clone().or(file.language) {
             Some(text) => crate::i18n::Lang::parse(&text)
                 .ok_or_else(|| anyhow::anyhow!(crate::tr!("error.bad_language", text = text)))?,
@@ -330,9 +334,9 @@ fn serialize_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> 
 }
 
 fn read_file(path: &Path) -> Result<ConfigFile> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| crate::tr!("config.reading", file = path.display()))?;
     let file: ConfigFile =
-        toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
+        toml::from_str(&text).with_context(|| crate::tr!("config.invalid", file = path.display()))?;
     for m in &file.generic {
         m.validate(path)?;
     }

@@ -452,56 +452,33 @@ impl StoreWriter {
         Ok((next, stats))
     }
 
+    /// The identities table with the staged keys it lacks added (a key already stored keeps its row),
+    /// sorted by key. Done as frames: the table has a row per customer and is rewritten at each commit.
     fn merged_identities(&self) -> Result<DataFrame> {
-        let mut rows: BTreeMap<String, (String, String, String, String)> = BTreeMap::new();
-        if let Some(f) = &self.manifest.identities {
-            let df = read_parquet(&self.root.join(f))?;
-            let get = |c: &str| -> Result<Vec<String>> {
-                Ok(df
-                    .column(c)?
-                    .str()?
-                    .iter()
-                    .map(|v| v.unwrap_or("").to_string())
-                    .collect())
-            };
-            let (k, q, kind, id, label) = (
-                get("customer_key")?,
-                get("quality")?,
-                get("id_kind")?,
-                get("raw_id")?,
-                get("label")?,
-            );
-            for i in 0..k.len() {
-                rows.insert(
-                    k[i].clone(),
-                    (q[i].clone(), kind[i].clone(), id[i].clone(), label[i].clone()),
+        let ids = &self.staged.identities;
+        let staged = df!(
+            "customer_key" => ids.keys().map(String::as_str).collect::<Vec<_>>(),
+            "quality" => ids.values().map(|v| v.quality.as_str()).collect::<Vec<_>>(),
+            "id_kind" => ids.values().map(|v| v.kind).collect::<Vec<_>>(),
+            "raw_id" => ids.values().map(|v| v.id.as_str()).collect::<Vec<_>>(),
+            "label" => ids.values().map(|v| v.label.as_str()).collect::<Vec<_>>(),
+        )?
+        .lazy();
+        let merged = match &self.manifest.identities {
+            Some(f) => {
+                let stored = read_parquet(&self.root.join(f))?.lazy();
+                let new = staged.anti_join(
+                    stored.clone().select([col("customer_key")]),
+                    col("customer_key"),
+                    col("customer_key"),
                 );
+                concat([stored, new], UnionArgs::default())?
             }
-        }
-        for (k, v) in &self.staged.identities {
-            rows.entry(k.clone())
-                .or_insert_with(|| (v.quality.as_str().into(), v.kind.into(), v.id.clone(), v.label.clone()));
-        }
-        let n = rows.len();
-        let mut cols: [Vec<String>; 5] = Default::default();
-        for (k, (q, kind, id, label)) in rows {
-            cols[0].push(k);
-            cols[1].push(q);
-            cols[2].push(kind);
-            cols[3].push(id);
-            cols[4].push(label);
-        }
-        let [k, q, kind, id, label] = cols;
-        Ok(DataFrame::new(
-            n,
-            vec![
-                Column::new("customer_key".into(), k),
-                Column::new("quality".into(), q),
-                Column::new("id_kind".into(), kind),
-                Column::new("raw_id".into(), id),
-                Column::new("label".into(), label),
-            ],
-        )?)
+            None => staged,
+        };
+        Ok(merged
+            .sort(["customer_key"], SortMultipleOptions::default())
+            .collect()?)
     }
 
     /// Staged line items merged into their month partitions: (month, all of that month's items).

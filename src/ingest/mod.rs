@@ -260,7 +260,7 @@ fn parse_input<'a>(input: &Input, cfg: &'a Config, hasher: &'a KeyHasher, sha: &
 /// Reads an inventory snapshot CSV (built-in or configured mapping) without storing it.
 pub fn read_inventory(path: &std::path::Path, cfg: &Config) -> Result<Vec<model::InventoryRow>> {
     let size = std::fs::metadata(path)
-        .with_context(|| format!("reading inventory {}", path.display()))?
+        .with_context(|| tr!("ingest.reading_inventory", file = path.display()))?
         .len();
     let input = Input {
         name: path.display().to_string(),
@@ -269,7 +269,7 @@ pub fn read_inventory(path: &std::path::Path, cfg: &Config) -> Result<Vec<model:
     };
     let hasher = KeyHasher::from_secret(b"inventory only");
     let (format, ctx) =
-        parse_input(&input, cfg, &hasher, "").with_context(|| format!("reading inventory {}", input.name))?;
+        parse_input(&input, cfg, &hasher, "").with_context(|| tr!("ingest.reading_inventory", file = input.name))?;
     let is_inventory = matches!(&format, Format::Generic(m) if m.kind == crate::config::GenericKind::Inventory);
     if !is_inventory {
         return Err(crate::UserError(tr!("error.not_inventory", file = input.name, format = format.name())).into());
@@ -335,7 +335,12 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
     let (inputs, unreadable) = source::collect_inputs(&params.paths, Some(&cfg.store));
     let mut files: Vec<FileOutcome> = unreadable
         .iter()
-        .map(|u| refused(&u.name, &anyhow::anyhow!("reading {}: {}", u.name, u.reason)))
+        .map(|u| {
+            refused(
+                &u.name,
+                &anyhow::anyhow!("{}: {}", tr!("ingest.reading", file = u.name), u.reason),
+            )
+        })
         .collect();
     let total_bytes: u64 = inputs.iter().map(|i| i.size).sum();
     let progress = progress_bar(total_bytes, params.quiet || params.json);
@@ -440,11 +445,14 @@ enum Parsed {
 
 /// Reads and parses one input (no store access beyond the manifest as it was when the run began).
 fn parse_one(input: &Input, cfg: &Config, hasher: &KeyHasher, known: &crate::store::Manifest) -> Result<Parsed> {
-    let sha = input.sha256().with_context(|| format!("reading {}", input.name))?;
+    let sha = input
+        .sha256()
+        .with_context(|| tr!("ingest.reading", file = input.name))?;
     if known.find(&sha).is_some() {
         return Ok(Parsed::Already(sha));
     }
-    let (format, ctx) = parse_input(input, cfg, hasher, &sha).with_context(|| format!("reading {}", input.name))?;
+    let (format, ctx) =
+        parse_input(input, cfg, hasher, &sha).with_context(|| tr!("ingest.reading", file = input.name))?;
     Ok(Parsed::File {
         sha,
         format,
