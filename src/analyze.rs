@@ -149,6 +149,7 @@ const EVENT_COLUMNS: [&str; 9] = [
 ];
 
 pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
+    let mut phase = crate::timings::Phases::from_env();
     let store = StoreReader::open(&cfg.store)?;
     if store.manifest.events.is_empty() {
         bail!(crate::UserError(crate::tr!(
@@ -169,6 +170,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     // Segments now, their history and the customer list.
     // Occasions once: every customer metric and the weekly segment snapshots derive from them.
     // Net payments once (one join of refunds to payments): they give the occasions and every coverage row.
+    phase.mark("net");
     let net = occasions::net_payments(events.clone(), day)
         .select([
             col("customer_key"),
@@ -178,14 +180,17 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         ])
         .collect()?
         .lazy();
+    phase.mark("occasions");
     let (occ, keys) = occasions::encode_keys(occasions::occasions_from_net(net.clone()).collect()?)?;
     let occ = occ.lazy();
     let (segmented, cuts) = transitions::segmented_at(occ.clone(), day, p.window_days, &map)?;
+    phase.mark("transitions");
     let trans = transitions::transitions(occ.clone(), &segmented, day, p.weeks.min(13), p.window_days, &map)?;
     let labels = match store.table(store.manifest.identities.as_deref())? {
         Some(ids) => ids.lazy().select([col("customer_key"), col("label")]),
         None => df!("customer_key" => Vec::<String>::new(), "label" => Vec::<String>::new())?.lazy(),
     };
+    phase.mark("customers");
     let segmented = occasions::restore_keys(segmented, &keys)?;
     let per_customer = occasions::restore_keys(trans.per_customer.clone(), &keys)?;
     let customers = segmented
@@ -212,6 +217,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         ])
         .sort(["segment", "customer_key"], SortMultipleOptions::default())
         .collect()?;
+    phase.mark("summary");
     let summary = crate::analytics::segments::summary(segmented.clone().lazy(), &map).collect()?;
 
     // Repeat purchase over three windows, labelled.
@@ -233,6 +239,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
                 .inner_join(coverage.with_column(lit(1i32).alias("__j")), col("__j"), col("__j")),
         );
     }
+    phase.mark("repeat");
     let repeat = concat(repeat, UnionArgs::default())?
         .select([
             col("window"),
@@ -256,18 +263,24 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         UnionArgs::default(),
     )?
     .collect()?;
+    phase.mark("cohorts_monthly");
     let monthly = cohort_frame(
         &retention::cohorts(occ.clone(), retention::Period::Month, day)?,
         retention::Period::Month,
     )?;
+    phase.mark("cohorts_weekly");
     let weekly_cohorts = cohort_frame(
         &retention::cohorts(occ.clone(), retention::Period::Week, day)?,
         retention::Period::Week,
     )?;
+    phase.mark("latency");
     let latency = retention::latency(occ.clone()).collect()?;
+    phase.mark("weekly_customers");
     let weekly_customers =
         with_week_labels(retention::weekly_customers(occ.clone(), day, p.weeks, p.lapse_days).collect()?)?;
+    phase.mark("kpis");
     let kpi = with_week_labels(kpis::weekly(events, day, p.weeks).collect()?)?;
+    phase.mark("trend");
     let trend = retention::repeat_trend(occ.clone(), day, p.weeks, REPEAT_TREND_DAYS)?
         .lazy()
         .select([
@@ -305,6 +318,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         crate::store::write_parquet_atomic(&folder.join(format!("{name}.parquet")), &mut df, &mut written)?;
         write_csv(&df, &folder.join(format!("{name}.csv")))?;
     }
+    phase.mark("tables+favourites");
     let favourites = crate::targets::favourite_products(
         store.scan_events()?.select([
             col("event_id"),

@@ -17,6 +17,7 @@ pub mod restock;
 pub mod status;
 pub mod store;
 pub mod targets;
+pub mod timings;
 
 use std::process::ExitCode;
 

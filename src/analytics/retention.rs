@@ -48,10 +48,19 @@ pub fn month_of(day: i32) -> i32 {
 
 /// In-window repeat rate and returning-customer rate over days `from..=to`.
 pub fn repeat_rates(occasions: LazyFrame, from: i32, to: i32) -> LazyFrame {
-    let first_ever = occasions
-        .clone()
+    let first_ever = first_days(occasions.clone());
+    repeat_rates_given_first(occasions, first_ever, from, to)
+}
+
+/// Each customer's first occasion day: customer_key, first_day.
+fn first_days(occasions: LazyFrame) -> LazyFrame {
+    occasions
         .group_by([col("customer_key")])
-        .agg([col("day").min().alias("first_day")]);
+        .agg([col("day").min().alias("first_day")])
+}
+
+/// [`repeat_rates`] with the first days already computed (the trend asks for many windows).
+fn repeat_rates_given_first(occasions: LazyFrame, first_ever: LazyFrame, from: i32, to: i32) -> LazyFrame {
     occasions
         .filter(col("day").gt_eq(lit(from)).and(col("day").lt_eq(lit(to))))
         .group_by([col("customer_key")])
@@ -85,10 +94,12 @@ pub fn repeat_rates(occasions: LazyFrame, from: i32, to: i32) -> LazyFrame {
 /// the same measure as `repeat_rates` on a trailing window.
 pub fn repeat_trend(occasions: LazyFrame, as_of: i32, weeks: i32, window_days: i32) -> Result<DataFrame> {
     let last = week_of(as_of);
+    let first_ever = first_days(occasions.clone()).collect()?.lazy();
     let points = ((last - weeks + 1)..=last)
         .map(|w| {
             let to = (week_start(w) + 6).min(as_of);
-            repeat_rates(occasions.clone(), to - window_days + 1, to).with_column(lit(w).alias("week"))
+            repeat_rates_given_first(occasions.clone(), first_ever.clone(), to - window_days + 1, to)
+                .with_column(lit(w).alias("week"))
         })
         .collect::<Vec<_>>();
     Ok(concat(points, UnionArgs::default())?

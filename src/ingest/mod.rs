@@ -435,12 +435,14 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
 /// A file read and parsed, ready to stage; or found in the store already.
 enum Parsed {
     Already(String),
-    File {
-        sha: String,
-        format: Format,
-        report: FileReport,
-        parts: model::SinkParts,
-    },
+    File(Box<ParsedFile>),
+}
+
+struct ParsedFile {
+    sha: String,
+    format: Format,
+    report: FileReport,
+    parts: model::SinkParts,
 }
 
 /// Reads and parses one input (no store access beyond the manifest as it was when the run began).
@@ -453,18 +455,19 @@ fn parse_one(input: &Input, cfg: &Config, hasher: &KeyHasher, known: &crate::sto
     }
     let (format, ctx) =
         parse_input(input, cfg, hasher, &sha).with_context(|| tr!("ingest.reading", file = input.name))?;
-    Ok(Parsed::File {
+    Ok(Parsed::File(Box::new(ParsedFile {
         sha,
         format,
         report: ctx.report,
         parts: ctx.sink.finish(),
-    })
+    })))
 }
 
 /// Stages a parsed input into the store and says what happened to it.
 fn stage_one(input: &Input, cfg: &Config, store: &mut StoreWriter, parsed: Parsed) -> Result<FileOutcome> {
     let sha = match &parsed {
-        Parsed::Already(sha) | Parsed::File { sha, .. } => sha.clone(),
+        Parsed::Already(sha) => sha.clone(),
+        Parsed::File(f) => f.sha.clone(),
     };
     if let Some(prev) = store.manifest.find(&sha) {
         // Nothing is read again: every event of the file is already stored.
@@ -485,15 +488,15 @@ fn stage_one(input: &Input, cfg: &Config, store: &mut StoreWriter, parsed: Parse
         );
         return Ok(FileOutcome::from_entry(&again, "already_ingested", vec![note]));
     }
-    let Parsed::File {
-        format, report, parts, ..
-    } = parsed
-    else {
+    let Parsed::File(file) = parsed else {
         anyhow::bail!(
             "{}: listed in the store's manifest when the run began, but not now",
             input.name
         );
     };
+    let ParsedFile {
+        format, report, parts, ..
+    } = *file;
     let (events, identities, line_items, inventory) = parts;
     let duplicates = store.stage_events(events)?;
     store.stage_identities(identities);
