@@ -178,11 +178,14 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
             col("day"),
             col("net_fen"),
         ])
+        .collect()?;
+    phase.mark("occasions");
+    let (net, keys) = occasions::encode_keys(net)?;
+    let net = net.lazy();
+    let occ = occasions::occasions_from_net(net.clone())
+        .sort(["customer_key", "day"], SortMultipleOptions::default())
         .collect()?
         .lazy();
-    phase.mark("occasions");
-    let (occ, keys) = occasions::encode_keys(occasions::occasions_from_net(net.clone()).collect()?)?;
-    let occ = occ.lazy();
     let (segmented, cuts) = transitions::segmented_at(occ.clone(), day, p.window_days, &map)?;
     phase.mark("transitions");
     let trans = transitions::transitions(occ.clone(), &segmented, day, p.weeks.min(13), p.window_days, &map)?;
@@ -318,7 +321,8 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         crate::store::write_parquet_atomic(&folder.join(format!("{name}.parquet")), &mut df, &mut written)?;
         write_csv(&df, &folder.join(format!("{name}.csv")))?;
     }
-    phase.mark("tables+favourites");
+    phase.mark("tables");
+    phase.mark("favourites");
     let favourites = crate::targets::favourite_products(
         store.scan_events()?.select([
             col("event_id"),
@@ -335,6 +339,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     } else {
         None
     };
+    phase.mark("targets");
     crate::targets::write(&customers, favourites, &cfg.targets, raw_ids, &folder)?;
     let (new_now, returning_now) = split_window(&occ, day - 6, day)?;
     let (new_before, returning_before) = split_window(&occ, day - 13, day - 7)?;
