@@ -302,6 +302,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         "cut_points" => [join(&cuts.recency), join(&cuts.frequency), join(&cuts.monetary)],
     )?;
 
+    phase.mark("tables");
     let tables: Vec<(&str, DataFrame)> = vec![
         ("customers", customers.clone()),
         ("segments", summary.clone()),
@@ -321,7 +322,6 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         crate::store::write_parquet_atomic(&folder.join(format!("{name}.parquet")), &mut df, &mut written)?;
         write_csv(&df, &folder.join(format!("{name}.csv")))?;
     }
-    phase.mark("tables");
     phase.mark("favourites");
     let favourites = crate::targets::favourite_products(
         store.scan_events()?.select([
