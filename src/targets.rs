@@ -35,6 +35,9 @@ impl TargetSettings {
 
 /// Each customer's most frequently bought product (ties: alphabetical) among payments up to `as_of`.
 pub fn favourite_products(events: LazyFrame, as_of: i32) -> LazyFrame {
+    // Count by the bill's own label first, then fold the labels into products (`拿铁等2件` -> `拿铁`) on
+    // the much smaller grouped rows; the favourite is the most bought, ties alphabetical.
+    let times = col("times");
     events
         .filter(
             col("kind")
@@ -43,15 +46,16 @@ pub fn favourite_products(events: LazyFrame, as_of: i32) -> LazyFrame {
                 .and(col("product_name").is_not_null())
                 .and(col("local_date").cast(DataType::Int32).lt_eq(lit(as_of))),
         )
+        .group_by([col("customer_key"), col("product_name")])
+        .agg([len().cast(DataType::UInt32).alias("times")])
         .with_column(crate::analytics::velocity::bill_product_key(col("product_name")).alias("product_name"))
         .group_by([col("customer_key"), col("product_name")])
-        .agg([col("event_id").count().alias("times")])
-        .sort_by_exprs(
-            [col("customer_key"), col("times"), col("product_name")],
-            SortMultipleOptions::default().with_order_descending_multi([false, true, false]),
-        )
+        .agg([times.clone().sum().alias("times")])
         .group_by([col("customer_key")])
-        .agg([col("product_name").first().alias("favourite_product")])
+        .agg([col("product_name")
+            .filter(times.clone().eq(times.max()))
+            .min()
+            .alias("favourite_product")])
 }
 
 /// A file-system-safe file name for a segment.
@@ -176,5 +180,44 @@ mod tests {
         let fav = crate::analytics::testing::strs(&f, "favourite_product");
         // a: 拿铁 twice (one bill says 拿铁等2件); b: a tie, broken alphabetically (可颂 sorts before 美式 by code point).
         assert_eq!(fav, ["拿铁", "可颂"]);
+    }
+}
+
+#[cfg(test)]
+mod favourite_tests {
+    use super::*;
+
+    #[test]
+    fn the_most_bought_product_ties_alphabetical() {
+        // a: 拿铁 twice (once as a multi-item label), 美式 once -> 拿铁. b: one each -> the first by code
+        // point (拿 U+62FF before 美 U+7F8E). c: only a refund and a sale after as-of -> no favourite.
+        let rows = [
+            ("a", "payment", "拿铁", 10),
+            ("a", "payment", "拿铁等2件", 11),
+            ("a", "payment", "美式", 12),
+            ("b", "payment", "美式", 10),
+            ("b", "payment", "拿铁", 11),
+            ("c", "refund", "拿铁", 10),
+            ("c", "payment", "美式", 99),
+        ];
+        let df = df!(
+            "event_id" => (0..rows.len()).map(|i| format!("e{i}")).collect::<Vec<_>>(),
+            "customer_key" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            "kind" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            "product_name" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            "local_date" => rows.iter().map(|r| r.3).collect::<Vec<i32>>(),
+        )
+        .unwrap()
+        .lazy()
+        .with_column(col("local_date").cast(DataType::Date));
+        let fav = favourite_products(df, 50)
+            .sort(["customer_key"], SortMultipleOptions::default())
+            .collect()
+            .unwrap();
+        let get = |c: &str| -> Vec<Option<String>> {
+            fav.column(c).unwrap().str().unwrap().iter().map(|v| v.map(str::to_string)).collect()
+        };
+        assert_eq!(get("customer_key"), [Some("a".into()), Some("b".into())]);
+        assert_eq!(get("favourite_product"), [Some("拿铁".into()), Some("拿铁".into())]);
     }
 }
