@@ -21,16 +21,7 @@ fn summary_md_matches_its_snapshot_and_duckdb() {
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let summary = std::fs::read_to_string(reports.join("2026-W47/summary.md")).unwrap();
-    let snapshot = fixture("snapshots/summary_demo_seed42_2026-W47.md");
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&snapshot, &summary).unwrap();
-    }
-    let want = std::fs::read_to_string(&snapshot).expect("snapshot exists (UPDATE_SNAPSHOTS=1 writes it)");
-    assert!(
-        summary == want,
-        "summary.md changed; diff against {}:\n{summary}",
-        snapshot.display()
-    );
+    assert_matches_snapshot("summary_demo_seed42_2026-W47.md", &summary);
     // The week's net revenue, independently: payments and refunds dated 2026-11-16..22.
     let net = python(&format!(
         "import duckdb; print(duckdb.execute(\"select round(sum(amount_fen) / 100) from read_parquet('{}') where local_date between DATE '2026-11-16' and DATE '2026-11-22'\").fetchone()[0])",
@@ -130,6 +121,17 @@ fn visible_text(dom: &str) -> String {
         .replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&nbsp;", " ")
+}
+
+/// `text` against the reviewed snapshot `tests/fixtures/snapshots/<name>`; UPDATE_SNAPSHOTS=1 rewrites it
+/// (then read the diff).
+fn assert_matches_snapshot(name: &str, text: &str) {
+    let snapshot = fixture(&format!("snapshots/{name}"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&snapshot, text).unwrap();
+    }
+    let want = std::fs::read_to_string(&snapshot).expect("snapshot exists (UPDATE_SNAPSHOTS=1 writes it)");
+    assert!(text == want, "{name} changed; diff against {}:\n{text}", snapshot.display());
 }
 
 /// Headless Chromium as the probe of this machine kind runs it (no network chatter, fresh profile).
@@ -262,16 +264,7 @@ fn the_report_in_simplified_chinese_has_no_english_left() {
         md.starts_with("# 2026-W47 周（2026年11月16日 至 2026年11月22日）"),
         "{md}"
     );
-    let snapshot = fixture("snapshots/summary_demo_seed42_2026-W47.zh-CN.md");
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&snapshot, &md).unwrap();
-    }
-    let want = std::fs::read_to_string(&snapshot).expect("snapshot exists (UPDATE_SNAPSHOTS=1 writes it)");
-    assert!(
-        md == want,
-        "summary.md (zh-CN) changed; diff against {}:\n{md}",
-        snapshot.display()
-    );
+    assert_matches_snapshot("summary_demo_seed42_2026-W47.zh-CN.md", &md);
     // Excel-facing lists: UTF-8 with BOM and Chinese headers (only SKU, ABC and the R/F/M scores stay Latin).
     let mut lists = vec![
         week.join("restock.csv"),
