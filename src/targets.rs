@@ -215,7 +215,13 @@ mod favourite_tests {
             .collect()
             .unwrap();
         let get = |c: &str| -> Vec<Option<String>> {
-            fav.column(c).unwrap().str().unwrap().iter().map(|v| v.map(str::to_string)).collect()
+            fav.column(c)
+                .unwrap()
+                .str()
+                .unwrap()
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect()
         };
         assert_eq!(get("customer_key"), [Some("a".into()), Some("b".into())]);
         assert_eq!(get("favourite_product"), [Some("拿铁".into()), Some("拿铁".into())]);

@@ -131,7 +131,11 @@ fn assert_matches_snapshot(name: &str, text: &str) {
         std::fs::write(&snapshot, text).unwrap();
     }
     let want = std::fs::read_to_string(&snapshot).expect("snapshot exists (UPDATE_SNAPSHOTS=1 writes it)");
-    assert!(text == want, "{name} changed; diff against {}:\n{text}", snapshot.display());
+    assert!(
+        text == want,
+        "{name} changed; diff against {}:\n{text}",
+        snapshot.display()
+    );
 }
 
 /// Headless Chromium as the probe of this machine kind runs it (no network chatter, fresh profile).
