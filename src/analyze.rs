@@ -65,15 +65,11 @@ pub struct WeekSplit {
 }
 
 /// Customers and net fen of days `from..=to`, split by whether their first occasion falls in the window.
-fn split_window(occ: &LazyFrame, from: i32, to: i32) -> Result<((i64, i64), (i64, i64))> {
-    let first = occ
-        .clone()
-        .group_by([col("customer_key")])
-        .agg([col("day").min().alias("first_day")]);
+fn split_window(occ: &LazyFrame, first: &LazyFrame, from: i32, to: i32) -> Result<((i64, i64), (i64, i64))> {
     let df = occ
         .clone()
         .filter(col("day").gt_eq(lit(from)).and(col("day").lt_eq(lit(to))))
-        .inner_join(first, col("customer_key"), col("customer_key"))
+        .inner_join(first.clone(), col("customer_key"), col("customer_key"))
         .with_column(col("first_day").gt_eq(lit(from)).alias("is_new"))
         .group_by([col("is_new")])
         .agg([
@@ -186,6 +182,8 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         .sort(["customer_key", "day"], SortMultipleOptions::default())
         .collect()?
         .lazy();
+    // Each customer's first occasion: the repeat windows, the trend and the new/returning split use it.
+    let first_ever = retention::first_days(occ.clone()).collect()?.lazy();
     let (segmented, cuts) = transitions::segmented_at(occ.clone(), day, p.window_days, &map)?;
     phase.mark("transitions");
     let trans = transitions::transitions(occ.clone(), &segmented, day, p.weeks.min(13), p.window_days, &map)?;
@@ -236,7 +234,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
             col("weak_share").alias("weak_key_sales_share"),
         ]);
         repeat.push(
-            retention::repeat_rates(occ.clone(), from, day)
+            retention::repeat_rates_given_first(occ.clone(), first_ever.clone(), from, day)
                 .with_column(lit(label).alias("window"))
                 .with_column(lit(1i32).alias("__j"))
                 .inner_join(coverage.with_column(lit(1i32).alias("__j")), col("__j"), col("__j")),
@@ -284,7 +282,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     phase.mark("kpis");
     let kpi = with_week_labels(kpis::weekly(events, day, p.weeks).collect()?)?;
     phase.mark("trend");
-    let trend = retention::repeat_trend(occ.clone(), day, p.weeks, REPEAT_TREND_DAYS)?
+    let trend = retention::repeat_trend(occ.clone(), first_ever.clone(), day, p.weeks, REPEAT_TREND_DAYS)?
         .lazy()
         .select([
             col("week"),
@@ -341,8 +339,8 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     };
     phase.mark("targets");
     crate::targets::write(&customers, favourites, &cfg.targets, raw_ids, &folder)?;
-    let (new_now, returning_now) = split_window(&occ, day - 6, day)?;
-    let (new_before, returning_before) = split_window(&occ, day - 13, day - 7)?;
+    let (new_now, returning_now) = split_window(&occ, &first_ever, day - 6, day)?;
+    let (new_before, returning_before) = split_window(&occ, &first_ever, day - 13, day - 7)?;
     let outcome = AnalyzeOutcome {
         as_of,
         folder,
@@ -421,7 +419,8 @@ fn cell_text(v: &AnyValue) -> String {
 }
 
 /// Columns whose values are segment names, and columns whose values are labels from the catalogue's
-/// `value` table: both are shown in the report's language in CSVs (the Parquet keeps the stable names).
+/// `value` table: both (and `urgency`) are shown in the report's language in CSVs (the Parquet keeps the
+/// stable names).
 const SEGMENT_COLUMNS: [&str; 4] = ["segment", "previous_segment", "from_segment", "to_segment"];
 const VALUE_COLUMNS: [&str; 6] = ["window", "channel", "key_quality", "demand_class", "measure", "step"];
 
@@ -487,6 +486,8 @@ pub fn write_csv(df: &DataFrame, path: &Path) -> Result<()> {
         .map(|n| {
             if SEGMENT_COLUMNS.contains(&n.as_str()) {
                 Some("segment")
+            } else if n.as_str() == "urgency" {
+                Some("urgency")
             } else if VALUE_COLUMNS.contains(&n.as_str()) {
                 Some("value")
             } else {

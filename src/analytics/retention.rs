@@ -53,14 +53,14 @@ pub fn repeat_rates(occasions: LazyFrame, from: i32, to: i32) -> LazyFrame {
 }
 
 /// Each customer's first occasion day: customer_key, first_day.
-fn first_days(occasions: LazyFrame) -> LazyFrame {
+pub fn first_days(occasions: LazyFrame) -> LazyFrame {
     occasions
         .group_by([col("customer_key")])
         .agg([col("day").min().alias("first_day")])
 }
 
-/// [`repeat_rates`] with the first days already computed (the trend asks for many windows).
-fn repeat_rates_given_first(occasions: LazyFrame, first_ever: LazyFrame, from: i32, to: i32) -> LazyFrame {
+/// [`repeat_rates`] with the first days ([`first_days`]) already computed, for many windows.
+pub fn repeat_rates_given_first(occasions: LazyFrame, first_ever: LazyFrame, from: i32, to: i32) -> LazyFrame {
     occasions
         .filter(col("day").gt_eq(lit(from)).and(col("day").lt_eq(lit(to))))
         .group_by([col("customer_key")])
@@ -91,10 +91,15 @@ fn repeat_rates_given_first(occasions: LazyFrame, first_ever: LazyFrame, from: i
 
 /// The repeat-purchase trend: for each of the `weeks` weeks ending with the as-of week, both rates over the
 /// `window_days` days ending on that week's last day (the as-of day for the as-of week), so each point is
-/// the same measure as `repeat_rates` on a trailing window.
-pub fn repeat_trend(occasions: LazyFrame, as_of: i32, weeks: i32, window_days: i32) -> Result<DataFrame> {
+/// the same measure as `repeat_rates` on a trailing window. `first_ever`: [`first_days`] of the occasions.
+pub fn repeat_trend(
+    occasions: LazyFrame,
+    first_ever: LazyFrame,
+    as_of: i32,
+    weeks: i32,
+    window_days: i32,
+) -> Result<DataFrame> {
     let last = week_of(as_of);
-    let first_ever = first_days(occasions.clone()).collect()?.lazy();
     let points = ((last - weeks + 1)..=last)
         .map(|w| {
             let to = (week_start(w) + 6).min(as_of);
@@ -348,7 +353,7 @@ mod tests {
             ("c", e + 5, 1),
             ("c", e + 6, 1),
         ]);
-        let t = repeat_trend(o, e + 7, 2, 14).unwrap();
+        let t = repeat_trend(o.clone(), first_days(o), e + 7, 2, 14).unwrap();
         assert_eq!(
             t.column("week")
                 .unwrap()
