@@ -283,7 +283,10 @@ pub fn weekday_hour_heatmap(counts: &[[f64; 24]; 7], title: &str) -> Result<Stri
                 }
             })
             .y_label_formatter(&|v: &f64| {
-                band_label(*v, 7, &|b| crate::i18n::text(&format!("weekday.{}", 6 - b)).to_string())
+                band_label(*v, 7, &|b| {
+                    chrono::Weekday::try_from((6 - b) as u8)
+                        .map_or(String::new(), |w| crate::i18n::weekday(w).to_string())
+                })
             })
             .draw()
             .map_err(err)?;

@@ -645,7 +645,7 @@ fn restock_frames(
     let restock = df!(
         "sku" => rows.iter().map(|r| r.0.sku.clone()).collect::<Vec<_>>(),
         "name" => rows.iter().map(|r| name(r.0, r.1)).collect::<Vec<_>>(),
-        "urgency" => rows.iter().map(|r| crate::i18n::name("urgency", r.2.urgency.label())).collect::<Vec<_>>(),
+        "urgency" => rows.iter().map(|r| r.2.urgency.label()).collect::<Vec<_>>(),
         "suggested_order" => rows.iter().map(|r| r.2.order_qty).collect::<Vec<_>>(),
         "order_by" => rows.iter().map(|r| r.2.last_order_date.map(|d| d.to_string())).collect::<Vec<_>>(),
         "reason" => rows.iter().map(|r| r.2.reason.clone()).collect::<Vec<_>>(),
