@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use chrono::{Datelike, NaiveDate, Weekday};
 use polars::prelude::*;
 
-use crate::analytics::{kpis, occasions, retention, segments::SegmentMap, transitions};
+use crate::analytics::{kpis, occasions, retention, rfm, segments::SegmentMap, transitions};
 use crate::config::Config;
 use crate::store::StoreReader;
 
@@ -132,7 +132,7 @@ pub fn resolve_as_of(given: Option<NaiveDate>, events: &LazyFrame) -> Result<Nai
     Ok(last_complete_week_end(date_of(last)))
 }
 
-const EVENT_COLUMNS: [&str; 9] = [
+const EVENT_COLUMNS: [&str; 10] = [
     "event_id",
     "kind",
     "local_date",
@@ -142,6 +142,7 @@ const EVENT_COLUMNS: [&str; 9] = [
     "payment_event_id",
     "channel",
     "fee_millifen",
+    "product_name",
 ];
 
 pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
@@ -167,27 +168,45 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     // Occasions once: every customer metric and the weekly segment snapshots derive from them.
     // Net payments once (one join of refunds to payments): they give the occasions and every coverage row.
     phase.mark("net");
-    let net = occasions::net_payments(events.clone(), day)
+    // Every payment (fully refunded ones too: the favourite products count them) with its net amount.
+    let payments = occasions::payments_with_refunds(events.clone(), day, ["product_name"])
         .select([
             col("customer_key"),
             col("customer_key_quality"),
             col("day"),
             col("net_fen"),
+            col("product_name"),
         ])
         .collect()?;
-    phase.mark("occasions");
-    let (net, keys) = occasions::encode_keys(net)?;
-    let net = net.lazy();
-    let occ = occasions::occasions_from_net(net.clone())
-        .sort(["customer_key", "day"], SortMultipleOptions::default())
+    phase.mark("encode");
+    let (payments, keys) = occasions::encode_keys(payments)?;
+    let net = payments
+        .clone()
+        .lazy()
+        .filter(col("net_fen").gt(lit(0i64)))
+        .drop(cols(["product_name"]))
         .collect()?
         .lazy();
+    phase.mark("favourites");
+    let favourites = crate::targets::favourite_products_of(payments.lazy()).collect()?;
+    phase.mark("occasions");
+    let occ_df = occasions::occasions_from_net(net.clone())
+        .sort(["customer_key", "day"], SortMultipleOptions::default())
+        .collect()?;
+    let occ = occ_df.clone().lazy();
     // Each customer's first occasion: the repeat windows, the trend and the new/returning split use it.
     let first_ever = retention::first_days(occ.clone()).collect()?.lazy();
-    let (segmented, cuts) = transitions::segmented_at(occ.clone(), day, p.window_days, &map)?;
     phase.mark("transitions");
-    let trans = transitions::transitions(occ.clone(), &segmented, day, p.weeks.min(13), p.window_days, &map)?;
-    let labels = match store.table(store.manifest.identities.as_deref())? {
+    // The RFM table now and at each weekly snapshot back, in one pass over the sorted occasions.
+    let weeks_back = p.weeks.clamp(1, 13);
+    let snapshot_days: Vec<i32> = (0..=weeks_back).map(|k| day - 7 * k).collect();
+    let mut snapshots = rfm::rfm_tables(&occ_df, &snapshot_days, p.window_days)?.into_iter();
+    let (segmented, cuts) = transitions::segment(snapshots.next().context("the RFM table now")?, &map)?;
+    let earlier = snapshots
+        .map(|t| Ok(transitions::segment(t, &map)?.0))
+        .collect::<Result<Vec<_>>>()?;
+    let trans = transitions::transitions_from(&segmented, earlier, day)?;
+    let labels = match store.identities()? {
         Some(ids) => ids.lazy().select([col("customer_key"), col("label")]),
         None => df!("customer_key" => Vec::<String>::new(), "label" => Vec::<String>::new())?.lazy(),
     };
@@ -320,23 +339,8 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         crate::store::write_parquet_atomic(&folder.join(format!("{name}.parquet")), &mut df, &mut written)?;
         write_csv(&df, &folder.join(format!("{name}.csv")))?;
     }
-    phase.mark("favourites");
-    let favourites = crate::targets::favourite_products(
-        store.scan_events()?.select([
-            col("event_id"),
-            col("kind"),
-            col("customer_key"),
-            col("product_name"),
-            col("local_date"),
-        ]),
-        day,
-    )
-    .collect()?;
-    let raw_ids = if p.with_contact_ids {
-        store.table(store.manifest.identities.as_deref())?
-    } else {
-        None
-    };
+    let favourites = occasions::restore_keys(favourites, &keys)?;
+    let raw_ids = if p.with_contact_ids { store.identities()? } else { None };
     phase.mark("targets");
     crate::targets::write(&customers, favourites, &cfg.targets, raw_ids, &folder)?;
     let (new_now, returning_now) = split_window(&occ, &first_ever, day - 6, day)?;

@@ -3,8 +3,10 @@
 //! ```text
 //! manifest.json                         the commit point: which files make up the store, what was ingested
 //! secret.key                            per-store HMAC key (0600), see privacy.rs
-//! events/month=YYYY-MM/part-<gen>.parquet   payments and refunds, one file per month (zstd)
-//! identities/part-<gen>.parquet         customer_key -> raw buyer identifier (personal data)
+//! events/month=YYYY-MM/part-<gen>.parquet   payments and refunds by month: each commit adds a part with
+//!                                       the month's new rows (zstd); rows already stored are never rewritten
+//! identities/part-<gen>.parquet         customer_key -> raw buyer identifier (personal data); each commit
+//!                                       adds a part with the keys first seen in it
 //! line_items/month=YYYY-MM/part-<gen>.parquet  POS line items, by month sold (UTC; `unknown` without a time)
 //! inventory/part-<gen>.parquet          inventory snapshots
 //! rejects/<sha256 prefix>.csv           rows that could not be read: file, line, reason, raw text
@@ -20,6 +22,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use chrono::Datelike;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +35,8 @@ use crate::UserError;
 const ROW_GROUP_ROWS: usize = crate::ingest::model::CHUNK_ROWS;
 
 pub const MANIFEST: &str = "manifest.json";
+/// 2: events and identities are lists of parts (version 1 named one file each; it is still read).
+const MANIFEST_VERSION: u32 = 2;
 const LOCK: &str = ".lock";
 pub const SECRET: &str = "secret.key";
 
@@ -56,17 +61,47 @@ pub struct FileEntry {
     pub rejects_file: Option<String>,
 }
 
-/// Event ids of one month (foldhash: the ids are the platforms', hashed once per row ingested).
-type IdSet = HashSet<Box<str>, foldhash::fast::RandomState>;
+/// Days from 0001-01-01 (chrono's day 1) to 1970-01-01, the Date column's day 0.
+const EPOCH_DAYS_FROM_CE: i32 = 719_163;
+
+/// Ids (event ids of one month, or customer keys) as 128-bit XXH3 digests: 16 bytes each and no
+/// allocation per id, so the sets stay in memory for a whole run (a chance collision among 10^8 ids is
+/// about 10^-23).
+type IdSet = HashSet<u128, foldhash::fast::RandomState>;
+
+fn id_digest(id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
+}
+
+/// Reads one string column of the given parts into a digest set.
+fn digests_of(root: &Path, parts: &[String], column: &str, set: &mut IdSet) -> Result<()> {
+    for rel in parts {
+        let path = root.join(rel);
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let df = anyhow::Context::with_context(
+            ParquetReader::new(file)
+                .with_columns(Some(vec![column.into()]))
+                .finish(),
+            || format!("reading {}", path.display()),
+        )?;
+        let ids = df.column(column)?.str()?;
+        set.reserve(ids.len());
+        set.extend(ids.iter().flatten().map(id_digest));
+    }
+    Ok(())
+}
 
 /// The store's table of contents. Paths are relative to the store folder.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Manifest {
     pub version: u32,
     pub generation: u64,
-    /// month (`2026-11`) -> events file.
-    pub events: BTreeMap<String, String>,
-    pub identities: Option<String>,
+    /// month (`2026-11`) -> its events files, oldest first (version 1 stores named one file per month).
+    #[serde(deserialize_with = "month_parts")]
+    pub events: BTreeMap<String, Vec<String>>,
+    /// The identities files, oldest first (version 1 stores named one file, or none).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub identities: Vec<String>,
     /// month (`2026-11`, or `unknown`) -> line items file. Stores written before line items were
     /// partitioned hold one file here; it is read as the partition `all`.
     #[serde(default, deserialize_with = "line_item_parts")]
@@ -81,13 +116,38 @@ impl Manifest {
     }
 
     fn referenced(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.events.values().map(String::as_str).collect();
-        v.extend(self.identities.as_deref());
+        let mut v: Vec<&str> = self.events.values().flatten().map(String::as_str).collect();
+        v.extend(self.identities.iter().map(String::as_str));
         v.extend(self.line_items.values().map(String::as_str));
         v.extend(self.inventory.as_deref());
         v.extend(self.files.iter().filter_map(|f| f.rejects_file.as_deref()));
         v
     }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(Option<String>),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => one.into_iter().collect(),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(OneOrMany::deserialize(d)?.into_vec())
+}
+
+fn month_parts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
+    let m = BTreeMap::<String, OneOrMany>::deserialize(d)?;
+    Ok(m.into_iter().map(|(k, v)| (k, v.into_vec())).collect())
 }
 
 fn line_item_parts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
@@ -120,9 +180,21 @@ impl StoreReader {
 
     /// All events, or an empty frame with the event schema.
     pub fn events(&self) -> Result<DataFrame> {
+        Ok(self
+            .read_all(self.manifest.events.values().flatten())?
+            .unwrap_or_else(crate::ingest::empty_events))
+    }
+
+    /// The identities table (customer key -> raw buyer id, label), or `None` when the store has none.
+    pub fn identities(&self) -> Result<Option<DataFrame>> {
+        self.read_all(&self.manifest.identities)
+    }
+
+    /// The files one after another, or `None` for no files.
+    fn read_all<'a>(&self, rels: impl IntoIterator<Item = &'a String>) -> Result<Option<DataFrame>> {
         let mut out: Option<DataFrame> = None;
-        for file in self.manifest.events.values() {
-            let df = read_parquet(&self.root.join(file))?;
+        for rel in rels {
+            let df = read_parquet(&self.root.join(rel))?;
             match &mut out {
                 Some(o) => {
                     o.vstack_mut_owned(df)?;
@@ -130,7 +202,7 @@ impl StoreReader {
                 None => out = Some(df),
             }
         }
-        Ok(out.unwrap_or_else(crate::ingest::empty_events))
+        Ok(out)
     }
 
     /// A lazy scan over every events file (projection and filters pushed down), or an empty frame.
@@ -139,7 +211,7 @@ impl StoreReader {
             return Ok(crate::ingest::empty_events().lazy());
         }
         let mut paths = Vec::new();
-        for rel in self.manifest.events.values() {
+        for rel in self.manifest.events.values().flatten() {
             let p = self.root.join(rel);
             let s = p
                 .to_str()
@@ -154,17 +226,7 @@ impl StoreReader {
 
     /// All POS line items (every month partition), or `None` when the store has none.
     pub fn line_items(&self) -> Result<Option<DataFrame>> {
-        let mut out: Option<DataFrame> = None;
-        for rel in self.manifest.line_items.values() {
-            let df = read_parquet(&self.root.join(rel))?;
-            match &mut out {
-                Some(o) => {
-                    o.vstack_mut_owned(df)?;
-                }
-                None => out = Some(df),
-            }
-        }
-        Ok(out)
+        self.read_all(self.manifest.line_items.values())
     }
 
     pub fn table(&self, rel: Option<&str>) -> Result<Option<DataFrame>> {
@@ -183,7 +245,7 @@ fn read_manifest(root: &Path) -> Result<Manifest> {
     let p = root.join(MANIFEST);
     if !p.exists() {
         return Ok(Manifest {
-            version: 1,
+            version: MANIFEST_VERSION,
             ..Default::default()
         });
     }
@@ -210,10 +272,12 @@ pub struct StoreWriter {
     pub hasher: KeyHasher,
     _lock: File,
     staged: Staged,
-    /// event ids known per month (store + staged), loaded on first touch. A set, not a frame: checking a
-    /// file's ids against it costs their number, not the month's (an anti-join per file rebuilt a hash
-    /// table of the whole month each time, quadratic over a month of daily bills).
+    /// event ids known per month (store + staged), loaded on first touch and kept for the run. A set, not
+    /// a frame: checking a file's ids against it costs their number, not the month's (an anti-join per file
+    /// rebuilt a hash table of the whole month each time, quadratic over a month of daily bills).
     known: HashMap<String, IdSet>,
+    /// customer keys with an identities row (store + staged), loaded on first use.
+    known_customers: Option<IdSet>,
 }
 
 impl StoreWriter {
@@ -256,6 +320,7 @@ impl StoreWriter {
             _lock: lock,
             staged: Staged::default(),
             known: HashMap::new(),
+            known_customers: None,
         };
         w.remove_unreferenced()?;
         Ok(w)
@@ -269,26 +334,31 @@ impl StoreWriter {
             return Ok(0);
         }
         let before = events.height();
-        let month_of_row = events
-            .clone()
-            .lazy()
-            .select([col("local_date").dt().strftime("%Y-%m").alias("month")])
-            .collect()?;
-        let month_col = month_of_row.column("month")?.str()?.clone();
-        let mut months: Vec<String> = Vec::new();
-        for m in month_col.iter().flatten() {
-            if months.last().map(String::as_str) != Some(m) && !months.iter().any(|x| x == m) {
-                months.push(m.to_string());
+        // Month of each row as year * 12 + month0, from the day numbers (no string per row).
+        let days = events.column("local_date")?.to_physical_repr();
+        let month_of_row: Vec<Option<i32>> = days
+            .i32()?
+            .iter()
+            .map(|d| {
+                d.and_then(|d| chrono::NaiveDate::from_num_days_from_ce_opt(d + EPOCH_DAYS_FROM_CE))
+                    .map(|d| d.year() * 12 + d.month0() as i32)
+            })
+            .collect();
+        let mut months: Vec<i32> = Vec::new();
+        for m in month_of_row.iter().flatten() {
+            if months.last() != Some(m) && !months.contains(m) {
+                months.push(*m);
             }
         }
         let mut kept = 0;
         let single = months.len() == 1;
         let mut events = Some(events);
-        for month in months {
+        for m in months {
+            let month = format!("{:04}-{:02}", m.div_euclid(12), m.rem_euclid(12) + 1);
             let part = if single {
                 events.take().expect("taken once")
             } else {
-                let mask = month_col.equal(month.as_str());
+                let mask: BooleanChunked = month_of_row.iter().map(|r| *r == Some(m)).collect();
                 events.as_ref().expect("kept while splitting").filter(&mask)?
             };
             // New ids only, each once: the set answers for the store, earlier files and this file alike.
@@ -297,7 +367,7 @@ impl StoreWriter {
                 .column("event_id")?
                 .str()?
                 .iter()
-                .map(|id| id.is_some_and(|id| known.insert(id.into())))
+                .map(|id| id.is_some_and(|id| known.insert(id_digest(id))))
                 .collect();
             let fresh = if fresh_mask.all() {
                 part
@@ -316,23 +386,28 @@ impl StoreWriter {
     fn known_ids(&mut self, month: &str) -> Result<&mut IdSet> {
         if !self.known.contains_key(month) {
             let mut set = IdSet::default();
-            if let Some(f) = self.manifest.events.get(month) {
-                let path = self.root.join(f);
-                let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-                let df = ParquetReader::new(file)
-                    .with_columns(Some(vec!["event_id".into()]))
-                    .finish()?;
-                let ids = df.column("event_id")?.str()?;
-                set.reserve(ids.len());
-                set.extend(ids.iter().flatten().map(Box::<str>::from));
+            if let Some(parts) = self.manifest.events.get(month) {
+                digests_of(&self.root, parts, "event_id", &mut set)?;
             }
             self.known.insert(month.to_string(), set);
         }
         Ok(self.known.get_mut(month).expect("inserted above"))
     }
 
-    pub fn stage_identities(&mut self, ids: HashMap<String, RawIdentity>) {
-        self.staged.identities.extend(ids);
+    /// Stages the identities of keys not stored or staged yet (a key already known keeps its row).
+    pub fn stage_identities(&mut self, ids: HashMap<String, RawIdentity>) -> Result<()> {
+        if self.known_customers.is_none() {
+            let mut set = IdSet::default();
+            digests_of(&self.root, &self.manifest.identities, "customer_key", &mut set)?;
+            self.known_customers = Some(set);
+        }
+        let known = self.known_customers.as_mut().expect("loaded above");
+        for (key, id) in ids {
+            if known.insert(id_digest(&key)) {
+                self.staged.identities.insert(key, id);
+            }
+        }
+        Ok(())
     }
 
     pub fn stage_line_items(&mut self, sha: &str, items: Vec<LineItem>) {
@@ -378,8 +453,6 @@ impl StoreWriter {
             Ok((manifest, stats)) => {
                 self.manifest = manifest;
                 self.staged = Staged::default();
-                // Re-read per month when the next files need them: memory stays bounded by the months touched.
-                self.known.clear();
                 self.remove_unreferenced()?;
                 Ok(stats)
             }
@@ -396,6 +469,7 @@ impl StoreWriter {
         let gen = self.manifest.generation + 1;
         let mut next = self.manifest.clone();
         next.generation = gen;
+        next.version = MANIFEST_VERSION;
         let mut stats = CommitStats::default();
         let fail_after: Option<usize> = std::env::var("PAYLENS_TEST_FAIL_AFTER_PARTITIONS")
             .ok()
@@ -406,27 +480,24 @@ impl StoreWriter {
                 self.staged.events = staged.clone();
                 bail!("injected failure after {i} partitions (PAYLENS_TEST_FAIL_AFTER_PARTITIONS)");
             }
-            // New rows follow the partition's existing rows, in file order: no re-sort, so memory stays at
-            // one copy of the month.
-            let (mut all, rest) = match self.manifest.events.get(month) {
-                Some(f) => (read_parquet(&self.root.join(f))?, &frames[..]),
-                None => (frames[0].clone(), &frames[1..]),
-            };
-            stats.new_events += frames.iter().map(|f| f.height() as u64).sum::<u64>();
-            for f in rest {
+            // The month's new rows, in file order, go into a part of their own: what is stored is not read
+            // or rewritten.
+            let mut all = frames[0].clone();
+            for f in &frames[1..] {
                 all.vstack_mut(f)?;
             }
+            stats.new_events += all.height() as u64;
             let rel = format!("events/month={month}/part-{gen:06}.parquet");
             write_parquet_atomic(&self.root.join(&rel), &mut all, written)?;
-            next.events.insert(month.clone(), rel);
+            next.events.entry(month.clone()).or_default().push(rel);
             stats.months += 1;
         }
         self.staged.events = staged;
         if !self.staged.identities.is_empty() {
-            let mut df = self.merged_identities()?;
+            let mut df = self.new_identities()?;
             let rel = format!("identities/part-{gen:06}.parquet");
             write_parquet_atomic(&self.root.join(&rel), &mut df, written)?;
-            next.identities = Some(rel);
+            next.identities.push(rel);
         }
         for (month, mut df) in self.merged_line_items()? {
             let rel = format!("line_items/month={month}/part-{gen:06}.parquet");
@@ -452,33 +523,17 @@ impl StoreWriter {
         Ok((next, stats))
     }
 
-    /// The identities table with the staged keys it lacks added (a key already stored keeps its row),
-    /// sorted by key. Done as frames: the table has a row per customer and is rewritten at each commit.
-    fn merged_identities(&self) -> Result<DataFrame> {
+    /// The staged identities (keys the store did not have), sorted by key.
+    fn new_identities(&self) -> Result<DataFrame> {
         let ids = &self.staged.identities;
-        let staged = df!(
+        Ok(df!(
             "customer_key" => ids.keys().map(String::as_str).collect::<Vec<_>>(),
             "quality" => ids.values().map(|v| v.quality.as_str()).collect::<Vec<_>>(),
             "id_kind" => ids.values().map(|v| v.kind).collect::<Vec<_>>(),
             "raw_id" => ids.values().map(|v| v.id.as_str()).collect::<Vec<_>>(),
             "label" => ids.values().map(|v| v.label.as_str()).collect::<Vec<_>>(),
         )?
-        .lazy();
-        let merged = match &self.manifest.identities {
-            Some(f) => {
-                let stored = read_parquet(&self.root.join(f))?.lazy();
-                let new = staged.anti_join(
-                    stored.clone().select([col("customer_key")]),
-                    col("customer_key"),
-                    col("customer_key"),
-                );
-                concat([stored, new], UnionArgs::default())?
-            }
-            None => staged,
-        };
-        Ok(merged
-            .sort(["customer_key"], SortMultipleOptions::default())
-            .collect()?)
+        .sort(["customer_key"], SortMultipleOptions::default())?)
     }
 
     /// Staged line items merged into their month partitions: (month, all of that month's items).

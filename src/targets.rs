@@ -35,17 +35,22 @@ impl TargetSettings {
 
 /// Each customer's most frequently bought product (ties: alphabetical) among payments up to `as_of`.
 pub fn favourite_products(events: LazyFrame, as_of: i32) -> LazyFrame {
+    favourite_products_of(
+        events.filter(
+            col("kind")
+                .eq(lit("payment"))
+                .and(col("local_date").cast(DataType::Int32).lt_eq(lit(as_of))),
+        ),
+    )
+}
+
+/// [`favourite_products`] of payments already chosen (columns customer_key, of any type, and product_name).
+pub fn favourite_products_of(payments: LazyFrame) -> LazyFrame {
     // Count by the bill's own label first, then fold the labels into products (`拿铁等2件` -> `拿铁`) on
     // the much smaller grouped rows; the favourite is the most bought, ties alphabetical.
     let times = col("times");
-    events
-        .filter(
-            col("kind")
-                .eq(lit("payment"))
-                .and(col("customer_key").is_not_null())
-                .and(col("product_name").is_not_null())
-                .and(col("local_date").cast(DataType::Int32).lt_eq(lit(as_of))),
-        )
+    payments
+        .filter(col("customer_key").is_not_null().and(col("product_name").is_not_null()))
         .group_by([col("customer_key"), col("product_name")])
         .agg([len().cast(DataType::UInt32).alias("times")])
         .with_column(crate::analytics::velocity::bill_product_key(col("product_name")).alias("product_name"))

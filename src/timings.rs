@@ -28,3 +28,46 @@ impl Drop for Phases {
         self.mark("end");
     }
 }
+
+/// Wall time summed per named part of a loop, printed when dropped (`PAYLENS_TIMINGS=1`).
+pub struct Totals {
+    on: bool,
+    since: Instant,
+    parts: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Totals {
+    pub fn from_env() -> Totals {
+        Totals {
+            on: std::env::var_os("PAYLENS_TIMINGS").is_some_and(|v| v != "0"),
+            since: Instant::now(),
+            parts: Vec::new(),
+        }
+    }
+
+    /// Restarts the clock without counting the time since the last mark.
+    pub fn start(&mut self) {
+        self.since = Instant::now();
+    }
+
+    /// Adds the time since the last mark to `part`.
+    pub fn add(&mut self, part: &'static str) {
+        if !self.on {
+            return;
+        }
+        let d = self.since.elapsed();
+        match self.parts.iter_mut().find(|(p, _)| *p == part) {
+            Some((_, t)) => *t += d,
+            None => self.parts.push((part, d)),
+        }
+        self.since = Instant::now();
+    }
+}
+
+impl Drop for Totals {
+    fn drop(&mut self) {
+        for (part, t) in &self.parts {
+            eprintln!("paylens timings: {part:<20} {:>8.2} s", t.as_secs_f64());
+        }
+    }
+}

@@ -10,26 +10,33 @@ use polars::prelude::*;
 /// event_id, customer_key, customer_key_quality, channel, day, net_fen, amount_fen, refunded_fen.
 /// Payments with nothing left after refunds are dropped.
 pub fn net_payments(events: LazyFrame, as_of: i32) -> LazyFrame {
+    payments_with_refunds(events, as_of, []).filter(col("net_fen").gt(lit(0i64)))
+}
+
+/// Every payment up to `as_of`, fully refunded ones included, with net_fen as in [`net_payments`];
+/// `extra` event columns are carried along.
+pub fn payments_with_refunds<const N: usize>(events: LazyFrame, as_of: i32, extra: [&str; N]) -> LazyFrame {
     let upto = col("local_date").cast(DataType::Int32).lt_eq(lit(as_of));
     let refunds = events
         .clone()
         .filter(col("kind").eq(lit("refund")).and(upto.clone()))
         .group_by([col("payment_event_id")])
         .agg([col("amount_fen").sum().alias("refunded_fen")]);
+    let mut columns = vec![
+        col("event_id"),
+        col("customer_key"),
+        col("customer_key_quality"),
+        col("channel"),
+        col("local_date").cast(DataType::Int32).alias("day"),
+        col("amount_fen"),
+    ];
+    columns.extend(extra.map(col));
     events
         .filter(col("kind").eq(lit("payment")).and(upto))
-        .select([
-            col("event_id"),
-            col("customer_key"),
-            col("customer_key_quality"),
-            col("channel"),
-            col("local_date").cast(DataType::Int32).alias("day"),
-            col("amount_fen"),
-        ])
+        .select(columns)
         .left_join(refunds, col("event_id"), col("payment_event_id"))
         .with_column(col("refunded_fen").fill_null(lit(0i64)))
         .with_column((col("amount_fen") + col("refunded_fen")).alias("net_fen"))
-        .filter(col("net_fen").gt(lit(0i64)))
 }
 
 /// One row per customer and day with a purchase: customer_key, quality, day, net_fen, charges.

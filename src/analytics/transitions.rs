@@ -27,8 +27,13 @@ pub fn segmented_at(
             window_days,
         },
     )
-    .collect()?
-    .lazy();
+    .collect()?;
+    segment(table, map)
+}
+
+/// Scores and segments an RFM table (of [`rfm_table`] or [`super::rfm::rfm_tables`]).
+pub fn segment(table: DataFrame, map: &SegmentMap) -> Result<(DataFrame, CutPoints)> {
+    let table = table.lazy();
     let cuts = cut_points(&table)?;
     let segmented = map.assign(score(table, &cuts)).collect()?;
     Ok((segmented, cuts))
@@ -52,11 +57,21 @@ pub fn transitions(
     window_days: Option<i32>,
     map: &SegmentMap,
 ) -> Result<Transitions> {
+    let earlier = (1..=weeks_back.max(1))
+        .map(|k| Ok(segmented_at(occasions.clone(), as_of - 7 * k, window_days, map)?.0))
+        .collect::<Result<Vec<_>>>()?;
+    transitions_from(now, earlier, as_of)
+}
+
+/// [`transitions`] from the segmented snapshots already computed: `earlier[k - 1]` is `k` weeks back.
+pub fn transitions_from(now: &DataFrame, earlier: Vec<DataFrame>, as_of: i32) -> Result<Transitions> {
     // One column per snapshot back (s1 = one week earlier), joined on the customer key, whatever its type.
-    let weeks = weeks_back.max(1);
+    if earlier.is_empty() {
+        anyhow::bail!("transitions need at least one earlier snapshot");
+    }
+    let weeks = earlier.len() as i32;
     let mut joined = now.clone().lazy().select([col("customer_key"), col("segment")]);
-    for k in 1..=weeks {
-        let (df, _) = segmented_at(occasions.clone(), as_of - 7 * k, window_days, map)?;
+    for (k, df) in (1..).zip(earlier) {
         joined = joined.left_join(
             df.lazy()
                 .select([col("customer_key"), col("segment").alias(format!("s{k}"))]),

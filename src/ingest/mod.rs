@@ -355,6 +355,7 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
     let hasher = store.hasher.clone();
     let known = store.manifest.clone();
     let mut files_done = Vec::new();
+    let mut clock = crate::timings::Totals::from_env();
     std::thread::scope(|scope| -> Result<()> {
         // Parser i takes files i, i + P, i + 2P, ...; the stager takes their results round-robin, so files
         // are staged in input order whatever finishes first.
@@ -374,10 +375,13 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
         }
         for (i, input) in inputs.iter().enumerate() {
             progress.set_message(input.name.clone());
+            clock.start();
             let parsed = receivers[i % parsers]
                 .recv()
                 .map_err(|_| anyhow::anyhow!("a parser thread stopped"))?;
+            clock.add("waiting for parsers");
             let outcome = parsed.and_then(|p| stage_one(input, cfg, &mut store, p));
+            clock.add("staging");
             progress.inc(input.size);
             let outcome = match outcome {
                 Ok(o) => o,
@@ -393,6 +397,7 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
             // memory stays bounded and a file is never half stored. --strict stores all or nothing.
             if !params.strict && store.staged_rows() >= batch_rows {
                 new_events += store.commit()?.new_events;
+                clock.add("commits");
             }
         }
         Ok(())
@@ -418,9 +423,12 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
         ))
         .into());
     }
+    clock.start();
     if store.has_staged() {
         new_events += store.commit()?.new_events;
     }
+    clock.add("commits");
+    drop(clock);
     let outcome = IngestOutcome {
         files: outcome_files,
         new_events,
@@ -499,7 +507,7 @@ fn stage_one(input: &Input, cfg: &Config, store: &mut StoreWriter, parsed: Parse
     } = *file;
     let (events, identities, line_items, inventory) = parts;
     let duplicates = store.stage_events(events)?;
-    store.stage_identities(identities);
+    store.stage_identities(identities)?;
     store.stage_line_items(&sha, line_items);
     store.stage_inventory(&sha, inventory);
     let rejects_file = (!report.rejects.is_empty()).then(|| format!("rejects/{}.csv", &sha[..16]));

@@ -135,12 +135,23 @@ pub fn read_batches(path: &Path) -> Vec<arrow::record_batch::RecordBatch> {
     reader.map(|b| b.expect("record batch")).collect()
 }
 
+/// Every events file the manifest names (month -> list of parts), oldest month first.
+pub fn event_parts(m: &serde_json::Value) -> Vec<String> {
+    let mut v = Vec::new();
+    for (_, parts) in m["events"].as_object().expect("events map") {
+        for p in parts.as_array().expect("a month's parts") {
+            v.push(p.as_str().expect("a path").to_string());
+        }
+    }
+    v
+}
+
 /// All events of the store, through the manifest, sorted by event id.
 pub fn events(store: &Path) -> Vec<EventRow> {
     let m = manifest(store);
     let mut rows = Vec::new();
-    for (_, rel) in m["events"].as_object().expect("events map") {
-        for b in read_batches(&store.join(rel.as_str().unwrap())) {
+    for rel in event_parts(&m) {
+        for b in read_batches(&store.join(rel)) {
             let ids = strings(&b, "event_id");
             let kind = strings(&b, "kind");
             let date = ints(&b, "local_date");

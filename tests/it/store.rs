@@ -165,8 +165,8 @@ fn store_files_are_standard_parquet_for_arrow_rs_and_duckdb() {
     );
     let m = manifest(&store);
     // arrow-rs: every file the manifest names opens, zstd-compressed, with the documented columns.
-    for (_, rel) in m["events"].as_object().unwrap() {
-        let path = store.join(rel.as_str().unwrap());
+    for rel in event_parts(&m) {
+        let path = store.join(rel);
         let f = std::fs::File::open(&path).unwrap();
         let meta = parquet::file::reader::SerializedFileReader::new(f).unwrap();
         let md = parquet::file::reader::FileReader::metadata(&meta);
@@ -221,15 +221,15 @@ fn raw_buyer_ids_live_only_in_the_identities_table() {
     );
     let m = manifest(&store);
     let contains = |bytes: &[u8], needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
-    for (_, rel) in m["events"].as_object().unwrap() {
-        let bytes = std::fs::read(store.join(rel.as_str().unwrap())).unwrap();
+    for rel in event_parts(&m) {
+        let bytes = std::fs::read(store.join(rel)).unwrap();
         assert!(!contains(&bytes, "oUser1AAAA"), "an openid is in the events table");
         assert!(
             !contains(&bytes, "137****2600"),
             "a masked phone is in the events table"
         );
     }
-    let ids = read_batches(&store.join(m["identities"].as_str().unwrap()));
+    let ids = read_batches(&store.join(m["identities"][0].as_str().unwrap()));
     assert_eq!(ids.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
     #[cfg(unix)]
     {
@@ -322,4 +322,59 @@ fn hostile_inputs_never_panic_or_half_write() {
     assert_eq!(out.status.code(), Some(1));
     let out = run(&only_bad, &["ingest", "/nonexistent/bill.csv"]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_later_ingest_adds_parts_and_never_rewrites_stored_files_even_in_a_version_1_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    ingest_json(&store, &fx(&["wechat_merchant/all_27col_bom_crlf.csv"]), &[]);
+    let before = events(&store);
+    // Rewrite the manifest as version 1 wrote it: one file per month, one identities file.
+    let mut m = manifest(&store);
+    let first_parts = event_parts(&m);
+    for (_, parts) in m["events"].as_object_mut().unwrap() {
+        *parts = parts[0].clone();
+    }
+    m["identities"] = m["identities"][0].clone();
+    m["version"] = 1.into();
+    std::fs::write(store.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    let stored: Vec<Vec<u8>> = first_parts
+        .iter()
+        .map(|p| std::fs::read(store.join(p)).unwrap())
+        .collect();
+    // SUCCESS repeats tx1 (a duplicate) and adds tx5 in the same month; the Alipay bill adds 4 events.
+    let (code, json) = ingest_json(
+        &store,
+        &fx(&["wechat_merchant/success_20col.csv", "alipay_merchant/details_gbk.csv"]),
+        &[],
+    );
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(file(&json, "success_20col.csv")["duplicates"], 1);
+    let m = manifest(&store);
+    assert_eq!(m["version"], 2);
+    let parts = event_parts(&m);
+    for (p, bytes) in first_parts.iter().zip(&stored) {
+        assert!(parts.contains(p), "{p} is no longer in the store: {parts:?}");
+        assert_eq!(&std::fs::read(store.join(p)).unwrap(), bytes, "{p} was rewritten");
+    }
+    let after = events(&store);
+    assert_eq!(after.len(), before.len() + 1 + 4);
+    let mut ids: Vec<&str> = after.iter().map(|r| r.event_id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), after.len(), "an event is stored twice");
+    // Identities: the second part holds only keys the first did not have: oUser1 (in both WeChat bills) is
+    // not repeated; oUser4 (SUCCESS's tx5) and the 2 Alipay buyers are new.
+    let id_parts = m["identities"].as_array().unwrap();
+    assert_eq!(id_parts.len(), 2);
+    let rows: Vec<usize> = id_parts
+        .iter()
+        .map(|p| {
+            read_batches(&store.join(p.as_str().unwrap()))
+                .iter()
+                .map(|b| b.num_rows())
+                .sum()
+        })
+        .collect();
+    assert_eq!(rows, vec![2, 3]);
 }
