@@ -185,14 +185,12 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         .lazy()
         .filter(col("net_fen").gt(lit(0i64)))
         .drop(cols(["product_name"]))
-        .collect()?
-        .lazy();
-    phase.mark("favourites");
-    let favourites = crate::targets::favourite_products_of(payments.lazy()).collect()?;
-    phase.mark("occasions");
-    let occ_df = occasions::occasions_from_net(net.clone())
-        .sort(["customer_key", "day"], SortMultipleOptions::default())
         .collect()?;
+    phase.mark("favourites");
+    let favourites = crate::targets::favourite_products_coded(&payments)?;
+    drop(payments);
+    phase.mark("occasions");
+    let occ_df = occasions::occasions_coded(&net)?;
     let occ = occ_df.clone().lazy();
     // Each customer's first occasion: the repeat windows, the trend and the new/returning split use it.
     let first_ever = retention::first_days(occ.clone()).collect()?.lazy();
@@ -248,7 +246,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         ("last 28 days", day - 27),
         ("last 365 days", day - 364),
     ] {
-        let coverage = occasions::key_coverage_from_net(net.clone(), Some(from)).select([
+        let coverage = occasions::key_coverage_from_net(net.clone().lazy(), Some(from)).select([
             col("none_share").alias("no_key_sales_share"),
             col("weak_share").alias("weak_key_sales_share"),
         ]);
@@ -276,8 +274,8 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         .collect()?;
     let coverage = concat(
         [
-            occasions::key_coverage_from_net(net.clone(), None).with_column(lit("all history").alias("window")),
-            occasions::key_coverage_from_net(net.clone(), Some(week_from))
+            occasions::key_coverage_from_net(net.clone().lazy(), None).with_column(lit("all history").alias("window")),
+            occasions::key_coverage_from_net(net.clone().lazy(), Some(week_from))
                 .with_column(lit("as-of week").alias("window")),
         ],
         UnionArgs::default(),

@@ -743,7 +743,7 @@ pub fn write_parquet_atomic(path: &Path, df: &mut DataFrame, written: &mut Vec<P
         .with_compression(ParquetCompression::Zstd(None))
         .with_statistics(StatisticsOptions::default())
         .with_row_group_size(Some(ROW_GROUP_ROWS))
-        .set_parallel(false)
+        .set_parallel(true)
         .finish(df);
     anyhow::Context::with_context(written_df, || format!("writing {}", tmp.display()))?;
     f.sync_all()?;
