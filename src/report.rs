@@ -718,6 +718,8 @@ pub fn run(as_of: Option<NaiveDate>, cfg: &Config, quiet: bool) -> Result<PathBu
         quiet: true,
     };
     let a = crate::analyze::run(&analysis, cfg)?;
+    let mut phase = crate::timings::Phases::from_env();
+    phase.mark("restock");
     let restock = crate::restock::RestockParams {
         simulate_weeks: None,
         backtest_days: None,
@@ -727,13 +729,16 @@ pub fn run(as_of: Option<NaiveDate>, cfg: &Config, quiet: bool) -> Result<PathBu
         quiet: true,
     };
     let r = crate::restock::run(&restock, cfg)?;
+    phase.mark("report_html");
     let md = summary_markdown(&a, &r)?;
     let path = a.folder.join("summary.md");
     std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
     let (html, charts) = report_html(&a, &r, &md, cfg)?;
     let path = a.folder.join("report.html");
     std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
+    phase.mark("pngs");
     let font_note = write_pngs(&a.folder, &charts, cfg)?;
+    drop(phase);
     if !quiet {
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", headline(&a, &r)?)?;

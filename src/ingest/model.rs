@@ -213,31 +213,65 @@ pub struct EventSink<'a> {
     pub inventory: Vec<InventoryRow>,
 }
 
-#[derive(Default)]
+/// The columns of the rows not yet in a chunk. Text goes straight into Arrow string views: an event's
+/// owned strings are freed as soon as it is pushed, so their memory is reused for the next row.
 struct EventColumns {
-    event_id: Vec<String>,
+    rows: usize,
+    event_id: StringChunkedBuilder,
     kind: Vec<&'static str>,
     occurred_at: Vec<i64>,
     local_date: Vec<i32>,
-    order_id: Vec<Option<String>>,
-    merchant_order_id: Vec<Option<String>>,
-    refund_id: Vec<Option<String>>,
-    payment_event_id: Vec<Option<String>>,
-    customer_key: Vec<Option<String>>,
+    order_id: StringChunkedBuilder,
+    merchant_order_id: StringChunkedBuilder,
+    refund_id: StringChunkedBuilder,
+    payment_event_id: StringChunkedBuilder,
+    customer_key: StringChunkedBuilder,
     customer_key_quality: Vec<&'static str>,
-    product_name: Vec<Option<String>>,
+    product_name: StringChunkedBuilder,
     amount_fen: Vec<i64>,
     settled_fen: Vec<i64>,
     discount_fen: Vec<i64>,
     fee_millifen: Vec<i64>,
-    currency: Vec<String>,
+    currency: StringChunkedBuilder,
     channel: Vec<&'static str>,
-    trade_type: Vec<Option<String>>,
-    store: Vec<Option<String>>,
-    terminal: Vec<Option<String>>,
-    operator: Vec<Option<String>>,
-    status: Vec<Option<String>>,
+    trade_type: StringChunkedBuilder,
+    store: StringChunkedBuilder,
+    terminal: StringChunkedBuilder,
+    operator: StringChunkedBuilder,
+    status: StringChunkedBuilder,
     source_line: Vec<u64>,
+}
+
+impl EventColumns {
+    fn new() -> EventColumns {
+        let text = |name: &str| StringChunkedBuilder::new(name.into(), 0);
+        EventColumns {
+            rows: 0,
+            event_id: text("event_id"),
+            kind: Vec::new(),
+            occurred_at: Vec::new(),
+            local_date: Vec::new(),
+            order_id: text("order_id"),
+            merchant_order_id: text("merchant_order_id"),
+            refund_id: text("refund_id"),
+            payment_event_id: text("payment_event_id"),
+            customer_key: text("customer_key"),
+            customer_key_quality: Vec::new(),
+            product_name: text("product_name"),
+            amount_fen: Vec::new(),
+            settled_fen: Vec::new(),
+            discount_fen: Vec::new(),
+            fee_millifen: Vec::new(),
+            currency: text("currency"),
+            channel: Vec::new(),
+            trade_type: text("trade_type"),
+            store: text("store"),
+            terminal: text("terminal"),
+            operator: text("operator"),
+            status: text("status"),
+            source_line: Vec::new(),
+        }
+    }
 }
 
 impl<'a> EventSink<'a> {
@@ -246,7 +280,7 @@ impl<'a> EventSink<'a> {
             hasher,
             source_format: String::new(),
             source_file: source_file_sha.to_string(),
-            cols: EventColumns::default(),
+            cols: EventColumns::new(),
             chunks: Vec::new(),
             identities: HashMap::new(),
             line_items: Vec::new(),
@@ -282,39 +316,40 @@ impl<'a> EventSink<'a> {
             }
             None => (None, "none"),
         };
-        c.customer_key.push(key);
+        c.customer_key.append_option(key);
         c.customer_key_quality.push(quality);
-        c.event_id.push(e.event_id);
+        c.event_id.append_value(e.event_id);
         c.kind.push(e.kind.as_str());
         c.occurred_at.push(e.occurred_at.timestamp_micros());
         c.local_date.push(days_since_epoch(e.occurred_local.date()));
-        c.order_id.push(e.order_id);
-        c.merchant_order_id.push(e.merchant_order_id);
-        c.refund_id.push(e.refund_id);
-        c.payment_event_id.push(e.payment_event_id);
-        c.product_name.push(e.product_name);
+        c.order_id.append_option(e.order_id);
+        c.merchant_order_id.append_option(e.merchant_order_id);
+        c.refund_id.append_option(e.refund_id);
+        c.payment_event_id.append_option(e.payment_event_id);
+        c.product_name.append_option(e.product_name);
         c.amount_fen.push(e.amount_fen);
         c.settled_fen.push(e.settled_fen);
         c.discount_fen.push(e.discount_fen);
         c.fee_millifen.push(e.fee_millifen);
-        c.currency.push(e.currency);
+        c.currency.append_value(e.currency);
         c.channel.push(e.channel);
-        c.trade_type.push(e.trade_type);
-        c.store.push(e.store);
-        c.terminal.push(e.terminal);
-        c.operator.push(e.operator);
-        c.status.push(e.status);
+        c.trade_type.append_option(e.trade_type);
+        c.store.append_option(e.store);
+        c.terminal.append_option(e.terminal);
+        c.operator.append_option(e.operator);
+        c.status.append_option(e.status);
         c.source_line.push(e.line);
-        if c.event_id.len() >= CHUNK_ROWS {
+        c.rows += 1;
+        if c.rows >= CHUNK_ROWS {
             self.flush();
         }
     }
 
     fn flush(&mut self) {
-        if self.cols.event_id.is_empty() {
+        if self.cols.rows == 0 {
             return;
         }
-        let cols = std::mem::take(&mut self.cols);
+        let cols = std::mem::replace(&mut self.cols, EventColumns::new());
         let df = columns_to_frame(cols, &self.source_format, &self.source_file);
         self.chunks.push(df);
     }
@@ -323,7 +358,7 @@ impl<'a> EventSink<'a> {
     pub fn finish(mut self) -> SinkParts {
         self.flush();
         let df = if self.chunks.is_empty() {
-            columns_to_frame(EventColumns::default(), "", "")
+            columns_to_frame(EventColumns::new(), "", "")
         } else {
             let mut chunks = self.chunks.into_iter();
             let mut df = chunks.next().expect("non-empty");
@@ -342,10 +377,10 @@ pub fn days_since_epoch(d: NaiveDate) -> i32 {
 }
 
 fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
-    let n = c.event_id.len();
-    let s = |name: &str, v: Vec<Option<String>>| Column::new(name.into(), v);
+    let n = c.rows;
+    let s = |b: StringChunkedBuilder| b.finish().into_column();
     let columns = vec![
-        Column::new("event_id".into(), c.event_id),
+        s(c.event_id),
         // Constant per file: a scalar column, not n copies of the string.
         Column::new_scalar(
             "source_format".into(),
@@ -359,24 +394,24 @@ fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
         Column::new("local_date".into(), c.local_date)
             .cast(&DataType::Date)
             .expect("i32 to date"),
-        s("order_id", c.order_id),
-        s("merchant_order_id", c.merchant_order_id),
-        s("refund_id", c.refund_id),
-        s("payment_event_id", c.payment_event_id),
-        s("customer_key", c.customer_key),
+        s(c.order_id),
+        s(c.merchant_order_id),
+        s(c.refund_id),
+        s(c.payment_event_id),
+        s(c.customer_key),
         Column::new("customer_key_quality".into(), c.customer_key_quality),
-        s("product_name", c.product_name),
+        s(c.product_name),
         Column::new("amount_fen".into(), c.amount_fen),
         Column::new("settled_fen".into(), c.settled_fen),
         Column::new("discount_fen".into(), c.discount_fen),
         Column::new("fee_millifen".into(), c.fee_millifen),
-        Column::new("currency".into(), c.currency),
+        s(c.currency),
         Column::new("channel".into(), c.channel),
-        s("trade_type", c.trade_type),
-        s("store", c.store),
-        s("terminal", c.terminal),
-        s("operator", c.operator),
-        s("status", c.status),
+        s(c.trade_type),
+        s(c.store),
+        s(c.terminal),
+        s(c.operator),
+        s(c.status),
         Column::new_scalar(
             "source_file".into(),
             Scalar::new(DataType::String, AnyValue::StringOwned(file.into())),

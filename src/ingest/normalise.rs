@@ -272,13 +272,14 @@ pub fn split_csv_line(line: &str) -> Vec<String> {
 #[derive(Debug, Clone)]
 pub struct Header {
     pub len: usize,
-    idx: std::collections::HashMap<String, usize>,
+    /// Looked up by name for every cell of every row: foldhash, not SipHash.
+    idx: std::collections::HashMap<String, usize, foldhash::fast::RandomState>,
 }
 
 impl Header {
     /// Builds from raw header cells; `aliases` is (other spelling, canonical name).
     pub fn new<S: AsRef<str>>(cells: &[S], aliases: &[(&str, &str)]) -> Header {
-        let mut idx = std::collections::HashMap::new();
+        let mut idx = std::collections::HashMap::default();
         for (i, c) in cells.iter().enumerate() {
             let name = clean_cell(c.as_ref());
             if name.is_empty() {
