@@ -278,6 +278,8 @@ pub struct StoreWriter {
     known: HashMap<String, IdSet>,
     /// customer keys with an identities row (store + staged), loaded on first use.
     known_customers: Option<IdSet>,
+    /// The commit being written in the background, if any.
+    pending: Option<std::thread::JoinHandle<Result<(Manifest, CommitStats)>>>,
 }
 
 impl StoreWriter {
@@ -321,6 +323,7 @@ impl StoreWriter {
             staged: Staged::default(),
             known: HashMap::new(),
             known_customers: None,
+            pending: None,
         };
         w.remove_unreferenced()?;
         Ok(w)
@@ -444,25 +447,97 @@ impl StoreWriter {
             + self.staged.line_items.len()
     }
 
-    /// Writes every staged change under new names, then switches the manifest. On error the store is
-    /// left exactly as it was (new files removed).
+    /// Writes every staged change under new names, then switches the manifest (after the commit running
+    /// in the background, if any, has finished). On error the store is left as the last finished commit
+    /// left it (new files removed).
     pub fn commit(&mut self) -> Result<CommitStats> {
-        let mut written: Vec<PathBuf> = Vec::new();
-        let result = self.write_generation(&mut written);
-        match result {
-            Ok((manifest, stats)) => {
-                self.manifest = manifest;
-                self.staged = Staged::default();
-                self.remove_unreferenced()?;
-                Ok(stats)
-            }
-            Err(e) => {
-                for p in &written {
-                    let _ = fs::remove_file(p);
-                }
-                Err(e)
+        let mut stats = self.finish_background()?;
+        if self.has_staged() {
+            let (manifest, s) = self.take_generation().write()?;
+            self.manifest = manifest;
+            self.remove_unreferenced()?;
+            stats.add(s);
+        }
+        Ok(stats)
+    }
+
+    /// Like [`StoreWriter::commit`], but the files are written on a thread of their own while staging
+    /// goes on; returns what the previous background commit wrote. One runs at a time, generations in
+    /// order: each builds on the manifest the previous one switched to.
+    pub fn commit_in_background(&mut self) -> Result<CommitStats> {
+        let done = self.finish_background()?;
+        let generation = self.take_generation();
+        self.pending = Some(std::thread::spawn(move || generation.write()));
+        Ok(done)
+    }
+
+    /// Waits for the background commit, if any, and takes its manifest.
+    fn finish_background(&mut self) -> Result<CommitStats> {
+        let Some(handle) = self.pending.take() else {
+            return Ok(CommitStats::default());
+        };
+        let (manifest, stats) = handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("the store's writer thread panicked"))??;
+        self.manifest = manifest;
+        self.remove_unreferenced()?;
+        Ok(stats)
+    }
+
+    fn take_generation(&mut self) -> Generation {
+        Generation {
+            root: self.root.clone(),
+            manifest: self.manifest.clone(),
+            staged: std::mem::take(&mut self.staged),
+        }
+    }
+
+    /// Removes files the manifest does not name (left by a crash or an older generation).
+    fn remove_unreferenced(&self) -> Result<()> {
+        let referenced: std::collections::HashSet<PathBuf> = self
+            .manifest
+            .referenced()
+            .into_iter()
+            .map(|r| self.root.join(r))
+            .collect();
+        let _ = fs::remove_file(self.root.join(format!("{MANIFEST}.tmp")));
+        for table in ["events", "identities", "line_items", "inventory", "rejects"] {
+            let dir = self.root.join(table);
+            if dir.exists() {
+                remove_unreferenced_in(&dir, &referenced)?;
             }
         }
+        Ok(())
+    }
+}
+
+impl Drop for StoreWriter {
+    fn drop(&mut self) {
+        // An error elsewhere ends the run: let a commit in flight finish (or clean up) before the lock goes.
+        if let Some(handle) = self.pending.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// One commit: the manifest it builds on and what it adds.
+struct Generation {
+    root: PathBuf,
+    manifest: Manifest,
+    staged: Staged,
+}
+
+impl Generation {
+    /// Writes the generation and switches the manifest to it, or removes what it wrote.
+    fn write(mut self) -> Result<(Manifest, CommitStats)> {
+        let mut written: Vec<PathBuf> = Vec::new();
+        let result = self.write_generation(&mut written);
+        if result.is_err() {
+            for p in &written {
+                let _ = fs::remove_file(p);
+            }
+        }
+        result
     }
 
     fn write_generation(&mut self, written: &mut Vec<PathBuf>) -> Result<(Manifest, CommitStats)> {
@@ -679,24 +754,6 @@ impl StoreWriter {
             )
             .collect()?)
     }
-
-    /// Removes files the manifest does not name (left by a crash or an older generation).
-    fn remove_unreferenced(&self) -> Result<()> {
-        let referenced: std::collections::HashSet<PathBuf> = self
-            .manifest
-            .referenced()
-            .into_iter()
-            .map(|r| self.root.join(r))
-            .collect();
-        let _ = fs::remove_file(self.root.join(format!("{MANIFEST}.tmp")));
-        for table in ["events", "identities", "line_items", "inventory", "rejects"] {
-            let dir = self.root.join(table);
-            if dir.exists() {
-                remove_unreferenced_in(&dir, &referenced)?;
-            }
-        }
-        Ok(())
-    }
 }
 
 fn remove_unreferenced_in(dir: &Path, keep: &std::collections::HashSet<PathBuf>) -> Result<()> {
@@ -717,6 +774,13 @@ fn remove_unreferenced_in(dir: &Path, keep: &std::collections::HashSet<PathBuf>)
 pub struct CommitStats {
     pub new_events: u64,
     pub months: u64,
+}
+
+impl CommitStats {
+    fn add(&mut self, other: CommitStats) {
+        self.new_events += other.new_events;
+        self.months += other.months;
+    }
 }
 
 fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<()> {

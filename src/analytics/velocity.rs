@@ -92,6 +92,21 @@ pub fn daily_units(events: LazyFrame, line_items: LazyFrame, as_of: i32) -> Lazy
             JoinArgs::new(JoinType::Anti),
         )
         .filter(col("product_name").is_not_null())
+        // One row per bill label, day and refund outcome before the labels are folded: the regex runs per
+        // distinct label and day, not per payment. Stable, so the first name of a product stays the first.
+        .group_by_stable([
+            col("product_name"),
+            col("day"),
+            col("fully_refunded"),
+            col("refund_day"),
+        ])
+        .agg([
+            len().cast(DataType::Float64).alias("units"),
+            (col("amount_fen") + col("refunded_fen"))
+                .sum()
+                .cast(DataType::Float64)
+                .alias("revenue"),
+        ])
         .with_column(bill_product_key(col("product_name")).alias("bill_name"))
         .filter(
             col("bill_name")
@@ -102,10 +117,6 @@ pub fn daily_units(events: LazyFrame, line_items: LazyFrame, as_of: i32) -> Lazy
         .with_columns([
             col("known_sku").fill_null(col("bill_name")).alias("product_key"),
             col("bill_name").alias("product_name_out"),
-            lit(1.0).alias("units"),
-            (col("amount_fen") + col("refunded_fen"))
-                .cast(DataType::Float64)
-                .alias("revenue"),
         ]);
     let cols_out = [
         col("product_key"),

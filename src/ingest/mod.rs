@@ -396,7 +396,7 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
             // Large inputs are committed in batches at file boundaries: each batch is a whole generation, so
             // memory stays bounded and a file is never half stored. --strict stores all or nothing.
             if !params.strict && store.staged_rows() >= batch_rows {
-                new_events += store.commit()?.new_events;
+                new_events += store.commit_in_background()?.new_events;
                 clock.add("commits");
             }
         }
@@ -424,9 +424,7 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
         .into());
     }
     clock.start();
-    if store.has_staged() {
-        new_events += store.commit()?.new_events;
-    }
+    new_events += store.commit()?.new_events;
     clock.add("commits");
     drop(clock);
     let outcome = IngestOutcome {

@@ -378,3 +378,35 @@ fn a_later_ingest_adds_parts_and_never_rewrites_stored_files_even_in_a_version_1
         .collect();
     assert_eq!(rows, vec![2, 3]);
 }
+
+#[test]
+fn a_commit_failing_in_the_background_leaves_the_previous_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    ingest_json(&store, &fx(&["wechat_merchant/legacy_24col.csv"]), &[]);
+    let before = snapshot(&store);
+    let files = fx(&[
+        "wechat_personal/bill_2024.csv",
+        "alipay_personal/bill_2023_layout.csv",
+        "wechat_merchant/all_27col_bom_crlf.csv",
+    ]);
+    // A batch of 2 rows: the first file's commit is written in the background while the next is staged;
+    // it fails at its first partition, and the run stops with the store as it was.
+    let mut cmd = bin();
+    cmd.arg("--store").arg(&store).arg("ingest").args(&files);
+    cmd.env("PAYLENS_TEST_COMMIT_BATCH_ROWS", "2")
+        .env("PAYLENS_TEST_FAIL_AFTER_PARTITIONS", "0");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("injected failure"));
+    assert!(
+        before == snapshot(&store),
+        "store changed by a failed background commit"
+    );
+    let (code, json) = ingest_json(&store, &files, &[]);
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(
+        events(&store).iter().filter(|r| r.kind == "payment").count(),
+        1 + 4 + 2 + 3
+    );
+}
