@@ -199,10 +199,12 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     let weeks_back = p.weeks.clamp(1, 13);
     let snapshot_days: Vec<i32> = (0..=weeks_back).map(|k| day - 7 * k).collect();
     let mut snapshots = rfm::rfm_tables(&occ_df, &snapshot_days, p.window_days)?.into_iter();
+    phase.mark("segment_snapshots");
     let (segmented, cuts) = transitions::segment(snapshots.next().context("the RFM table now")?, &map)?;
     let earlier = snapshots
         .map(|t| Ok(transitions::segment(t, &map)?.0))
         .collect::<Result<Vec<_>>>()?;
+    phase.mark("transition_joins");
     let trans = transitions::transitions_from(&segmented, earlier, day)?;
     let labels = match store.identities()? {
         Some(ids) => ids.lazy().select([col("customer_key"), col("label")]),

@@ -11,6 +11,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     let cli = match paylens::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -36,6 +37,17 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         }
+    }
+}
+
+/// mimalloc asks for transparent huge pages on its arenas: every first touch then faults in and clears 2
+/// MiB, and memory handed back and taken again is cleared again. With them off for this process, 10M-row
+/// ingest spent a quarter of the system time it did (perf: `clear_page_erms` was 30 % of the samples).
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 }
 

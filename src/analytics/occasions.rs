@@ -58,7 +58,8 @@ pub fn occasions_from_net(net: LazyFrame) -> LazyFrame {
 }
 
 /// [`occasions_from_net`], sorted by customer and day, for net payments whose customer keys are UInt32
-/// codes (analyze's): one sort of (customer, day, row) triples instead of a hash group-by and a sort.
+/// codes (analyze's): a counting sort by customer and a small sort per customer instead of a hash group-by
+/// and a sort.
 /// The quality is the first row's of the group, as the group-by takes it.
 pub fn occasions_coded(net: &DataFrame) -> Result<DataFrame> {
     let keys = net.column("customer_key")?.u32()?;
@@ -66,27 +67,48 @@ pub fn occasions_coded(net: &DataFrame) -> Result<DataFrame> {
     let fen: Vec<i64> = net.column("net_fen")?.i64()?.into_no_null_iter().collect();
     let quality = net.column("customer_key_quality")?.str()?;
     let quality: Vec<Option<&str>> = quality.iter().collect();
-    // (customer << 32 | day shifted to unsigned, row): sorting the pairs orders rows by customer, day and
-    // then input order.
-    let mut rows: Vec<(u64, u32)> = keys
+    // Rows bucketed by customer code (a counting sort: the codes are dense), then each customer's few
+    // rows sorted by day; both steps keep input order among equals.
+    let rows: Vec<(u32, i32)> = keys
         .iter()
         .zip(days.iter())
-        .enumerate()
-        .filter_map(|(i, (k, d))| Some((u64::from(k?) << 32 | u64::from((d? as u32) ^ 0x8000_0000), i as u32)))
+        .map(|(k, d)| k.zip(d).unwrap_or((u32::MAX, 0)))
         .collect();
-    rows.sort_unstable();
+    let buckets = rows
+        .iter()
+        .filter(|r| r.0 != u32::MAX)
+        .map(|r| r.0 as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut start = vec![0usize; buckets + 1];
+    for r in rows.iter().filter(|r| r.0 != u32::MAX) {
+        start[r.0 as usize + 1] += 1;
+    }
+    for b in 1..start.len() {
+        start[b] += start[b - 1];
+    }
+    let mut order = vec![0u32; start[buckets]];
+    let mut next = start.clone();
+    for (i, r) in rows.iter().enumerate().filter(|(_, r)| r.0 != u32::MAX) {
+        order[next[r.0 as usize]] = i as u32;
+        next[r.0 as usize] += 1;
+    }
     let (mut k_out, mut d_out, mut q_out, mut fen_out, mut n_out) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut i = 0;
-    while i < rows.len() {
-        let group = rows[i].0;
-        let j = i + rows[i..].partition_point(|r| r.0 == group);
-        k_out.push((group >> 32) as u32);
-        d_out.push(((group as u32) ^ 0x8000_0000) as i32);
-        q_out.push(quality[rows[i].1 as usize]);
-        fen_out.push(rows[i..j].iter().map(|r| fen[r.1 as usize]).sum::<i64>());
-        n_out.push((j - i) as u32);
-        i = j;
+    for (customer, w) in start.windows(2).enumerate() {
+        let run = &mut order[w[0]..w[1]];
+        run.sort_by_key(|&i| rows[i as usize].1);
+        let mut a = 0;
+        while a < run.len() {
+            let day = rows[run[a] as usize].1;
+            let b = a + run[a..].partition_point(|&i| rows[i as usize].1 == day);
+            k_out.push(customer as u32);
+            d_out.push(day);
+            q_out.push(quality[run[a] as usize]);
+            fen_out.push(run[a..b].iter().map(|&i| fen[i as usize]).sum::<i64>());
+            n_out.push((b - a) as u32);
+            a = b;
+        }
     }
     Ok(df!(
         "customer_key" => k_out,
