@@ -21,6 +21,12 @@ pub fn bill_product_key(name: Expr) -> Expr {
         .strip_chars(lit(NULL))
 }
 
+/// Rows of a frame of line items (`None` if it cannot be counted).
+fn line_items_count(items: &LazyFrame) -> Option<u32> {
+    let df = items.clone().select([len()]).collect().ok()?;
+    df.column("len").ok()?.u32().ok()?.get(0)
+}
+
 /// Net units and revenue per product and day up to `as_of`: product_key, product_name, day, units,
 /// revenue_fen. `line_items` may be empty.
 pub fn daily_units(events: LazyFrame, line_items: LazyFrame, as_of: i32) -> LazyFrame {
@@ -83,14 +89,20 @@ pub fn daily_units(events: LazyFrame, line_items: LazyFrame, as_of: i32) -> Lazy
         .filter(col("sku").is_not_null())
         .select([col("name").alias("bill_name"), col("sku").alias("known_sku")])
         .unique(Some(cols(["bill_name"])), UniqueKeepStrategy::First);
-    let from_bills = pay
-        .clone()
-        .join(
+    // Most shops have no POS line items: then no payment is joined to items (two joins of every payment
+    // on its order number saved). The line items are in memory, so counting them costs nothing.
+    let has_items = line_items_count(&ordered_items) != Some(0);
+    let bills = if has_items {
+        pay.clone().join(
             ordered_items,
             [col("merchant_order_id")],
             [col("merchant_order_id")],
             JoinArgs::new(JoinType::Anti),
         )
+    } else {
+        pay.clone()
+    };
+    let from_bills = bills
         .filter(col("product_name").is_not_null())
         // One row per bill label, day and refund outcome before the labels are folded: the regex runs per
         // distinct label and day, not per payment. Stable, so the first name of a product stays the first.
@@ -127,11 +139,15 @@ pub fn daily_units(events: LazyFrame, line_items: LazyFrame, as_of: i32) -> Lazy
         col("fully_refunded"),
         col("refund_day"),
     ];
-    let sold = concat(
-        [from_items.select(cols_out.clone()), from_bills.select(cols_out)],
-        UnionArgs::default(),
-    )
-    .expect("same columns");
+    let sold = if has_items {
+        concat(
+            [from_items.select(cols_out.clone()), from_bills.select(cols_out)],
+            UnionArgs::default(),
+        )
+        .expect("same columns")
+    } else {
+        from_bills.select(cols_out)
+    };
     // A fully refunded order gives its units back on the refund's day (revenue is already net, 0).
     let returned = sold.clone().filter(col("fully_refunded")).select([
         col("product_key"),
