@@ -255,11 +255,7 @@ mod favourite_tests {
         // string group-by of favourite_products_of.
         let labels = ["拿铁", "拿铁等2件", "美式", "可颂", "可颂等3件", "Bagel", "美式等2件"];
         let (mut keys, mut names) = (Vec::new(), Vec::new());
-        let mut x: u64 = 11;
-        let mut next = |m: u64| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (x >> 33) % m
-        };
+        let mut next = crate::analytics::testing::pseudo_random(11);
         for c in 0..500u32 {
             for _ in 0..1 + next(6) {
                 keys.push(Some(c));

@@ -229,11 +229,7 @@ mod tests {
         // Rows in no particular order: several charges a day, qualities changing, days before 1970, a
         // customer without a key.
         let (mut k, mut d, mut fen, mut q) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut x: u64 = 3;
-        let mut next = |m: u64| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (x >> 33) % m
-        };
+        let mut next = crate::analytics::testing::pseudo_random(3);
         for _ in 0..3000 {
             k.push((next(20) > 0).then(|| next(200) as u32));
             d.push(next(60) as i32 - 20);

@@ -265,11 +265,7 @@ mod tests {
         // 300 customers with pseudo-random occasions (strictly increasing days per customer, qualities
         // varying); the one-pass tables at six days, with and without a window, against rfm_table.
         let (mut key, mut day, mut net, mut quality) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut x: u64 = 7;
-        let mut next = |m: u64| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (x >> 33) % m
-        };
+        let mut next = crate::analytics::testing::pseudo_random(7);
         for c in 0..300u32 {
             let mut d = 1000 + next(60) as i32;
             for _ in 0..next(12) {

@@ -44,3 +44,12 @@ pub fn i64s(df: &DataFrame, c: &str) -> Vec<i64> {
         .into_no_null_iter()
         .collect()
 }
+
+/// A seeded pseudo-random source for generated test data: `next(m)` is in `0..m`.
+pub fn pseudo_random(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut x = seed;
+    move |m| {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (x >> 33) % m
+    }
+}

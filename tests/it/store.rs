@@ -62,21 +62,22 @@ fn overlapping_exports_never_double_count_in_any_order() {
     );
 }
 
-#[test]
-fn a_failure_part_way_through_leaves_the_previous_state_and_a_rerun_completes() {
+/// Ingests three files (three months: 2024-06, 2026-10, 2026-11) over a store holding one legacy bill
+/// with an injected failure (`env`): the run must fail with the store exactly as it was, and a rerun
+/// without the failure must complete.
+fn a_failed_ingest_leaves_the_store_and_a_rerun_completes(env: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     ingest_json(&store, &fx(&["wechat_merchant/legacy_24col.csv"]), &[]);
     let before = snapshot(&store);
-    // These files touch three months (2024-06, 2026-10, 2026-11): fail after writing one partition.
     let files = fx(&[
         "wechat_personal/bill_2024.csv",
         "alipay_personal/bill_2023_layout.csv",
         "wechat_merchant/all_27col_bom_crlf.csv",
     ]);
     let mut cmd = bin();
-    cmd.arg("--store").arg(&store).arg("ingest");
-    cmd.args(&files).env("PAYLENS_TEST_FAIL_AFTER_PARTITIONS", "1");
+    cmd.arg("--store").arg(&store).arg("ingest").args(&files);
+    cmd.envs(env.iter().copied());
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("injected failure"));
@@ -92,6 +93,22 @@ fn a_failure_part_way_through_leaves_the_previous_state_and_a_rerun_completes() 
     let ev = events(&store);
     assert_eq!(ev.iter().filter(|r| r.kind == "payment").count(), 1 + 4 + 2 + 3);
     assert_eq!(manifest(&store)["events"].as_object().unwrap().len(), 4);
+}
+
+#[test]
+fn a_failure_part_way_through_leaves_the_previous_state_and_a_rerun_completes() {
+    // One commit, failing after writing one of its three partitions.
+    a_failed_ingest_leaves_the_store_and_a_rerun_completes(&[("PAYLENS_TEST_FAIL_AFTER_PARTITIONS", "1")]);
+}
+
+#[test]
+fn a_commit_failing_in_the_background_leaves_the_previous_state() {
+    // A batch of 2 rows: the first file's commit is written in the background while the next is staged;
+    // it fails at its first partition.
+    a_failed_ingest_leaves_the_store_and_a_rerun_completes(&[
+        ("PAYLENS_TEST_COMMIT_BATCH_ROWS", "2"),
+        ("PAYLENS_TEST_FAIL_AFTER_PARTITIONS", "0"),
+    ]);
 }
 
 #[test]
@@ -377,36 +394,4 @@ fn a_later_ingest_adds_parts_and_never_rewrites_stored_files_even_in_a_version_1
         })
         .collect();
     assert_eq!(rows, vec![2, 3]);
-}
-
-#[test]
-fn a_commit_failing_in_the_background_leaves_the_previous_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    ingest_json(&store, &fx(&["wechat_merchant/legacy_24col.csv"]), &[]);
-    let before = snapshot(&store);
-    let files = fx(&[
-        "wechat_personal/bill_2024.csv",
-        "alipay_personal/bill_2023_layout.csv",
-        "wechat_merchant/all_27col_bom_crlf.csv",
-    ]);
-    // A batch of 2 rows: the first file's commit is written in the background while the next is staged;
-    // it fails at its first partition, and the run stops with the store as it was.
-    let mut cmd = bin();
-    cmd.arg("--store").arg(&store).arg("ingest").args(&files);
-    cmd.env("PAYLENS_TEST_COMMIT_BATCH_ROWS", "2")
-        .env("PAYLENS_TEST_FAIL_AFTER_PARTITIONS", "0");
-    let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("injected failure"));
-    assert!(
-        before == snapshot(&store),
-        "store changed by a failed background commit"
-    );
-    let (code, json) = ingest_json(&store, &files, &[]);
-    assert_eq!(code, 0, "{json:#}");
-    assert_eq!(
-        events(&store).iter().filter(|r| r.kind == "payment").count(),
-        1 + 4 + 2 + 3
-    );
 }
