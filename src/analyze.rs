@@ -296,8 +296,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     phase.mark("latency");
     let latency = retention::latency(occ.clone()).collect()?;
     phase.mark("weekly_customers");
-    let weekly_customers =
-        with_week_labels(retention::weekly_customers(occ.clone(), day, p.weeks, p.lapse_days).collect()?)?;
+    let weekly_customers = with_week_labels(retention::weekly_customers_sorted(&occ_df, day, p.weeks, p.lapse_days)?)?;
     phase.mark("kpis");
     let kpi = with_week_labels(kpis::weekly(events, day, p.weeks).collect()?)?;
     phase.mark("trend");

@@ -119,6 +119,17 @@ pub fn occasions_coded(net: &DataFrame) -> Result<DataFrame> {
     )?)
 }
 
+/// The customer codes and days of occasions sorted by customer and day (as [`occasions_coded`] gives
+/// them), for the one-pass computations; an error if they are not sorted.
+pub fn sorted_keys_and_days(occ: &DataFrame) -> Result<(Vec<u32>, Vec<i32>)> {
+    let keys: Vec<u32> = occ.column("customer_key")?.u32()?.into_no_null_iter().collect();
+    let days: Vec<i32> = occ.column("day")?.i32()?.into_no_null_iter().collect();
+    if (1..keys.len()).any(|i| (keys[i - 1], days[i - 1]) > (keys[i], days[i])) {
+        anyhow::bail!("occasions must be sorted by customer_key and day");
+    }
+    Ok((keys, days))
+}
+
 /// Replaces the (string) customer keys of a frame by dense integer codes (UInt32, in order of first
 /// appearance; a missing key stays missing), so the many group-bys, joins and sorts of the analytics work
 /// on 4 bytes instead of 32 characters. Returns the frame and the keys by code, for [`restore_keys`].

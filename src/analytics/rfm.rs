@@ -44,14 +44,10 @@ pub fn rfm_table(occasions: LazyFrame, p: RfmParams) -> LazyFrame {
 /// its run of rows, found by binary search, instead of a group-by over all occasions per day. Same
 /// columns, types and row order (by customer) as [`rfm_table`].
 pub fn rfm_tables(occasions: &DataFrame, days: &[i32], window_days: Option<i32>) -> Result<Vec<DataFrame>> {
-    let keys: Vec<u32> = occasions.column("customer_key")?.u32()?.into_no_null_iter().collect();
-    let day: Vec<i32> = occasions.column("day")?.i32()?.into_no_null_iter().collect();
+    let (keys, day) = super::occasions::sorted_keys_and_days(occasions)?;
     let net: Vec<i64> = occasions.column("net_fen")?.i64()?.into_no_null_iter().collect();
     let quality = occasions.column("quality")?.str()?;
     let quality: Vec<Option<&str>> = quality.iter().collect();
-    if keys.windows(2).any(|w| w[0] > w[1]) || (1..keys.len()).any(|i| keys[i - 1] == keys[i] && day[i - 1] > day[i]) {
-        anyhow::bail!("rfm_tables needs occasions sorted by customer_key and day");
-    }
     #[derive(Default)]
     struct Table<'a> {
         key: Vec<u32>,
