@@ -193,7 +193,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     let occ_df = occasions::occasions_coded(&net)?;
     let occ = occ_df.clone().lazy();
     // Each customer's first occasion: the repeat windows, the trend and the new/returning split use it.
-    let first_ever = retention::first_days(occ.clone()).collect()?.lazy();
+    let first_ever = retention::first_days_sorted(&occ_df)?.lazy();
     phase.mark("transitions");
     // The RFM table now and at each weekly snapshot back, in one pass over the sorted occasions.
     let weeks_back = p.weeks.clamp(1, 13);
@@ -294,7 +294,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         retention::Period::Week,
     )?;
     phase.mark("latency");
-    let latency = retention::latency(occ.clone()).collect()?;
+    let latency = retention::latency_sorted(&occ_df)?;
     phase.mark("weekly_customers");
     let weekly_customers = with_week_labels(retention::weekly_customers_sorted(&occ_df, day, p.weeks, p.lapse_days)?)?;
     phase.mark("kpis");

@@ -59,6 +59,51 @@ pub fn first_days(occasions: LazyFrame) -> LazyFrame {
         .agg([col("day").min().alias("first_day")])
 }
 
+/// [`first_days`] of occasions sorted by customer and day: each customer's first row.
+pub fn first_days_sorted(occ: &DataFrame) -> Result<DataFrame> {
+    let (keys, days) = super::occasions::sorted_keys_and_days(occ)?;
+    let (mut k, mut d) = (Vec::new(), Vec::new());
+    for i in 0..keys.len() {
+        if i == 0 || keys[i - 1] != keys[i] {
+            k.push(keys[i]);
+            d.push(days[i]);
+        }
+    }
+    Ok(df!("customer_key" => k, "first_day" => d)?)
+}
+
+/// [`latency`] in one pass over occasions sorted by customer and day. Same columns and rows.
+pub fn latency_sorted(occ: &DataFrame) -> Result<DataFrame> {
+    let (keys, days) = super::occasions::sorted_keys_and_days(occ)?;
+    // Gaps by step: the 2nd occasion's (1->2), the 3rd's (2->3), later ones (3->4+).
+    let mut gaps: [Vec<i32>; 3] = Default::default();
+    let mut n = 0usize;
+    for i in 0..keys.len() {
+        n = if i > 0 && keys[i - 1] == keys[i] { n + 1 } else { 1 };
+        if n >= 2 {
+            gaps[(n - 2).min(2)].push(days[i] - days[i - 1]);
+        }
+    }
+    let (mut steps, mut count, mut median, mut mean) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (step, g) in ["1->2", "2->3", "3->4+"].into_iter().zip(gaps.iter_mut()) {
+        if g.is_empty() {
+            continue;
+        }
+        g.sort_unstable();
+        let m = g.len() / 2;
+        steps.push(step);
+        count.push(g.len() as i64);
+        median.push(if g.len() % 2 == 1 {
+            f64::from(g[m])
+        } else {
+            (f64::from(g[m - 1]) + f64::from(g[m])) / 2.0
+        });
+        // Integer gaps: the sum is exact in f64, as any engine's would be.
+        mean.push(g.iter().map(|x| i64::from(*x)).sum::<i64>() as f64 / g.len() as f64);
+    }
+    Ok(df!("step" => steps, "gaps" => count, "median_days" => median, "mean_days" => mean)?)
+}
+
 /// [`repeat_rates`] with the first days ([`first_days`]) already computed, for many windows.
 pub fn repeat_rates_given_first(occasions: LazyFrame, first_ever: LazyFrame, from: i32, to: i32) -> LazyFrame {
     occasions
@@ -540,5 +585,30 @@ mod tests {
                 assert!(total > 0, "{c} is never counted at {as_of}");
             }
         }
+    }
+
+    #[test]
+    fn one_pass_first_days_and_latency_equal_the_group_bys() {
+        let mut next = crate::analytics::testing::pseudo_random(9);
+        let (mut k, mut d) = (Vec::new(), Vec::new());
+        for c in 0..500u32 {
+            let mut day = 20_000 + next(100) as i32;
+            for _ in 0..1 + next(7) {
+                k.push(c);
+                d.push(day);
+                day += 1 + next(40) as i32;
+            }
+        }
+        let n = k.len();
+        let occ =
+            df!("customer_key" => k, "day" => d, "quality" => vec!["strong"; n], "net_fen" => vec![1i64; n]).unwrap();
+        let sorted = |d: DataFrame| d.sort(["customer_key"], SortMultipleOptions::default()).unwrap();
+        let got = first_days_sorted(&occ).unwrap();
+        let want = sorted(first_days(occ.clone().lazy()).collect().unwrap());
+        assert!(got.equals_missing(&want), "{got}\n{want}");
+        let got = latency_sorted(&occ).unwrap();
+        let want = latency(occ.lazy()).collect().unwrap();
+        assert_eq!(got.height(), 3);
+        assert!(got.equals_missing(&want), "{got}\n{want}");
     }
 }
