@@ -154,46 +154,6 @@ pub fn cut_points(table: &LazyFrame) -> Result<CutPoints> {
     })
 }
 
-/// [`cut_points`] of an RFM table in memory: the same type-7 quantiles, computed as Polars computes them
-/// (a sorted copy of each measure, linear interpolation between neighbours), without an expression per
-/// quantile and measure.
-pub fn cut_points_of(table: &DataFrame) -> Result<CutPoints> {
-    let read = |m: &str| -> Result<Vec<f64>> {
-        let mut v: Vec<f64> = table
-            .column(m)?
-            .cast(&DataType::Float64)?
-            .f64()?
-            .iter()
-            .flatten()
-            .collect();
-        v.sort_unstable_by(f64::total_cmp);
-        let mut out = Vec::new();
-        if v.is_empty() {
-            return Ok(out);
-        }
-        for q in QUANTILES {
-            let float_idx = (v.len() - 1) as f64 * q;
-            let idx = (float_idx as usize).min(v.len() - 1);
-            let (lower, x) = (v[idx], float_idx.ceil() as usize);
-            let value = if x == idx || lower == v[idx + 1] {
-                lower
-            } else {
-                (float_idx - idx as f64) * (v[idx + 1] - lower) + lower
-            };
-            let value = (value * 1e6).round() / 1e6;
-            if out.last() != Some(&value) {
-                out.push(value);
-            }
-        }
-        Ok(out)
-    };
-    Ok(CutPoints {
-        recency: read("recency_days")?,
-        frequency: read("frequency")?,
-        monetary: read("monetary_fen")?,
-    })
-}
-
 /// How many cut points lie strictly below the value: 0..=len.
 fn below(column: &str, cuts: &[f64]) -> Expr {
     cuts.iter().fold(lit(0i32), |acc, c| {
@@ -335,19 +295,5 @@ mod tests {
             df!("customer_key" => [2u32, 1], "quality" => ["strong"; 2], "day" => [5i32, 6], "net_fen" => [1i64, 1])
                 .unwrap();
         assert!(rfm_tables(&unsorted, &[10], None).is_err());
-    }
-
-    #[test]
-    fn cut_points_in_memory_equal_the_polars_quantiles() {
-        let mut next = crate::analytics::testing::pseudo_random(13);
-        for n in [1usize, 2, 5, 10, 101, 5000] {
-            let f: Vec<i64> = (0..n).map(|_| 1 + next(6) as i64).collect();
-            let m: Vec<i64> = (0..n).map(|_| next(1_000_000) as i64).collect();
-            let r: Vec<i64> = (0..n).map(|_| next(400) as i64).collect();
-            let t = table(&f, &m, &r);
-            let want = cut_points(&t).unwrap();
-            let got = cut_points_of(&t.collect().unwrap()).unwrap();
-            assert_eq!(got, want, "{n} customers");
-        }
     }
 }

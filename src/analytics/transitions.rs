@@ -7,7 +7,7 @@
 use anyhow::Result;
 use polars::prelude::*;
 
-use super::rfm::{cut_points_of, rfm_table, score, CutPoints, RfmParams};
+use super::rfm::{cut_points, rfm_table, score, CutPoints, RfmParams};
 use super::segments::SegmentMap;
 
 pub const NEW: &str = "(new)";
@@ -33,8 +33,8 @@ pub fn segmented_at(
 
 /// Scores and segments an RFM table (of [`rfm_table`] or [`super::rfm::rfm_tables`]).
 pub fn segment(table: DataFrame, map: &SegmentMap) -> Result<(DataFrame, CutPoints)> {
-    let cuts = cut_points_of(&table)?;
     let table = table.lazy();
+    let cuts = cut_points(&table)?;
     let segmented = map.assign(score(table, &cuts)).collect()?;
     Ok((segmented, cuts))
 }

@@ -325,10 +325,6 @@ fn refused(name: &str, err: &anyhow::Error) -> FileOutcome {
     }
 }
 
-/// Parsed files each parser may hold for the stager: enough that a parser does not stop while the stager
-/// is busy with a large file (each holds at most one month of rows).
-const PARSED_AHEAD: usize = 2;
-
 /// Threads that parse files while the main thread stages them (the machine this was tuned on has 2 cores;
 /// parsing is most of the work).
 const PARSER_THREADS: usize = 2;
@@ -366,7 +362,7 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
         let parsers = PARSER_THREADS.min(inputs.len()).max(1);
         let mut receivers = Vec::with_capacity(parsers);
         for first in 0..parsers {
-            let (tx, rx) = std::sync::mpsc::sync_channel(PARSED_AHEAD);
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
             receivers.push(rx);
             let (inputs_ref, hasher, known) = (&inputs, &hasher, &known);
             scope.spawn(move || {
