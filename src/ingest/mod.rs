@@ -325,6 +325,10 @@ fn refused(name: &str, err: &anyhow::Error) -> FileOutcome {
     }
 }
 
+/// Files being parsed or parsed and not yet staged, at most (bounds memory: the largest input is a
+/// month of rows).
+const PARSED_AHEAD: usize = 4;
+
 /// Threads that parse files while the main thread stages them (the machine this was tuned on has 2 cores;
 /// parsing is most of the work).
 const PARSER_THREADS: usize = 2;
@@ -351,34 +355,48 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(COMMIT_BATCH_ROWS);
     // Two stages: parser threads read and parse files, this thread stages each parsed file into the store
-    // (dedupe, identities) in input order and commits batches. At most one parsed file waits per parser.
+    // (dedupe, identities) in input order and commits batches.
     let hasher = store.hasher.clone();
     let known = store.manifest.clone();
     let mut files_done = Vec::new();
     let mut clock = crate::timings::Totals::from_env();
     std::thread::scope(|scope| -> Result<()> {
-        // Parser i takes files i, i + P, i + 2P, ...; the stager takes their results round-robin, so files
-        // are staged in input order whatever finishes first.
+        // Each parser takes the next file not yet taken (files differ in size a hundredfold: a fixed share
+        // gave one parser every large Alipay file) and sends it on that file's own channel; the stager
+        // reads the channels in input order. A parser needs a token to take a file and the stager returns
+        // one per file staged, so at most PARSED_AHEAD files are parsed and not yet staged. The files taken
+        // are always the lowest not staged, so the one the stager waits for is always being parsed.
         let parsers = PARSER_THREADS.min(inputs.len()).max(1);
-        let mut receivers = Vec::with_capacity(parsers);
-        for first in 0..parsers {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            receivers.push(rx);
-            let (inputs_ref, hasher, known) = (&inputs, &hasher, &known);
-            scope.spawn(move || {
-                for input in inputs_ref.iter().skip(first).step_by(parsers) {
-                    if tx.send(parse_one(input, cfg, hasher, known)).is_err() {
-                        break; // the stager stopped on an error
-                    }
+        let (senders, receivers): (Vec<_>, Vec<_>) = inputs.iter().map(|_| std::sync::mpsc::sync_channel(1)).unzip();
+        let (token_tx, token_rx) = std::sync::mpsc::sync_channel::<()>(PARSED_AHEAD);
+        for _ in 0..PARSED_AHEAD {
+            token_tx.send(()).expect("the channel holds PARSED_AHEAD tokens");
+        }
+        let shared = std::sync::Arc::new((
+            senders,
+            std::sync::Mutex::new(token_rx),
+            std::sync::atomic::AtomicUsize::new(0),
+        ));
+        for _ in 0..parsers {
+            let (inputs_ref, hasher, known, shared) = (&inputs, &hasher, &known, shared.clone());
+            scope.spawn(move || loop {
+                let (senders, token_rx, next) = &*shared;
+                let token = token_rx.lock().map(|rx| rx.recv());
+                if !matches!(token, Ok(Ok(()))) {
+                    break; // the stager stopped on an error
                 }
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(input) = inputs_ref.get(i) else { break };
+                // Each channel holds its one file: sending never waits.
+                let _ = senders[i].send(parse_one(input, cfg, hasher, known));
             });
         }
-        for (i, input) in inputs.iter().enumerate() {
+        drop(shared);
+        for (input, parsed) in inputs.iter().zip(receivers) {
             progress.set_message(input.name.clone());
             clock.start();
-            let parsed = receivers[i % parsers]
-                .recv()
-                .map_err(|_| anyhow::anyhow!("a parser thread stopped"))?;
+            let parsed = parsed.recv().map_err(|_| anyhow::anyhow!("a parser thread stopped"))?;
+            let _ = token_tx.send(());
             clock.add("waiting for parsers");
             let outcome = parsed.and_then(|p| stage_one(input, cfg, &mut store, p));
             clock.add("staging");
