@@ -2,15 +2,19 @@
 
 use std::time::Instant;
 
+/// Whether `PAYLENS_TIMINGS` asks for timings.
+fn enabled() -> bool {
+    std::env::var_os("PAYLENS_TIMINGS").is_some_and(|v| v != "0")
+}
+
 pub struct Phases {
     last: Option<(Instant, &'static str)>,
 }
 
 impl Phases {
     pub fn from_env() -> Phases {
-        let on = std::env::var_os("PAYLENS_TIMINGS").is_some_and(|v| v != "0");
         Phases {
-            last: on.then(|| (Instant::now(), "start")),
+            last: enabled().then(|| (Instant::now(), "start")),
         }
     }
 
@@ -39,7 +43,7 @@ pub struct Totals {
 impl Totals {
     pub fn from_env() -> Totals {
         Totals {
-            on: std::env::var_os("PAYLENS_TIMINGS").is_some_and(|v| v != "0"),
+            on: enabled(),
             since: Instant::now(),
             parts: Vec::new(),
         }
