@@ -33,6 +33,7 @@ impl TargetSettings {
     }
 }
 
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 /// Each customer's most frequently bought product (ties: alphabetical) among payments up to `as_of`.
 pub fn favourite_products(events: LazyFrame, as_of: i32) -> LazyFrame {
     favourite_products_of(
@@ -44,6 +45,7 @@ pub fn favourite_products(events: LazyFrame, as_of: i32) -> LazyFrame {
     )
 }
 
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 /// [`favourite_products`] of payments already chosen (columns customer_key, of any type, and product_name).
 pub fn favourite_products_of(payments: LazyFrame) -> LazyFrame {
     // Count by the bill's own label first, then fold the labels into products (`拿铁等2件` -> `拿铁`) on

@@ -6,6 +6,7 @@
 use anyhow::Result;
 use polars::prelude::*;
 
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 /// Payments up to `as_of` (a day number) with their refunds (also up to `as_of`) netted in. Columns:
 /// event_id, customer_key, customer_key_quality, channel, day, net_fen, amount_fen, refunded_fen.
 /// Payments with nothing left after refunds are dropped.
@@ -39,12 +40,14 @@ pub fn payments_with_refunds<const N: usize>(events: LazyFrame, as_of: i32, extr
         .with_column((col("amount_fen") + col("refunded_fen")).alias("net_fen"))
 }
 
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 /// One row per customer and day with a purchase: customer_key, quality, day, net_fen, charges.
 /// Payments without a customer key cannot form occasions; see [`key_coverage`].
 pub fn occasions(events: LazyFrame, as_of: i32) -> LazyFrame {
     occasions_from_net(net_payments(events, as_of)).sort(["customer_key", "day"], SortMultipleOptions::default())
 }
 
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 /// [`occasions`] from net payments already computed (columns customer_key, customer_key_quality, day,
 /// net_fen), so one pass over the events serves the occasions and every key-coverage row. Unsorted.
 pub fn occasions_from_net(net: LazyFrame) -> LazyFrame {
@@ -162,6 +165,7 @@ pub fn restore_keys(mut df: DataFrame, keys: &[String]) -> Result<DataFrame> {
     Ok(df)
 }
 
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 /// Shares of net sales (fen) up to `as_of` by customer-key quality: one row with none_share, weak_share,
 /// strong_share and the fen behind them. Shown beside every customer metric.
 pub fn key_coverage(events: LazyFrame, as_of: i32, from_day: Option<i32>) -> LazyFrame {

@@ -46,12 +46,14 @@ pub fn month_of(day: i32) -> i32 {
     d.year() * 12 + d.month() as i32 - 1
 }
 
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 /// In-window repeat rate and returning-customer rate over days `from..=to`.
 pub fn repeat_rates(occasions: LazyFrame, from: i32, to: i32) -> LazyFrame {
     let first_ever = first_days(occasions.clone());
     repeat_rates_given_first(occasions, first_ever, from, to)
 }
 
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 /// Each customer's first occasion day: customer_key, first_day.
 pub fn first_days(occasions: LazyFrame) -> LazyFrame {
     occasions
@@ -251,6 +253,7 @@ pub fn cohorts(occasions: LazyFrame, period: Period, as_of: i32) -> Result<Vec<C
     Ok(out)
 }
 
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 /// Median and mean days from occasion n to n+1, per step (1->2, 2->3, 3->4+), with how many gaps.
 pub fn latency(occasions: LazyFrame) -> LazyFrame {
     occasions
@@ -277,6 +280,7 @@ pub fn latency(occasions: LazyFrame) -> LazyFrame {
         .sort(["step"], SortMultipleOptions::default())
 }
 
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 /// Per week (the `weeks` weeks ending with the as-of week): new customers (first occasion that week),
 /// returning (an occasion that week, first before it), lapsed (the week their `lapse_days` without a
 /// purchase ran out).
@@ -553,27 +557,27 @@ mod tests {
         assert_eq!(col_of("lapsed_customers"), [0, 1]);
     }
 
-    #[test]
-    fn one_pass_weekly_customers_equal_the_window_functions() {
-        // 400 customers, occasions over 40 weeks (some after as-of), against weekly_customers.
-        let mut next = crate::analytics::testing::pseudo_random(5);
+    /// Occasions sorted by customer code and day: `customers` customers, each starting on a day in
+    /// `20_000 + 0..spread` with 1 to `most` occasions `1..=gap` days apart (seeded, so reproducible).
+    fn sorted_occasions(seed: u64, customers: u32, spread: u64, most: u64, gap: u64) -> DataFrame {
+        let mut next = crate::analytics::testing::pseudo_random(seed);
         let (mut k, mut d) = (Vec::new(), Vec::new());
-        for c in 0..400u32 {
-            let mut day = 20_000 + next(200) as i32;
-            for _ in 0..1 + next(8) {
+        for c in 0..customers {
+            let mut day = 20_000 + next(spread) as i32;
+            for _ in 0..1 + next(most) {
                 k.push(c);
                 d.push(day);
-                day += 1 + next(60) as i32;
+                day += 1 + next(gap) as i32;
             }
         }
         let n = k.len();
-        let occ = df!(
-            "customer_key" => k,
-            "day" => d,
-            "quality" => vec!["strong"; n],
-            "net_fen" => vec![100i64; n],
-        )
-        .unwrap();
+        df!("customer_key" => k, "day" => d, "quality" => vec!["strong"; n], "net_fen" => vec![100i64; n]).unwrap()
+    }
+
+    #[test]
+    fn one_pass_weekly_customers_equal_the_window_functions() {
+        // 400 customers, occasions over 40 weeks (some after as-of), against weekly_customers.
+        let occ = sorted_occasions(5, 400, 200, 8, 60);
         for (as_of, weeks, lapse) in [(20_200, 13, 30), (20_150, 26, 60), (20_180, 4, 90)] {
             let got = weekly_customers_sorted(&occ, as_of, weeks, lapse).unwrap();
             let want = weekly_customers(occ.clone().lazy(), as_of, weeks, lapse)
@@ -589,19 +593,7 @@ mod tests {
 
     #[test]
     fn one_pass_first_days_and_latency_equal_the_group_bys() {
-        let mut next = crate::analytics::testing::pseudo_random(9);
-        let (mut k, mut d) = (Vec::new(), Vec::new());
-        for c in 0..500u32 {
-            let mut day = 20_000 + next(100) as i32;
-            for _ in 0..1 + next(7) {
-                k.push(c);
-                d.push(day);
-                day += 1 + next(40) as i32;
-            }
-        }
-        let n = k.len();
-        let occ =
-            df!("customer_key" => k, "day" => d, "quality" => vec!["strong"; n], "net_fen" => vec![1i64; n]).unwrap();
+        let occ = sorted_occasions(9, 500, 100, 7, 40);
         let sorted = |d: DataFrame| d.sort(["customer_key"], SortMultipleOptions::default()).unwrap();
         let got = first_days_sorted(&occ).unwrap();
         let want = sorted(first_days(occ.clone().lazy()).collect().unwrap());

@@ -8,7 +8,8 @@ use anyhow::Result;
 use polars::prelude::*;
 use serde::Serialize;
 
-/// RFM settings.
+/// RFM settings of [`rfm_table`].
+#[cfg(test)]
 #[derive(Debug, Clone, Copy)]
 pub struct RfmParams {
     /// The as-of day (days since 1970-01-01): recency is measured to it.
@@ -17,6 +18,7 @@ pub struct RfmParams {
     pub window_days: Option<i32>,
 }
 
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 /// Per customer: recency_days, frequency (occasions), monetary_fen (net spend), first_day, last_day.
 pub fn rfm_table(occasions: LazyFrame, p: RfmParams) -> LazyFrame {
     let occ = match p.window_days {

@@ -7,11 +7,14 @@
 use anyhow::Result;
 use polars::prelude::*;
 
-use super::rfm::{cut_points, rfm_table, score, CutPoints, RfmParams};
+use super::rfm::{cut_points, score, CutPoints};
+#[cfg(test)]
+use super::rfm::{rfm_table, RfmParams};
 use super::segments::SegmentMap;
 
 pub const NEW: &str = "(new)";
 
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 /// The scored and segmented RFM table at `day` from purchase occasions, with its cut points.
 pub fn segmented_at(
     occasions: LazyFrame,
@@ -48,6 +51,7 @@ pub struct Transitions {
     pub matrix: DataFrame,
 }
 
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 /// Compares the segmentation `now` (at `as_of`) with weekly snapshots 1..=`weeks_back` weeks earlier.
 pub fn transitions(
     occasions: LazyFrame,
