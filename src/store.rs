@@ -549,25 +549,24 @@ impl Generation {
         let fail_after: Option<usize> = std::env::var("PAYLENS_TEST_FAIL_AFTER_PARTITIONS")
             .ok()
             .and_then(|v| v.parse().ok());
-        let staged = std::mem::take(&mut self.staged.events);
-        for (i, (month, frames)) in staged.iter().enumerate() {
+        // The generation is written once: its staged rows are taken, not copied.
+        for (i, (month, frames)) in std::mem::take(&mut self.staged.events).into_iter().enumerate() {
             if fail_after == Some(i) {
-                self.staged.events = staged.clone();
                 bail!("injected failure after {i} partitions (PAYLENS_TEST_FAIL_AFTER_PARTITIONS)");
             }
             // The month's new rows, in file order, go into a part of their own: what is stored is not read
             // or rewritten.
-            let mut all = frames[0].clone();
-            for f in &frames[1..] {
-                all.vstack_mut(f)?;
+            let mut frames = frames.into_iter();
+            let Some(mut all) = frames.next() else { continue };
+            for f in frames {
+                all.vstack_mut_owned(f)?;
             }
             stats.new_events += all.height() as u64;
             let rel = format!("events/month={month}/part-{gen:06}.parquet");
             write_parquet_atomic(&self.root.join(&rel), &mut all, written)?;
-            next.events.entry(month.clone()).or_default().push(rel);
+            next.events.entry(month).or_default().push(rel);
             stats.months += 1;
         }
-        self.staged.events = staged;
         if !self.staged.identities.is_empty() {
             let mut df = self.new_identities()?;
             let rel = format!("identities/part-{gen:06}.parquet");
