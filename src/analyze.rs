@@ -132,6 +132,16 @@ pub fn resolve_as_of(given: Option<NaiveDate>, events: &LazyFrame) -> Result<Nai
     Ok(last_complete_week_end(date_of(last)))
 }
 
+/// The as-of date a report takes by default: the end of the last complete ISO week in the store; `None`
+/// when the store holds no events.
+pub fn default_as_of(cfg: &Config) -> Result<Option<NaiveDate>> {
+    let store = StoreReader::open(&cfg.store)?;
+    if store.manifest.events.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(resolve_as_of(None, &store.scan_events()?)?))
+}
+
 const EVENT_COLUMNS: [&str; 10] = [
     "event_id",
     "kind",
@@ -198,14 +208,9 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     // The RFM table now and at each weekly snapshot back, in one pass over the sorted occasions.
     let weeks_back = p.weeks.clamp(1, 13);
     let snapshot_days: Vec<i32> = (0..=weeks_back).map(|k| day - 7 * k).collect();
-    let mut snapshots = rfm::rfm_tables(&occ_df, &snapshot_days, p.window_days)?.into_iter();
+    let snapshots = rfm::rfm_tables(&occ_df, &snapshot_days, p.window_days)?;
     phase.mark("segment_snapshots");
-    let (segmented, cuts) = transitions::segment(snapshots.next().context("the RFM table now")?, &map)?;
-    let earlier = snapshots
-        .map(|t| Ok(transitions::segment(t, &map)?.0))
-        .collect::<Result<Vec<_>>>()?;
-    phase.mark("transition_joins");
-    let trans = transitions::transitions_from(&segmented, earlier, day)?;
+    let (segmented, cuts, trans) = transitions::segment_snapshots(snapshots, &map, day)?;
     let labels = match store.identities()? {
         Some(ids) => ids.lazy().select([col("customer_key"), col("label")]),
         None => df!("customer_key" => Vec::<String>::new(), "label" => Vec::<String>::new())?.lazy(),
@@ -237,6 +242,21 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         ])
         .sort(["segment", "customer_key"], SortMultipleOptions::default())
         .collect()?;
+    // The largest outputs, the customer table and the target lists, are written on a thread of their own
+    // while the rest is computed.
+    let favourites = occasions::restore_keys(favourites, &keys)?;
+    let raw_ids = if p.with_contact_ids { store.identities()? } else { None };
+    let writer = {
+        let (customers, folder, settings) = (customers.clone(), folder.clone(), cfg.targets.clone());
+        std::thread::spawn(move || -> Result<()> {
+            let mut df = customers.clone();
+            let mut written = Vec::new();
+            crate::store::write_parquet_atomic(&folder.join("customers.parquet"), &mut df, &mut written)?;
+            write_csv(&df, &folder.join("customers.csv"))?;
+            crate::targets::write(&customers, favourites, &settings, raw_ids, &folder)?;
+            Ok(())
+        })
+    };
     phase.mark("summary");
     let summary = crate::analytics::segments::summary(segmented.clone().lazy(), &map).collect()?;
 
@@ -320,7 +340,6 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
 
     phase.mark("tables");
     let tables: Vec<(&str, DataFrame)> = vec![
-        ("customers", customers.clone()),
         ("segments", summary.clone()),
         ("rfm_cut_points", cut_table),
         ("segment_transitions", trans.matrix.clone()),
@@ -338,12 +357,13 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         crate::store::write_parquet_atomic(&folder.join(format!("{name}.parquet")), &mut df, &mut written)?;
         write_csv(&df, &folder.join(format!("{name}.csv")))?;
     }
-    let favourites = occasions::restore_keys(favourites, &keys)?;
-    let raw_ids = if p.with_contact_ids { store.identities()? } else { None };
-    phase.mark("targets");
-    crate::targets::write(&customers, favourites, &cfg.targets, raw_ids, &folder)?;
+    phase.mark("split");
     let (new_now, returning_now) = split_window(&occ, &first_ever, day - 6, day)?;
     let (new_before, returning_before) = split_window(&occ, &first_ever, day - 13, day - 7)?;
+    phase.mark("waiting_for_writer");
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread writing the customer table panicked"))??;
     let outcome = AnalyzeOutcome {
         as_of,
         folder,
@@ -401,6 +421,24 @@ fn cohort_frame(cells: &[retention::CohortCell], period: retention::Period) -> R
     )?)
 }
 
+/// A float as [`cell_text`] writes it; amounts in yuan (a whole number of fen, most of the floats in the
+/// tables) without the general formatter: the nearest double to `c / 100` prints as `c / 100` at six
+/// decimals, so the fen give the same digits.
+fn float_text(f: f64) -> String {
+    let cents = (f * 100.0).round();
+    if cents.abs() < 1e15 && cents / 100.0 == f {
+        let c = cents as i64;
+        let sign = if c < 0 { "-" } else { "" };
+        let (whole, frac) = (c.abs() / 100, c.abs() % 100);
+        return match frac {
+            0 => format!("{sign}{whole}"),
+            f if f % 10 == 0 => format!("{sign}{whole}.{}", f / 10),
+            f => format!("{sign}{whole}.{f:02}"),
+        };
+    }
+    cell_text(&AnyValue::Float64(f))
+}
+
 fn cell_text(v: &AnyValue) -> String {
     match v {
         AnyValue::Null => String::new(),
@@ -433,16 +471,21 @@ fn column_texts(c: &Column, table: Option<&str>) -> Result<Vec<String>> {
     let texts: Vec<String> = match c.dtype() {
         DataType::String => c.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect(),
         DataType::Date => {
+            // Few distinct days: each is formatted once.
             let days = c.cast(&DataType::Int32)?;
+            let mut seen: std::collections::HashMap<i32, String, foldhash::fast::RandomState> = Default::default();
             days.i32()?
                 .iter()
-                .map(|d| d.map(|d| date_of(d).to_string()).unwrap_or_default())
+                .map(|d| {
+                    d.map(|d| seen.entry(d).or_insert_with(|| date_of(d).to_string()).clone())
+                        .unwrap_or_default()
+                })
                 .collect()
         }
         DataType::Float64 => c
             .f64()?
             .iter()
-            .map(|v| v.map(|v| cell_text(&AnyValue::Float64(v))).unwrap_or_default())
+            .map(|v| v.map(float_text).unwrap_or_default())
             .collect(),
         DataType::Int8
         | DataType::Int16
@@ -617,4 +660,20 @@ fn print_summary(
     }
     writeln!(out, "  {}", tr!("analyze.tables", folder = o.folder.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_print_as_the_general_formatter_prints_them() {
+        let mut next = crate::analytics::testing::pseudo_random(3);
+        let mut values: Vec<f64> = (-2000..2000).map(|c| c as f64 / 100.0).collect();
+        values.extend((0..20_000).map(|_| (next(1 << 40) as f64 - (1u64 << 39) as f64) / 100.0));
+        values.extend([0.1 + 0.2, 1.0 / 3.0, -0.0, 1e-7, 123456.789, 2.5e14, 0.125]);
+        for v in values {
+            assert_eq!(float_text(v), cell_text(&AnyValue::Float64(v)), "{v:?}");
+        }
+    }
 }

@@ -47,9 +47,9 @@ impl KeyHasher {
         let mut mac = self.mac.clone();
         mac.update(identifier.as_bytes());
         let digest = mac.finalize().into_bytes();
-        let mut hex = hex::encode(digest);
-        hex.truncate(KEY_HEX_LEN);
-        hex
+        let mut hex = [0u8; KEY_HEX_LEN];
+        hex::encode_to_slice(&digest[..KEY_HEX_LEN / 2], &mut hex).expect("two hex digits per byte");
+        hex.iter().map(|&c| c as char).collect()
     }
 }
 

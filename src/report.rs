@@ -707,6 +707,13 @@ fn write_pngs(folder: &std::path::Path, charts: &[(&str, String)], cfg: &Config)
 
 /// Runs the analytics and restock for the week and writes summary.md; returns the folder.
 pub fn run(as_of: Option<NaiveDate>, cfg: &Config, quiet: bool) -> Result<PathBuf> {
+    // The customer analytics and the restock list read the store independently: with the as-of date known
+    // first, restock runs on a thread of its own meanwhile (the one-pass parts of the analytics keep one
+    // core busy, so the second one is free for it much of the time).
+    let as_of = match as_of {
+        Some(d) => Some(d),
+        None => crate::analyze::default_as_of(cfg)?,
+    };
     let analysis = crate::analyze::AnalyzeParams {
         as_of,
         segments: cfg.analytics.segments.clone(),
@@ -717,18 +724,25 @@ pub fn run(as_of: Option<NaiveDate>, cfg: &Config, quiet: bool) -> Result<PathBu
         with_contact_ids: false,
         quiet: true,
     };
-    let a = crate::analyze::run(&analysis, cfg)?;
-    let mut phase = crate::timings::Phases::from_env();
-    phase.mark("restock");
-    let restock = crate::restock::RestockParams {
+    let restock = |as_of: NaiveDate| crate::restock::RestockParams {
         simulate_weeks: None,
         backtest_days: None,
-        as_of: Some(a.as_of),
+        as_of: Some(as_of),
         inventory: None,
         settings: cfg.restock.clone(),
         quiet: true,
     };
-    let r = crate::restock::run(&restock, cfg)?;
+    let (a, r) = std::thread::scope(|scope| -> Result<_> {
+        let background = as_of.map(|d| scope.spawn(move || crate::restock::run(&restock(d), cfg)));
+        // An empty store fails here, with analyze's message.
+        let a = crate::analyze::run(&analysis, cfg)?;
+        let r = match background {
+            Some(h) => h.join().map_err(|_| anyhow::anyhow!("the restock thread panicked"))??,
+            None => crate::restock::run(&restock(a.as_of), cfg)?,
+        };
+        Ok((a, r))
+    })?;
+    let mut phase = crate::timings::Phases::from_env();
     phase.mark("report_html");
     let md = summary_markdown(&a, &r)?;
     let path = a.folder.join("summary.md");

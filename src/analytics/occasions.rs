@@ -140,6 +140,22 @@ pub fn encode_keys(mut df: DataFrame) -> Result<(DataFrame, Vec<String>)> {
     let keys = df.column("customer_key")?.str()?;
     let mut codes: Vec<Option<u32>> = Vec::with_capacity(keys.len());
     let mut by_code: Vec<String> = Vec::new();
+    // Store keys are 32 hex digits: as 128-bit numbers they hash and compare without touching the text
+    // again. Other keys (tests, hand-made stores) take the general way.
+    if keys.iter().all(|k| k.is_none_or(|k| hex_key(k).is_some())) {
+        let mut seen: std::collections::HashMap<u128, u32, foldhash::fast::RandomState> = Default::default();
+        for k in keys.iter() {
+            codes.push(k.map(|k| {
+                *seen.entry(hex_key(k).expect("checked above")).or_insert_with(|| {
+                    by_code.push(k.to_string());
+                    by_code.len() as u32 - 1
+                })
+            }));
+        }
+        drop(seen);
+        df.with_column(Column::new("customer_key".into(), codes))?;
+        return Ok((df, by_code));
+    }
     let mut seen: std::collections::HashMap<&str, u32, foldhash::fast::RandomState> = Default::default();
     for k in keys.iter() {
         codes.push(k.map(|k| {
@@ -155,6 +171,22 @@ pub fn encode_keys(mut df: DataFrame) -> Result<(DataFrame, Vec<String>)> {
 }
 
 /// Puts the string keys back in place of the codes of [`encode_keys`].
+/// A customer key of 32 lowercase hex digits as the number it spells.
+fn hex_key(k: &str) -> Option<u128> {
+    let b = k.as_bytes();
+    if b.len() != 32 {
+        return None;
+    }
+    b.iter().try_fold(0u128, |acc, &c| {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u128::from(d))
+    })
+}
+
 pub fn restore_keys(mut df: DataFrame, keys: &[String]) -> Result<DataFrame> {
     let codes = df.column("customer_key")?.u32()?;
     let restored: Vec<Option<&str>> = codes
@@ -269,5 +301,15 @@ mod tests {
         let codes: Vec<Option<u32>> = coded.column("customer_key").unwrap().u32().unwrap().iter().collect();
         assert_eq!(codes, [Some(0), Some(1), None, Some(0), Some(2)]);
         assert_eq!(restore_keys(coded, &keys).unwrap(), df);
+        // Store keys (32 hex digits) take the numeric way: the same codes.
+        let hex = |c: char| Some(c.to_string().repeat(32));
+        let df = df!("customer_key" => [hex('d'), hex('a'), None, hex('d'), hex('b'), Some("0123456789abcdef".repeat(2))]).unwrap();
+        let (coded, keys) = encode_keys(df.clone()).unwrap();
+        assert_eq!(keys.len(), 4);
+        let codes: Vec<Option<u32>> = coded.column("customer_key").unwrap().u32().unwrap().iter().collect();
+        assert_eq!(codes, [Some(0), Some(1), None, Some(0), Some(2), Some(3)]);
+        assert_eq!(restore_keys(coded, &keys).unwrap(), df);
+        assert_eq!(hex_key(&"0123456789abcdef".repeat(2)), Some(0x0123456789abcdef0123456789abcdef));
+        assert_eq!(hex_key(&"A".repeat(32)), None);
     }
 }

@@ -255,6 +255,26 @@ impl SegmentMap {
         }
     }
 
+    /// The rule each score cell falls in, `[r - 1][f - 1][m - 1]` for scores 1..=5 (M ignored by the `rf`
+    /// basis); `None` for a cell no rule covers (a validated map has none). For the bases that depend on
+    /// the scores alone, not on the customers' means.
+    pub fn score_cube(&self) -> [[[Option<u8>; 5]; 5]; 5] {
+        let mut cube = [[[None; 5]; 5]; 5];
+        for (r, plane) in cube.iter_mut().enumerate() {
+            for (f, row) in plane.iter_mut().enumerate() {
+                for (m, cell) in row.iter_mut().enumerate() {
+                    let scores = ((r + 1) as f64, (f + 1) as f64, (m + 1) as f64);
+                    *cell = self
+                        .rules
+                        .iter()
+                        .position(|rule| self.matches(rule, scores))
+                        .map(|i| i as u8);
+                }
+            }
+        }
+        cube
+    }
+
     pub fn names(&self) -> Vec<&str> {
         self.rules.iter().map(|r| r.name.as_str()).collect()
     }

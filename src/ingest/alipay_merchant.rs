@@ -5,8 +5,8 @@
 
 use anyhow::{bail, Result};
 
-use super::model::{Event, KeyQuality, Kind, RawIdentity, TotalCheck};
-use super::normalise::{check_id, parse_fen, parse_fen_or_zero, split_csv_line, Header, TextEncoding};
+use super::model::{Event, KeyQuality, Kind, RawIdentity, Text, TotalCheck};
+use super::normalise::{check_id, parse_fen, parse_fen_or_zero, split_commas, split_csv_line, Header, TextEncoding};
 use super::source::{Input, Lines};
 use super::Ctx;
 
@@ -50,36 +50,89 @@ struct Sums {
     refund_discount: i64,
 }
 
+/// The columns a detail row is read from, looked up by name once per file.
+struct Cols {
+    len: usize,
+    kind: Option<usize>,
+    tx: Option<usize>,
+    merchant_order: Option<usize>,
+    created: Option<usize>,
+    completed: Option<usize>,
+    amount: Option<usize>,
+    received: Option<usize>,
+    discount: Option<usize>,
+    fee: Option<usize>,
+    refund_batch: Option<usize>,
+    account: Option<usize>,
+    product: Option<usize>,
+    store_name: Option<usize>,
+    store_no: Option<usize>,
+    terminal: Option<usize>,
+    operator: Option<usize>,
+}
+
+impl Cols {
+    fn new(h: &Header) -> Cols {
+        Cols {
+            len: h.len,
+            kind: h.get("业务类型"),
+            tx: h.get("支付宝交易号"),
+            merchant_order: h.get("商户订单号"),
+            created: h.get("创建时间"),
+            completed: h.get("完成时间"),
+            amount: h.get("订单金额（元）"),
+            received: h.get("商家实收（元）"),
+            discount: h.get("商家优惠（元）"),
+            fee: h.get("服务费（元）"),
+            refund_batch: h.get("退款批次号/请求号"),
+            account: h.get("对方账户"),
+            product: h.get("商品名称"),
+            store_name: h.get("门店名称"),
+            store_no: h.get("门店编号"),
+            terminal: h.get("终端号"),
+            operator: h.get("操作员"),
+        }
+    }
+}
+
 pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
     let mut lines = Lines::new(input, enc)?;
-    let mut header: Option<Header> = None;
+    let mut header: Option<Cols> = None;
     let mut sums = Sums::default();
     let mut trailer = Vec::new();
-    while let Some(line) = lines.next_line()? {
+    let mut line = String::new();
+    while lines.next_line_into(&mut line)? {
         let n = lines.line_no;
         if line.trim().is_empty() {
             continue;
         }
         if line.starts_with('#') {
             if line.starts_with("#交易合计") || line.starts_with("#退款合计") {
-                trailer.push((n, line));
+                trailer.push((n, line.clone()));
             }
             continue;
         }
-        let cells = split_csv_line(&line);
-        let Some(h) = &header else {
+        let owned;
+        let mut cells: Vec<&str> = Vec::with_capacity(32);
+        if line.contains('"') {
+            owned = split_csv_line(&line);
+            cells.extend(owned.iter().map(String::as_str));
+        } else {
+            split_commas(&line, &mut cells);
+        }
+        let Some(cols) = &header else {
             let h = Header::new(&cells, ALIASES);
             if h.has("支付宝交易号") {
                 let missing = h.missing(REQUIRED);
                 if !missing.is_empty() {
                     bail!("line {n}: the Alipay 业务明细 header lacks {}", missing.join(", "));
                 }
-                header = Some(h);
+                header = Some(Cols::new(&h));
             }
             continue;
         };
-        match read_row(h, &cells, n, ctx) {
-            Ok(()) => add_sums(h, &cells, &mut sums),
+        match read_row(cols, &cells, n, ctx) {
+            Ok(()) => add_sums(cols, &cells, &mut sums),
             Err(reason) => ctx.report.reject(n, reason, &line),
         }
     }
@@ -93,20 +146,20 @@ pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-fn add_sums(h: &Header, cells: &[String], s: &mut Sums) {
-    let f = |name| parse_fen_or_zero(h.cell(cells, name)).unwrap_or(0);
-    match h.cell(cells, "业务类型") {
+fn add_sums(c: &Cols, cells: &[&str], s: &mut Sums) {
+    let f = |idx| parse_fen_or_zero(Header::at(cells, idx)).unwrap_or(0);
+    match Header::at(cells, c.kind) {
         "交易" => {
             s.trades += 1;
-            s.trade_received += f("商家实收（元）");
-            s.trade_amount += f("订单金额（元）");
-            s.trade_discount += f("商家优惠（元）");
+            s.trade_received += f(c.received);
+            s.trade_amount += f(c.amount);
+            s.trade_discount += f(c.discount);
         }
         "退款" => {
             s.refunds += 1;
-            s.refund_received += f("商家实收（元）");
-            s.refund_amount += f("订单金额（元）");
-            s.refund_discount += f("商家优惠（元）");
+            s.refund_received += f(c.received);
+            s.refund_amount += f(c.amount);
+            s.refund_discount += f(c.discount);
         }
         _ => {}
     }
@@ -165,15 +218,17 @@ fn check_trailer(line: &str, n: u64, s: &Sums, ctx: &mut Ctx) {
     }
 }
 
-fn read_row(h: &Header, cells: &[String], line: u64, ctx: &mut Ctx) -> Result<(), String> {
-    if super::normalise::used_len(cells) > h.len {
+fn read_row(c: &Cols, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), String> {
+    let at = |idx| Header::at(cells, idx);
+    let opt = |idx| Header::opt_at(cells, idx);
+    if super::normalise::used_len(cells) > c.len {
         return Err(crate::tr!(
             "reject.too_many_fields",
             fields = super::normalise::used_len(cells),
-            header = h.len
+            header = c.len
         ));
     }
-    let kind = match h.cell(cells, "业务类型") {
+    let kind = match at(c.kind) {
         "交易" => Kind::Payment,
         "退款" => Kind::Refund,
         "" => return Err(crate::tr!("reject.alipay_kind_empty").to_string()),
@@ -183,54 +238,54 @@ fn read_row(h: &Header, cells: &[String], line: u64, ctx: &mut Ctx) -> Result<()
             return Ok(());
         }
     };
-    let tx = check_id(h.cell(cells, "支付宝交易号"), "支付宝交易号")?;
+    let tx = check_id(at(c.tx), "支付宝交易号")?;
     if tx.is_empty() {
         return Err(crate::tr!("reject.empty", what = "支付宝交易号"));
     }
-    let merchant_order = check_id(h.cell(cells, "商户订单号"), "商户订单号")?;
+    let merchant_order = check_id(at(c.merchant_order), "商户订单号")?;
     let time_raw = match kind {
-        Kind::Payment => h.opt(cells, "完成时间").unwrap_or(h.cell(cells, "创建时间")),
-        Kind::Refund => h.opt(cells, "完成时间").ok_or("a refund row without 完成时间")?,
+        Kind::Payment => opt(c.completed).unwrap_or(at(c.created)),
+        Kind::Refund => opt(c.completed).ok_or("a refund row without 完成时间")?,
     };
     let (local, utc) = ctx.time(time_raw)?;
-    let mut amount = parse_fen(h.cell(cells, "订单金额（元）"))?;
-    let mut settled = parse_fen_or_zero(h.cell(cells, "商家实收（元）"))?;
-    let discount = parse_fen_or_zero(h.cell(cells, "商家优惠（元）"))?;
+    let mut amount = parse_fen(at(c.amount))?;
+    let mut settled = parse_fen_or_zero(at(c.received))?;
+    let discount = parse_fen_or_zero(at(c.discount))?;
     if kind == Kind::Refund && amount > 0 {
         amount = -amount;
         settled = -settled.abs();
     }
     // 服务费 is zero or negative on trades (charged): store the fee paid as positive 1/1000 fen.
-    let fee = -parse_fen_or_zero(h.cell(cells, "服务费（元）"))? * super::normalise::MILLIFEN_PER_FEN;
+    let fee = -parse_fen_or_zero(at(c.fee))? * super::normalise::MILLIFEN_PER_FEN;
     let payment_event_id = format!("alipay:{tx}");
-    let (event_id, refund_id) = match kind {
-        Kind::Payment => (payment_event_id.clone(), None),
+    let (event_id, payment_event_id, refund_id) = match kind {
+        Kind::Payment => (payment_event_id, None, None),
         Kind::Refund => {
-            let r = h
-                .opt(cells, "退款批次号/请求号")
+            let r = opt(c.refund_batch)
                 .map(str::to_string)
                 .unwrap_or_else(|| local.format("%Y%m%d%H%M%S").to_string());
             let r = check_id(&r, "退款批次号")?.to_string();
-            (format!("alipay:{tx}:refund:{r}"), Some(r))
+            (format!("alipay:{tx}:refund:{r}"), Some(payment_event_id.into()), Some(r.into()))
         }
     };
-    let customer = h.opt(cells, "对方账户").map(|acct| RawIdentity {
+    let customer = opt(c.account).map(|acct| RawIdentity {
         kind: "alipay_masked_account",
         id: format!("alipay_masked:{acct}"),
         label: acct.to_string(),
         quality: KeyQuality::Weak,
     });
+    let text = |idx| opt(idx).map(Text::from);
     ctx.push(Event {
-        event_id,
+        event_id: event_id.into(),
         kind,
         occurred_local: local,
         occurred_at: utc,
-        order_id: Some(tx.to_string()),
-        merchant_order_id: (!merchant_order.is_empty()).then(|| merchant_order.to_string()),
+        order_id: Some(tx.into()),
+        merchant_order_id: (!merchant_order.is_empty()).then_some(merchant_order.into()),
         refund_id,
-        payment_event_id: (kind == Kind::Refund).then_some(payment_event_id),
+        payment_event_id,
         customer,
-        product_name: h.owned(cells, "商品名称"),
+        product_name: text(c.product),
         amount_fen: amount,
         settled_fen: settled,
         discount_fen: discount,
@@ -238,10 +293,10 @@ fn read_row(h: &Header, cells: &[String], line: u64, ctx: &mut Ctx) -> Result<()
         currency: "CNY".into(),
         channel: "alipay",
         trade_type: None,
-        store: h.owned(cells, "门店名称").or_else(|| h.owned(cells, "门店编号")),
-        terminal: h.owned(cells, "终端号"),
-        operator: h.owned(cells, "操作员"),
-        status: Some(h.cell(cells, "业务类型").to_string()),
+        store: text(c.store_name).or_else(|| text(c.store_no)),
+        terminal: text(c.terminal),
+        operator: text(c.operator),
+        status: Some(at(c.kind).into()),
         line,
     });
     Ok(())

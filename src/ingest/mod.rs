@@ -114,7 +114,7 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    pub fn push(&mut self, e: Event) {
+    pub fn push(&mut self, e: Event<'_>) {
         self.sink.push(e, &mut self.report);
     }
 

@@ -56,20 +56,24 @@ pub struct RawIdentity {
     pub quality: KeyQuality,
 }
 
+/// Text of an event: borrowed from the line being read where it can be (the merchant bills, millions of
+/// rows), owned where a dialect builds it.
+pub type Text<'a> = std::borrow::Cow<'a, str>;
+
 /// One payment or refund, normalised.
 #[derive(Debug, Clone)]
-pub struct Event {
-    pub event_id: String,
+pub struct Event<'a> {
+    pub event_id: Text<'a>,
     pub kind: Kind,
     pub occurred_local: NaiveDateTime,
     pub occurred_at: DateTime<Utc>,
-    pub order_id: Option<String>,
-    pub merchant_order_id: Option<String>,
-    pub refund_id: Option<String>,
+    pub order_id: Option<Text<'a>>,
+    pub merchant_order_id: Option<Text<'a>>,
+    pub refund_id: Option<Text<'a>>,
     /// For a refund: the event id of the payment it refunds.
-    pub payment_event_id: Option<String>,
+    pub payment_event_id: Option<Text<'a>>,
     pub customer: Option<RawIdentity>,
-    pub product_name: Option<String>,
+    pub product_name: Option<Text<'a>>,
     /// Order amount in fen (negative for refunds).
     pub amount_fen: i64,
     /// What the merchant is settled (after platform-funded discounts), fen.
@@ -78,13 +82,13 @@ pub struct Event {
     pub discount_fen: i64,
     /// Platform fee in 1/1000 fen; negative when a refund returns it.
     pub fee_millifen: i64,
-    pub currency: String,
+    pub currency: Text<'a>,
     pub channel: &'static str,
-    pub trade_type: Option<String>,
-    pub store: Option<String>,
-    pub terminal: Option<String>,
-    pub operator: Option<String>,
-    pub status: Option<String>,
+    pub trade_type: Option<Text<'a>>,
+    pub store: Option<Text<'a>>,
+    pub terminal: Option<Text<'a>>,
+    pub operator: Option<Text<'a>>,
+    pub status: Option<Text<'a>>,
     pub line: u64,
 }
 
@@ -192,10 +196,13 @@ impl FileReport {
 /// Rows per column chunk: bounds the memory of rows not yet in Polars' compact layout.
 pub const CHUNK_ROWS: usize = 64 * 1024;
 
+/// customer_key -> raw identity.
+pub type Identities = HashMap<String, RawIdentity, foldhash::fast::RandomState>;
+
 /// What a sink holds when a file is done: events, identities by key, POS line items, inventory rows.
 pub type SinkParts = (
     DataFrame,
-    HashMap<String, RawIdentity>,
+    Identities,
     Vec<LineItem>,
     Vec<InventoryRow>,
 );
@@ -208,7 +215,9 @@ pub struct EventSink<'a> {
     cols: EventColumns,
     chunks: Vec<DataFrame>,
     /// customer_key -> identity, for the separate identities table.
-    pub identities: HashMap<String, RawIdentity>,
+    pub identities: Identities,
+    /// raw identifier -> customer_key, so that each identifier is hashed once.
+    key_of: HashMap<String, String, foldhash::fast::RandomState>,
     pub line_items: Vec<LineItem>,
     pub inventory: Vec<InventoryRow>,
 }
@@ -244,32 +253,36 @@ struct EventColumns {
 
 impl EventColumns {
     fn new() -> EventColumns {
-        let text = |name: &str| StringChunkedBuilder::new(name.into(), 0);
+        // Sized for a whole chunk: growing by doubling copied the columns and touched fresh pages again.
+        let text = |name: &str| StringChunkedBuilder::new(name.into(), CHUNK_ROWS);
+        fn v<T>() -> Vec<T> {
+            Vec::with_capacity(CHUNK_ROWS)
+        }
         EventColumns {
             rows: 0,
             event_id: text("event_id"),
-            kind: Vec::new(),
-            occurred_at: Vec::new(),
-            local_date: Vec::new(),
+            kind: v(),
+            occurred_at: v(),
+            local_date: v(),
             order_id: text("order_id"),
             merchant_order_id: text("merchant_order_id"),
             refund_id: text("refund_id"),
             payment_event_id: text("payment_event_id"),
             customer_key: text("customer_key"),
-            customer_key_quality: Vec::new(),
+            customer_key_quality: v(),
             product_name: text("product_name"),
-            amount_fen: Vec::new(),
-            settled_fen: Vec::new(),
-            discount_fen: Vec::new(),
-            fee_millifen: Vec::new(),
+            amount_fen: v(),
+            settled_fen: v(),
+            discount_fen: v(),
+            fee_millifen: v(),
             currency: text("currency"),
-            channel: Vec::new(),
+            channel: v(),
             trade_type: text("trade_type"),
             store: text("store"),
             terminal: text("terminal"),
             operator: text("operator"),
             status: text("status"),
-            source_line: Vec::new(),
+            source_line: v(),
         }
     }
 }
@@ -282,7 +295,8 @@ impl<'a> EventSink<'a> {
             source_file: source_file_sha.to_string(),
             cols: EventColumns::new(),
             chunks: Vec::new(),
-            identities: HashMap::new(),
+            identities: Identities::default(),
+            key_of: HashMap::default(),
             line_items: Vec::new(),
             inventory: Vec::new(),
         }
@@ -293,7 +307,7 @@ impl<'a> EventSink<'a> {
     }
 
     /// Adds an event and counts it in the report.
-    pub fn push(&mut self, e: Event, report: &mut FileReport) {
+    pub fn push(&mut self, e: Event<'_>, report: &mut FileReport) {
         match e.kind {
             Kind::Payment => {
                 report.payments += 1;
@@ -306,18 +320,24 @@ impl<'a> EventSink<'a> {
         }
         report.see_time(e.occurred_local);
         let c = &mut self.cols;
-        let (key, quality) = match &e.customer {
+        match e.customer {
             Some(id) => {
-                let key = self.hasher.key(&id.id);
-                if !self.identities.contains_key(&key) {
-                    self.identities.insert(key.clone(), id.clone());
+                c.customer_key_quality.push(id.quality.as_str());
+                // A customer pays many times: the keyed hash is computed once per identifier and file.
+                if let Some(key) = self.key_of.get(&id.id) {
+                    c.customer_key.append_value(key);
+                } else {
+                    let key = self.hasher.key(&id.id);
+                    c.customer_key.append_value(&key);
+                    self.key_of.insert(id.id.clone(), key.clone());
+                    self.identities.entry(key).or_insert(id);
                 }
-                (Some(key), id.quality.as_str())
             }
-            None => (None, "none"),
-        };
-        c.customer_key.append_option(key);
-        c.customer_key_quality.push(quality);
+            None => {
+                c.customer_key.append_null();
+                c.customer_key_quality.push("none");
+            }
+        }
         c.event_id.append_value(e.event_id);
         c.kind.push(e.kind.as_str());
         c.occurred_at.push(e.occurred_at.timestamp_micros());

@@ -236,7 +236,7 @@ fn wechat_customer(h: &Header, cells: &[String]) -> Option<RawIdentity> {
     })
 }
 
-fn wechat_event(h: &Header, cells: &[String], line: u64, ctx: &Ctx) -> Result<Event, String> {
+fn wechat_event(h: &Header, cells: &[String], line: u64, ctx: &Ctx) -> Result<Event<'static>, String> {
     let tx = check_id(h.cell(cells, "交易单号"), "交易单号")?;
     if tx.is_empty() {
         return Err(crate::tr!("reject.empty", what = "交易单号"));
@@ -244,27 +244,27 @@ fn wechat_event(h: &Header, cells: &[String], line: u64, ctx: &Ctx) -> Result<Ev
     let (local, utc) = ctx.time(h.cell(cells, "交易时间"))?;
     let amount = parse_fen(h.cell(cells, "金额(元)"))?.abs();
     Ok(Event {
-        event_id: format!("wxp:{tx}"),
+        event_id: format!("wxp:{tx}").into(),
         kind: Kind::Payment,
         occurred_local: local,
         occurred_at: utc,
-        order_id: Some(tx.to_string()),
-        merchant_order_id: h.owned(cells, "商户单号"),
+        order_id: Some(tx.to_string().into()),
+        merchant_order_id: h.owned(cells, "商户单号").map(Into::into),
         refund_id: None,
         payment_event_id: None,
         customer: wechat_customer(h, cells),
-        product_name: h.owned(cells, "商品"),
+        product_name: h.owned(cells, "商品").map(Into::into),
         amount_fen: amount,
         settled_fen: amount,
         discount_fen: 0,
         fee_millifen: 0,
         currency: "CNY".into(),
         channel: "wechat_personal",
-        trade_type: Some(h.cell(cells, "交易类型").to_string()),
+        trade_type: Some(h.cell(cells, "交易类型").to_string().into()),
         store: None,
         terminal: None,
         operator: None,
-        status: Some(h.cell(cells, "当前状态").to_string()),
+        status: Some(h.cell(cells, "当前状态").to_string().into()),
         line,
     })
 }
@@ -285,9 +285,9 @@ fn wechat_refund_row(
     let e = wechat_event(h, cells, line, ctx)?;
     let payment_id = e.event_id.clone();
     ctx.push(Event {
-        event_id: format!("{payment_id}:refund"),
+        event_id: format!("{payment_id}:refund").into(),
         kind: Kind::Refund,
-        refund_id: Some(format!("{tx}:refund")),
+        refund_id: Some(format!("{tx}:refund").into()),
         payment_event_id: Some(payment_id),
         amount_fen: -e.amount_fen,
         settled_fen: -e.amount_fen,
@@ -330,9 +330,9 @@ fn wechat_row(
     if refunded > 0 {
         let payment_id = e.event_id.clone();
         ctx.push(Event {
-            event_id: format!("{payment_id}:refund"),
+            event_id: format!("{payment_id}:refund").into(),
             kind: Kind::Refund,
-            refund_id: e.order_id.as_ref().map(|t| format!("{t}:refund")),
+            refund_id: e.order_id.as_ref().map(|t| format!("{t}:refund")).map(Into::into),
             payment_event_id: Some(payment_id),
             amount_fen: -refunded,
             settled_fen: -refunded,
@@ -471,27 +471,27 @@ fn alipay_row(h: &Header, cells: &[String], line: u64, sales: &HashSet<String>, 
         quality: KeyQuality::Weak,
     });
     let event = Event {
-        event_id: format!("alp:{tx}"),
+        event_id: format!("alp:{tx}").into(),
         kind: if is_refund { Kind::Refund } else { Kind::Payment },
         occurred_local: local,
         occurred_at: utc,
-        order_id: Some(tx.to_string()),
-        merchant_order_id: h.owned(cells, "商家订单号"),
-        refund_id: is_refund.then(|| tx.to_string()),
-        payment_event_id: is_refund.then(|| format!("alp:{original}")),
+        order_id: Some(tx.to_string().into()),
+        merchant_order_id: h.owned(cells, "商家订单号").map(Into::into),
+        refund_id: is_refund.then(|| tx.to_string()).map(Into::into),
+        payment_event_id: is_refund.then(|| format!("alp:{original}")).map(Into::into),
         customer,
-        product_name: h.owned(cells, "商品说明"),
+        product_name: h.owned(cells, "商品说明").map(Into::into),
         amount_fen: if is_refund { -amount } else { amount },
         settled_fen: if is_refund { -amount } else { amount },
         discount_fen: 0,
         fee_millifen: if is_refund { 0 } else { fee },
         currency: "CNY".into(),
         channel: "alipay_personal",
-        trade_type: h.owned(cells, "交易分类").or_else(|| h.owned(cells, "类型")),
+        trade_type: h.owned(cells, "交易分类").or_else(|| h.owned(cells, "类型")).map(Into::into),
         store: None,
         terminal: None,
         operator: None,
-        status: Some(status.to_string()),
+        status: Some(status.to_string().into()),
         line,
     };
     // The web layout states refunds in a column of the sale row.
@@ -500,12 +500,12 @@ fn alipay_row(h: &Header, cells: &[String], line: u64, sales: &HashSet<String>, 
         let refund_time = h.opt(cells, "最近修改时间").and_then(|t| ctx.time(t).ok());
         let (rl, ru) = refund_time.unwrap_or((local, utc));
         Event {
-            event_id: format!("alp:{tx}:refund"),
+            event_id: format!("alp:{tx}:refund").into(),
             kind: Kind::Refund,
             occurred_local: rl,
             occurred_at: ru,
-            refund_id: Some(format!("{tx}:refund")),
-            payment_event_id: Some(format!("alp:{tx}")),
+            refund_id: Some(format!("{tx}:refund").into()),
+            payment_event_id: Some(format!("alp:{tx}").into()),
             amount_fen: -refunded,
             settled_fen: -refunded,
             fee_millifen: 0,

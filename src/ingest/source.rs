@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::normalise::{decode, sniff_encoding, TextEncoding};
+use super::normalise::{decode, decode_into, sniff_encoding, TextEncoding};
 
 /// Entries larger than this inside a zip are refused (a zip bomb or not a bill).
 const MAX_ZIP_ENTRY: u64 = 4 << 30;
@@ -263,16 +263,25 @@ impl<'a> Lines<'a> {
 
     /// The next line, or `None` at the end. A read error ends the file with an error.
     pub fn next_line(&mut self) -> Result<Option<String>> {
+        let mut line = String::new();
+        Ok(self.next_line_into(&mut line)?.then_some(line))
+    }
+
+    /// The next line decoded into `line` (its old content replaced, its allocation reused); `false` at the
+    /// end. The large dialects read every line this way.
+    pub fn next_line_into(&mut self, line: &mut String) -> Result<bool> {
         self.buf.clear();
+        line.clear();
         let n = self.reader.read_until(b'\n', &mut self.buf)?;
         if n == 0 {
-            return Ok(None);
+            return Ok(false);
         }
         self.line_no += 1;
         if self.buf.last() == Some(&b'\n') {
             self.buf.pop();
         }
-        Ok(Some(decode(&self.buf, self.enc)))
+        decode_into(&self.buf, self.enc, line);
+        Ok(true)
     }
 }
 

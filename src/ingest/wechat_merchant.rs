@@ -4,9 +4,9 @@
 
 use anyhow::{bail, Result};
 
-use super::model::{Event, KeyQuality, Kind, RawIdentity, TotalCheck};
+use super::model::{Event, KeyQuality, Kind, RawIdentity, Text, TotalCheck};
 use super::normalise::{
-    check_id, parse_fen, parse_fen_or_zero, parse_millifen_or_zero, split_csv_line, Header, TextEncoding,
+    check_id, parse_fen, parse_fen_or_zero, parse_millifen_or_zero, split_commas, split_csv_line, Header, TextEncoding,
 };
 use super::source::{Input, Lines};
 use super::Ctx;
@@ -57,54 +57,135 @@ pub fn detect(first_lines: &[String]) -> bool {
     })
 }
 
-/// Running sums of the detail rows, for checking the summary.
-#[derive(Default)]
+/// The columns a detail row is read from, looked up by name once per file.
+struct Cols {
+    len: usize,
+    time: Option<usize>,
+    appid: Option<usize>,
+    tx: Option<usize>,
+    merchant_order: Option<usize>,
+    openid: Option<usize>,
+    status: Option<usize>,
+    refund_no: Option<usize>,
+    /// The layout has 退款申请时间 (ALL/REFUND): a refund number then marks a refund row.
+    has_refund_time: bool,
+    refund_success_time: Option<usize>,
+    refund_apply_time: Option<usize>,
+    refund_status: Option<usize>,
+    merchant_refund_no: Option<usize>,
+    refund_amount: Option<usize>,
+    applied_refund_amount: Option<usize>,
+    coupon_refund: Option<usize>,
+    settled: Option<usize>,
+    order_amount: Option<usize>,
+    coupon: Option<usize>,
+    fee: Option<usize>,
+    product: Option<usize>,
+    currency: Option<usize>,
+    trade_type: Option<usize>,
+    sub_merchant: Option<usize>,
+    device: Option<usize>,
+    /// The columns the summary totals, with their running sums.
+    summed: Vec<(&'static str, Option<usize>)>,
+}
+
+impl Cols {
+    fn new(h: &Header) -> Cols {
+        let mut summed: Vec<&'static str> = SUMMARY.iter().filter_map(|(_, c)| *c).collect();
+        summed.sort_unstable();
+        summed.dedup();
+        Cols {
+            len: h.len,
+            time: h.get("交易时间"),
+            appid: h.get("公众账号ID"),
+            tx: h.get("微信订单号"),
+            merchant_order: h.get("商户订单号"),
+            openid: h.get("用户标识"),
+            status: h.get("交易状态"),
+            refund_no: h.get("微信退款单号"),
+            has_refund_time: h.has("退款申请时间"),
+            refund_success_time: h.get("退款成功时间"),
+            refund_apply_time: h.get("退款申请时间"),
+            refund_status: h.get("退款状态"),
+            merchant_refund_no: h.get("商户退款单号"),
+            refund_amount: h.get("退款金额"),
+            applied_refund_amount: h.get("申请退款金额"),
+            coupon_refund: h.get("充值券退款金额"),
+            settled: h.get("应结订单金额"),
+            order_amount: h.get("订单金额"),
+            coupon: h.get("代金券金额"),
+            fee: h.get("手续费"),
+            product: h.get("商品名称"),
+            currency: h.get("货币种类"),
+            trade_type: h.get("交易类型"),
+            sub_merchant: h.get("特约商户号"),
+            device: h.get("设备号"),
+            summed: summed.into_iter().map(|c| (c, h.get(c))).collect(),
+        }
+    }
+}
+
+/// Running sums of the detail rows, for checking the summary: the row count and one sum per column of
+/// `Cols::summed`, in its order.
 struct Sums {
     rows: i64,
-    by_column: std::collections::HashMap<&'static str, i64>,
+    by_column: Vec<i64>,
+}
+
+impl Sums {
+    fn get(&self, cols: &Cols, column: &str) -> i64 {
+        cols.summed
+            .iter()
+            .position(|(c, _)| *c == column)
+            .map_or(0, |i| self.by_column[i])
+    }
 }
 
 pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
     let mut lines = Lines::new(input, enc)?;
-    let mut header: Option<Header> = None;
-    let mut sums = Sums::default();
-    let mut summed: Vec<&'static str> = SUMMARY.iter().filter_map(|(_, c)| *c).collect();
-    summed.sort_unstable();
-    summed.dedup();
-    while let Some(line) = lines.next_line()? {
+    let mut header: Option<Cols> = None;
+    let mut sums = Sums {
+        rows: 0,
+        by_column: Vec::new(),
+    };
+    let mut line = String::new();
+    while lines.next_line_into(&mut line)? {
         let n = lines.line_no;
         if line.trim().is_empty() {
             continue;
         }
-        let Some(h) = &header else {
+        let Some(cols) = &header else {
             if line.contains("公众账号ID") && line.contains("交易时间") {
                 let h = Header::new(&split_csv_line(&line), ALIASES);
                 let missing = h.missing(REQUIRED);
                 if !missing.is_empty() {
                     bail!("line {n}: the WeChat merchant header lacks {}", missing.join(", "));
                 }
-                header = Some(h);
+                let cols = Cols::new(&h);
+                sums.by_column = vec![0; cols.summed.len()];
+                header = Some(cols);
             }
             continue;
         };
         if line.starts_with("总交易单数") {
             let summary_header = split_csv_line(&line);
             let values = next_non_empty(&mut lines)?;
-            check_summary(&summary_header, values.as_deref(), &sums, ctx, lines.line_no);
+            check_summary(&summary_header, values.as_deref(), cols, &sums, ctx, lines.line_no);
             continue;
         }
         let owned;
-        let cells: Vec<&str> = if line.contains('"') {
+        let mut cells: Vec<&str> = Vec::with_capacity(32);
+        if line.contains('"') {
             owned = split_csv_line(&line);
-            owned.iter().map(String::as_str).collect()
+            cells.extend(owned.iter().map(String::as_str));
         } else {
-            line.split(',').collect()
-        };
+            split_commas(&line, &mut cells);
+        }
         // Totals are recomputed over the rows read: a rejected row shows as a mismatch.
-        match read_row(h, &cells, n, ctx) {
+        match read_row(cols, &cells, n, ctx) {
             Ok(()) => {
                 sums.rows += 1;
-                add_sums(h, &cells, &summed, &mut sums);
+                add_sums(cols, &cells, &mut sums);
             }
             Err(reason) => ctx.report.reject(n, reason, &line),
         }
@@ -125,21 +206,21 @@ fn next_non_empty(lines: &mut Lines) -> Result<Option<String>> {
     Ok(None)
 }
 
-fn add_sums(h: &Header, cells: &[&str], summed: &[&'static str], sums: &mut Sums) {
-    for &col in summed {
-        let raw = h.cell(cells, col);
+fn add_sums(cols: &Cols, cells: &[&str], sums: &mut Sums) {
+    for (&(col, idx), sum) in cols.summed.iter().zip(sums.by_column.iter_mut()) {
+        let raw = Header::at(cells, idx);
         let v = if col == "手续费" {
             parse_millifen_or_zero(raw)
         } else {
             parse_fen_or_zero(raw)
         };
         if let Ok(v) = v {
-            *sums.by_column.entry(col).or_default() += v;
+            *sum += v;
         }
     }
 }
 
-fn check_summary(names: &[String], values: Option<&str>, sums: &Sums, ctx: &mut Ctx, line: u64) {
+fn check_summary(names: &[String], values: Option<&str>, cols: &Cols, sums: &Sums, ctx: &mut Ctx, line: u64) {
     let Some(values) = values else {
         ctx.report
             .notes
@@ -157,10 +238,10 @@ fn check_summary(names: &[String], values: Option<&str>, sums: &Sums, ctx: &mut 
             None => (super::normalise::parse_scaled(value, 0), sums.rows, "rows"),
             Some("手续费") => (
                 super::normalise::parse_millifen(value),
-                sums.by_column.get("手续费").copied().unwrap_or(0),
+                sums.get(cols, "手续费"),
                 "millifen",
             ),
-            Some(c) => (parse_fen(value), sums.by_column.get(c).copied().unwrap_or(0), "fen"),
+            Some(c) => (parse_fen(value), sums.get(cols, c), "fen"),
         };
         match stated {
             Ok(stated) => ctx.report.checks.push(TotalCheck {
@@ -174,18 +255,20 @@ fn check_summary(names: &[String], values: Option<&str>, sums: &Sums, ctx: &mut 
     }
 }
 
-fn read_row(h: &Header, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), String> {
+fn read_row(c: &Cols, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), String> {
+    let at = |idx| Header::at(cells, idx);
+    let opt = |idx| Header::opt_at(cells, idx);
     // Every detail cell carries a backtick, so a field too many is an unquoted comma, not padding.
     let used = super::normalise::used_len(cells);
-    if cells.len() > h.len && cells[h.len..].iter().any(|c| !c.trim().is_empty()) {
-        return Err(crate::tr!("reject.extra_comma", fields = cells.len(), header = h.len));
+    if cells.len() > c.len && cells[c.len..].iter().any(|c| !c.trim().is_empty()) {
+        return Err(crate::tr!("reject.extra_comma", fields = cells.len(), header = c.len));
     }
-    if used < h.len.saturating_sub(3) || cells.len() < h.get("交易状态").unwrap_or(0) + 1 {
-        return Err(crate::tr!("reject.truncated", fields = cells.len(), header = h.len));
+    if used < c.len.saturating_sub(3) || cells.len() < c.status.unwrap_or(0) + 1 {
+        return Err(crate::tr!("reject.truncated", fields = cells.len(), header = c.len));
     }
-    let status = h.cell(cells, "交易状态");
-    let refund_no = h.opt(cells, "微信退款单号").filter(|r| *r != "0");
-    let is_refund = status == "REFUND" || refund_no.is_some() && h.has("退款申请时间");
+    let status = at(c.status);
+    let refund_no = opt(c.refund_no).filter(|r| *r != "0");
+    let is_refund = status == "REFUND" || refund_no.is_some() && c.has_refund_time;
     match status {
         "REVOKED" | "CLOSED" => {
             ctx.report.skip(crate::tr!("skip.cancelled", status = "REVOKED"));
@@ -198,84 +281,83 @@ fn read_row(h: &Header, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), 
             return Ok(());
         }
     }
-    let tx = check_id(h.cell(cells, "微信订单号"), "微信订单号")?;
+    let tx = check_id(at(c.tx), "微信订单号")?;
     if tx.is_empty() {
         return Err(crate::tr!("reject.empty", what = "微信订单号"));
     }
-    let merchant_order = check_id(h.cell(cells, "商户订单号"), "商户订单号")?;
+    let merchant_order = check_id(at(c.merchant_order), "商户订单号")?;
     let time_raw = if is_refund {
-        h.opt(cells, "退款成功时间")
-            .or(h.opt(cells, "退款申请时间"))
-            .unwrap_or(h.cell(cells, "交易时间"))
+        opt(c.refund_success_time)
+            .or(opt(c.refund_apply_time))
+            .unwrap_or(at(c.time))
     } else {
-        h.cell(cells, "交易时间")
+        at(c.time)
     };
     let (local, utc) = ctx.time(time_raw)?;
-    let fee = parse_millifen_or_zero(h.cell(cells, "手续费"))?;
+    let fee = parse_millifen_or_zero(at(c.fee))?;
     let payment_event_id = format!("wx:{tx}");
-    let (kind, event_id, amount, settled, discount, refund_id) = if is_refund {
-        if h.opt(cells, "退款状态").is_some_and(|s| s != "SUCCESS") {
+    let (kind, event_id, payment_event_id, amount, settled, discount, refund_id) = if is_refund {
+        if opt(c.refund_status).is_some_and(|s| s != "SUCCESS") {
             ctx.report
-                .skip(crate::tr!("skip.refund_status", status = h.cell(cells, "退款状态")));
+                .skip(crate::tr!("skip.refund_status", status = at(c.refund_status)));
             return Ok(());
         }
         let refund_id = refund_no
-            .or(h.opt(cells, "商户退款单号"))
+            .or(opt(c.merchant_refund_no))
             .ok_or("a refund row without 微信退款单号")?;
-        let refund_id = check_id(refund_id, "微信退款单号")?.to_string();
-        let amount = match h.opt(cells, "退款金额") {
+        let refund_id = check_id(refund_id, "微信退款单号")?;
+        let amount = match opt(c.refund_amount) {
             Some(a) => parse_fen(a)?,
-            None => parse_fen_or_zero(h.cell(cells, "申请退款金额"))?,
+            None => parse_fen_or_zero(at(c.applied_refund_amount))?,
         };
-        let coupon = parse_fen_or_zero(h.cell(cells, "充值券退款金额"))?;
+        let coupon = parse_fen_or_zero(at(c.coupon_refund))?;
         (
             Kind::Refund,
             format!("wx:{tx}:refund:{refund_id}"),
+            Some(payment_event_id.into()),
             -amount,
             -amount,
             -coupon,
-            Some(refund_id),
+            Some(refund_id.into()),
         )
     } else {
-        let settled = parse_fen(h.cell(cells, "应结订单金额"))?;
-        let amount = match h.opt(cells, "订单金额") {
+        let settled = parse_fen(at(c.settled))?;
+        let amount = match opt(c.order_amount) {
             Some(a) => parse_fen(a)?,
             None => settled,
         };
-        let discount = parse_fen_or_zero(h.cell(cells, "代金券金额"))?;
-        (Kind::Payment, payment_event_id.clone(), amount, settled, discount, None)
+        let discount = parse_fen_or_zero(at(c.coupon))?;
+        (Kind::Payment, payment_event_id, None, amount, settled, discount, None)
     };
-    let customer = match (h.opt(cells, "公众账号ID"), h.opt(cells, "用户标识")) {
-        (appid, Some(openid)) => Some(RawIdentity {
-            kind: "wechat_openid",
-            id: format!("wechat:{}/{openid}", appid.unwrap_or("")),
-            label: String::new(),
-            quality: KeyQuality::Strong,
-        }),
-        _ => None,
-    };
+    let customer = opt(c.openid).map(|openid| RawIdentity {
+        kind: "wechat_openid",
+        id: format!("wechat:{}/{openid}", opt(c.appid).unwrap_or("")),
+        label: String::new(),
+        quality: KeyQuality::Strong,
+    });
+    let text = |idx| opt(idx).map(Text::from);
     ctx.push(Event {
-        event_id,
+        event_id: event_id.into(),
         kind,
         occurred_local: local,
         occurred_at: utc,
-        order_id: Some(tx.to_string()),
-        merchant_order_id: (!merchant_order.is_empty()).then(|| merchant_order.to_string()),
+        order_id: Some(tx.into()),
+        merchant_order_id: (!merchant_order.is_empty()).then_some(merchant_order.into()),
         refund_id,
-        payment_event_id: (kind == Kind::Refund).then_some(payment_event_id),
+        payment_event_id,
         customer,
-        product_name: h.owned(cells, "商品名称"),
+        product_name: text(c.product),
         amount_fen: amount,
         settled_fen: settled,
         discount_fen: discount,
         fee_millifen: fee,
-        currency: h.opt(cells, "货币种类").unwrap_or("CNY").to_string(),
+        currency: opt(c.currency).unwrap_or("CNY").into(),
         channel: "wechat_pay",
-        trade_type: h.owned(cells, "交易类型"),
-        store: h.owned(cells, "特约商户号"),
-        terminal: h.owned(cells, "设备号"),
+        trade_type: text(c.trade_type),
+        store: text(c.sub_merchant),
+        terminal: text(c.device),
         operator: None,
-        status: Some(status.to_string()),
+        status: Some(status.into()),
         line,
     });
     Ok(())
