@@ -49,7 +49,7 @@ impl KeyHasher {
         let digest = mac.finalize().into_bytes();
         let mut hex = [0u8; KEY_HEX_LEN];
         hex::encode_to_slice(&digest[..KEY_HEX_LEN / 2], &mut hex).expect("two hex digits per byte");
-        hex.iter().map(|&c| c as char).collect()
+        String::from_utf8(hex.to_vec()).expect("hex digits are ASCII")
     }
 }
 
