@@ -482,11 +482,7 @@ fn column_texts(c: &Column, table: Option<&str>) -> Result<Vec<String>> {
                 })
                 .collect()
         }
-        DataType::Float64 => c
-            .f64()?
-            .iter()
-            .map(|v| v.map(float_text).unwrap_or_default())
-            .collect(),
+        DataType::Float64 => c.f64()?.iter().map(|v| v.map(float_text).unwrap_or_default()).collect(),
         DataType::Int8
         | DataType::Int16
         | DataType::Int32

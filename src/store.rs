@@ -807,7 +807,9 @@ pub fn write_parquet_atomic(path: &Path, df: &mut DataFrame, written: &mut Vec<P
     written.push(tmp.clone());
     let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let written_df = ParquetWriter::new(&f)
-        .with_compression(ParquetCompression::Zstd(Some(polars_utils::compression::ZstdLevel::try_new(ZSTD_LEVEL)?)))
+        .with_compression(ParquetCompression::Zstd(Some(
+            polars_utils::compression::ZstdLevel::try_new(ZSTD_LEVEL)?,
+        )))
         .with_statistics(StatisticsOptions::default())
         .with_row_group_size(Some(ROW_GROUP_ROWS))
         .set_parallel(true)

@@ -138,39 +138,36 @@ pub fn sorted_keys_and_days(occ: &DataFrame) -> Result<(Vec<u32>, Vec<i32>)> {
 /// on 4 bytes instead of 32 characters. Returns the frame and the keys by code, for [`restore_keys`].
 pub fn encode_keys(mut df: DataFrame) -> Result<(DataFrame, Vec<String>)> {
     let keys = df.column("customer_key")?.str()?;
-    let mut codes: Vec<Option<u32>> = Vec::with_capacity(keys.len());
-    let mut by_code: Vec<String> = Vec::new();
     // Store keys are 32 hex digits: as 128-bit numbers they hash and compare without touching the text
-    // again. Other keys (tests, hand-made stores) take the general way.
-    if keys.iter().all(|k| k.is_none_or(|k| hex_key(k).is_some())) {
-        let mut seen: std::collections::HashMap<u128, u32, foldhash::fast::RandomState> = Default::default();
-        for k in keys.iter() {
-            codes.push(k.map(|k| {
-                *seen.entry(hex_key(k).expect("checked above")).or_insert_with(|| {
-                    by_code.push(k.to_string());
-                    by_code.len() as u32 - 1
-                })
-            }));
-        }
-        drop(seen);
-        df.with_column(Column::new("customer_key".into(), codes))?;
-        return Ok((df, by_code));
-    }
-    let mut seen: std::collections::HashMap<&str, u32, foldhash::fast::RandomState> = Default::default();
+    // again. Other keys (tests, hand-made stores) are hashed as text.
+    let (codes, by_code) = if keys.iter().all(|k| k.is_none_or(|k| hex_key(k).is_some())) {
+        dense_codes(keys, |k| hex_key(k).expect("checked above"))
+    } else {
+        dense_codes(keys, |k| k)
+    };
+    df.with_column(Column::new("customer_key".into(), codes))?;
+    Ok((df, by_code))
+}
+
+/// Codes in order of first appearance of `id(key)`, and the keys by code.
+fn dense_codes<'a, K: std::hash::Hash + Eq>(
+    keys: &'a StringChunked,
+    id: impl Fn(&'a str) -> K,
+) -> (Vec<Option<u32>>, Vec<String>) {
+    let mut codes = Vec::with_capacity(keys.len());
+    let mut by_code: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashMap<K, u32, foldhash::fast::RandomState> = Default::default();
     for k in keys.iter() {
         codes.push(k.map(|k| {
-            *seen.entry(k).or_insert_with(|| {
+            *seen.entry(id(k)).or_insert_with(|| {
                 by_code.push(k.to_string());
                 by_code.len() as u32 - 1
             })
         }));
     }
-    drop(seen);
-    df.with_column(Column::new("customer_key".into(), codes))?;
-    Ok((df, by_code))
+    (codes, by_code)
 }
 
-/// Puts the string keys back in place of the codes of [`encode_keys`].
 /// A customer key of 32 lowercase hex digits as the number it spells.
 fn hex_key(k: &str) -> Option<u128> {
     let b = k.as_bytes();
@@ -303,13 +300,18 @@ mod tests {
         assert_eq!(restore_keys(coded, &keys).unwrap(), df);
         // Store keys (32 hex digits) take the numeric way: the same codes.
         let hex = |c: char| Some(c.to_string().repeat(32));
-        let df = df!("customer_key" => [hex('d'), hex('a'), None, hex('d'), hex('b'), Some("0123456789abcdef".repeat(2))]).unwrap();
+        let df =
+            df!("customer_key" => [hex('d'), hex('a'), None, hex('d'), hex('b'), Some("0123456789abcdef".repeat(2))])
+                .unwrap();
         let (coded, keys) = encode_keys(df.clone()).unwrap();
         assert_eq!(keys.len(), 4);
         let codes: Vec<Option<u32>> = coded.column("customer_key").unwrap().u32().unwrap().iter().collect();
         assert_eq!(codes, [Some(0), Some(1), None, Some(0), Some(2), Some(3)]);
         assert_eq!(restore_keys(coded, &keys).unwrap(), df);
-        assert_eq!(hex_key(&"0123456789abcdef".repeat(2)), Some(0x0123456789abcdef0123456789abcdef));
+        assert_eq!(
+            hex_key(&"0123456789abcdef".repeat(2)),
+            Some(0x0123456789abcdef0123456789abcdef)
+        );
         assert_eq!(hex_key(&"A".repeat(32)), None);
     }
 }

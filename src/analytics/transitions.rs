@@ -118,7 +118,11 @@ pub fn transitions_from(now: &DataFrame, earlier: Vec<DataFrame>, as_of: i32) ->
 /// the segment rules (a lookup in the score cube the map partitions) and the comparison of snapshots are
 /// plain loops over the columns instead of a chain of when/then expressions and joins per snapshot. Maps
 /// whose segments depend on the customers' means (`mean_split`) take the general way.
-pub fn segment_snapshots(tables: Vec<DataFrame>, map: &SegmentMap, as_of: i32) -> Result<(DataFrame, CutPoints, Transitions)> {
+pub fn segment_snapshots(
+    tables: Vec<DataFrame>,
+    map: &SegmentMap,
+    as_of: i32,
+) -> Result<(DataFrame, CutPoints, Transitions)> {
     let coded = |t: &DataFrame| t.column("customer_key").is_ok_and(|c| c.dtype() == &DataType::UInt32);
     let general = map.basis == super::segments::Basis::MeanSplit || map.rules.len() > usize::from(u8::MAX);
     if general || tables.len() < 2 || !tables.iter().all(coded) {
@@ -356,7 +360,11 @@ mod tests {
         fm_mean.validate().unwrap();
         let as_of = 1160;
         let days: Vec<i32> = (0..=5).map(|k| as_of - 7 * k).collect();
-        for map in [SegmentMap::preset("rfm").unwrap(), SegmentMap::preset("rf-grid").unwrap(), fm_mean] {
+        for map in [
+            SegmentMap::preset("rfm").unwrap(),
+            SegmentMap::preset("rf-grid").unwrap(),
+            fm_mean,
+        ] {
             for window in [None, Some(90)] {
                 let tables = crate::analytics::rfm::rfm_tables(&occ, &days, window).unwrap();
                 let (now, cuts, t) = segment_snapshots(tables.clone(), &map, as_of).unwrap();
@@ -366,8 +374,18 @@ mod tests {
                 let what = format!("{} window {window:?}", map.name);
                 assert_eq!(cuts, want_cuts, "{what}");
                 assert!(now.equals_missing(&want_now), "{what}:\n{now}\n{want_now}");
-                assert!(t.per_customer.equals_missing(&want.per_customer), "{what}:\n{}\n{}", t.per_customer, want.per_customer);
-                assert!(t.matrix.equals_missing(&want.matrix), "{what}:\n{}\n{}", t.matrix, want.matrix);
+                assert!(
+                    t.per_customer.equals_missing(&want.per_customer),
+                    "{what}:\n{}\n{}",
+                    t.per_customer,
+                    want.per_customer
+                );
+                assert!(
+                    t.matrix.equals_missing(&want.matrix),
+                    "{what}:\n{}\n{}",
+                    t.matrix,
+                    want.matrix
+                );
                 assert!(t.matrix.height() > 3, "{what}: a matrix with moves");
             }
         }

@@ -6,7 +6,7 @@
 use anyhow::{bail, Result};
 
 use super::model::{Event, KeyQuality, Kind, RawIdentity, Text, TotalCheck};
-use super::normalise::{check_id, parse_fen, parse_fen_or_zero, split_commas, split_csv_line, Header, TextEncoding};
+use super::normalise::{check_id, line_cells, parse_fen, parse_fen_or_zero, Header, TextEncoding};
 use super::source::{Input, Lines};
 use super::Ctx;
 
@@ -112,14 +112,8 @@ pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
             }
             continue;
         }
-        let owned;
-        let mut cells: Vec<&str> = Vec::with_capacity(32);
-        if line.contains('"') {
-            owned = split_csv_line(&line);
-            cells.extend(owned.iter().map(String::as_str));
-        } else {
-            split_commas(&line, &mut cells);
-        }
+        let mut quoted = Vec::new();
+        let cells = line_cells(&line, &mut quoted);
         let Some(cols) = &header else {
             let h = Header::new(&cells, ALIASES);
             if h.has("支付宝交易号") {
@@ -265,7 +259,11 @@ fn read_row(c: &Cols, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), St
                 .map(str::to_string)
                 .unwrap_or_else(|| local.format("%Y%m%d%H%M%S").to_string());
             let r = check_id(&r, "退款批次号")?.to_string();
-            (format!("alipay:{tx}:refund:{r}"), Some(payment_event_id.into()), Some(r.into()))
+            (
+                format!("alipay:{tx}:refund:{r}"),
+                Some(payment_event_id.into()),
+                Some(r.into()),
+            )
         }
     };
     let customer = opt(c.account).map(|acct| RawIdentity {

@@ -200,12 +200,7 @@ pub const CHUNK_ROWS: usize = 64 * 1024;
 pub type Identities = HashMap<String, RawIdentity, foldhash::fast::RandomState>;
 
 /// What a sink holds when a file is done: events, identities by key, POS line items, inventory rows.
-pub type SinkParts = (
-    DataFrame,
-    Identities,
-    Vec<LineItem>,
-    Vec<InventoryRow>,
-);
+pub type SinkParts = (DataFrame, Identities, Vec<LineItem>, Vec<InventoryRow>);
 
 /// Collects events into Polars chunks, hashing customer ids on the way in.
 pub struct EventSink<'a> {

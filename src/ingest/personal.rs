@@ -487,7 +487,10 @@ fn alipay_row(h: &Header, cells: &[String], line: u64, sales: &HashSet<String>, 
         fee_millifen: if is_refund { 0 } else { fee },
         currency: "CNY".into(),
         channel: "alipay_personal",
-        trade_type: h.owned(cells, "交易分类").or_else(|| h.owned(cells, "类型")).map(Into::into),
+        trade_type: h
+            .owned(cells, "交易分类")
+            .or_else(|| h.owned(cells, "类型"))
+            .map(Into::into),
         store: None,
         terminal: None,
         operator: None,

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 
 use super::model::{Event, KeyQuality, Kind, RawIdentity, Text, TotalCheck};
 use super::normalise::{
-    check_id, parse_fen, parse_fen_or_zero, parse_millifen_or_zero, split_commas, split_csv_line, Header, TextEncoding,
+    check_id, line_cells, parse_fen, parse_fen_or_zero, parse_millifen_or_zero, split_csv_line, Header, TextEncoding,
 };
 use super::source::{Input, Lines};
 use super::Ctx;
@@ -173,14 +173,8 @@ pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
             check_summary(&summary_header, values.as_deref(), cols, &sums, ctx, lines.line_no);
             continue;
         }
-        let owned;
-        let mut cells: Vec<&str> = Vec::with_capacity(32);
-        if line.contains('"') {
-            owned = split_csv_line(&line);
-            cells.extend(owned.iter().map(String::as_str));
-        } else {
-            split_commas(&line, &mut cells);
-        }
+        let mut quoted = Vec::new();
+        let cells = line_cells(&line, &mut quoted);
         // Totals are recomputed over the rows read: a rejected row shows as a mismatch.
         match read_row(cols, &cells, n, ctx) {
             Ok(()) => {
