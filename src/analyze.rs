@@ -249,10 +249,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     let writer = {
         let (customers, folder, settings) = (customers.clone(), folder.clone(), cfg.targets.clone());
         std::thread::spawn(move || -> Result<()> {
-            let mut df = customers.clone();
-            let mut written = Vec::new();
-            crate::store::write_parquet_atomic(&folder.join("customers.parquet"), &mut df, &mut written)?;
-            write_csv(&df, &folder.join("customers.csv"))?;
+            write_table(&folder, "customers", customers.clone())?;
             crate::targets::write(&customers, favourites, &settings, raw_ids, &folder)?;
             Ok(())
         })
@@ -352,10 +349,8 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         ("kpis_weekly", kpi.clone()),
         ("repeat_trend", trend.clone()),
     ];
-    for (name, mut df) in tables {
-        let mut written = Vec::new();
-        crate::store::write_parquet_atomic(&folder.join(format!("{name}.parquet")), &mut df, &mut written)?;
-        write_csv(&df, &folder.join(format!("{name}.csv")))?;
+    for (name, df) in tables {
+        write_table(&folder, name, df)?;
     }
     phase.mark("split");
     let (new_now, returning_now) = split_window(&occ, &first_ever, day - 6, day)?;
@@ -387,6 +382,13 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         print_summary(&outcome, &map, &cuts, &repeat, &coverage, &kpi)?;
     }
     Ok(outcome)
+}
+
+/// One result table as `<name>.parquet` and `<name>.csv` in the folder.
+fn write_table(folder: &Path, name: &str, mut df: DataFrame) -> Result<()> {
+    let mut written = Vec::new();
+    crate::store::write_parquet_atomic(&folder.join(format!("{name}.parquet")), &mut df, &mut written)?;
+    write_csv(&df, &folder.join(format!("{name}.csv")))
 }
 
 /// Replaces the internal `week` number with its ISO label (`2026-W47`), first column.

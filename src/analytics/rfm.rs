@@ -109,6 +109,17 @@ pub struct CutPoints {
 }
 
 impl CutPoints {
+    /// The R, F and M scores of one customer, as [`score`] computes them for a table: a score counts the
+    /// cut points strictly below the value; recency is inverted.
+    pub fn scores(&self, recency: i64, frequency: i64, monetary: i64) -> (i32, i32, i32) {
+        let below = |v: i64, cuts: &[f64]| cuts.iter().filter(|&&c| v as f64 > c).count() as i32;
+        (
+            self.recency.len() as i32 + 1 - below(recency, &self.recency),
+            below(frequency, &self.frequency) + 1,
+            below(monetary, &self.monetary) + 1,
+        )
+    }
+
     /// Number of distinct scores each measure can take (5 unless ties collapsed cut points).
     pub fn levels(&self) -> (usize, usize, usize) {
         (
@@ -262,19 +273,7 @@ mod tests {
     fn one_pass_tables_equal_a_group_by_per_day() {
         // 300 customers with pseudo-random occasions (strictly increasing days per customer, qualities
         // varying); the one-pass tables at six days, with and without a window, against rfm_table.
-        let (mut key, mut day, mut net, mut quality) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut next = crate::analytics::testing::pseudo_random(7);
-        for c in 0..300u32 {
-            let mut d = 1000 + next(60) as i32;
-            for _ in 0..next(12) {
-                key.push(c);
-                day.push(d);
-                net.push(100 + next(5000) as i64);
-                quality.push(if next(3) == 0 { "weak" } else { "strong" });
-                d += 1 + next(20) as i32;
-            }
-        }
-        let occ = df!("customer_key" => key, "quality" => quality, "day" => day, "net_fen" => net).unwrap();
+        let occ = crate::analytics::testing::random_occasions(7, 300);
         let days = [1200, 1193, 1150, 1100, 1050, 990];
         for window in [None, Some(60)] {
             let tables = rfm_tables(&occ, &days, window).unwrap();

@@ -53,3 +53,22 @@ pub fn pseudo_random(seed: u64) -> impl FnMut(u64) -> u64 {
         (x >> 33) % m
     }
 }
+
+/// Purchase occasions of `customers` customers on integer codes, pseudo-random but seeded: each has 0 to 11
+/// occasions on strictly increasing days from day 1000 on, amounts of 1 to 81 yuan, every third or so
+/// with a weak key. Sorted by customer and day, as the one-pass analytics take them.
+pub fn random_occasions(seed: u64, customers: u32) -> DataFrame {
+    let (mut key, mut day, mut net, mut quality) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut next = pseudo_random(seed);
+    for c in 0..customers {
+        let mut d = 1000 + next(150) as i32;
+        for _ in 0..next(12) {
+            key.push(c);
+            day.push(d);
+            net.push(100 + next(8000) as i64);
+            quality.push(if next(3) == 0 { "weak" } else { "strong" });
+            d += 1 + next(25) as i32;
+        }
+    }
+    df!("customer_key" => key, "quality" => quality, "day" => day, "net_fen" => net).unwrap()
+}

@@ -145,14 +145,10 @@ pub fn segment_snapshots(
         }
         let values = |c: &str| -> Result<Vec<i64>> { Ok(t.column(c)?.i64()?.into_no_null_iter().collect()) };
         let (recency, frequency, monetary) = (values("recency_days")?, values("frequency")?, values("monetary_fen")?);
-        let below = |v: i64, cuts: &[f64]| cuts.iter().filter(|&&c| v as f64 > c).count() as i32;
-        let r_levels = cuts.recency.len() as i32 + 1;
         let mut scores = (Vec::new(), Vec::new(), Vec::new());
         let mut segment = Vec::with_capacity(keys.len());
         for j in 0..keys.len() {
-            let r = r_levels - below(recency[j], &cuts.recency);
-            let f = below(frequency[j], &cuts.frequency) + 1;
-            let m = below(monetary[j], &cuts.monetary) + 1;
+            let (r, f, m) = cuts.scores(recency[j], frequency[j], monetary[j]);
             segment.push(cube[(r - 1) as usize][(f - 1) as usize][(m - 1) as usize]);
             if i == 0 {
                 scores.0.push(r);
@@ -328,19 +324,7 @@ mod tests {
         // one-pass code serves (the rfm preset, the rf grid, and an r_fm_mean map written here), with and
         // without a window, against segment() per table and transitions_from().
         use crate::analytics::segments::{Basis, Rule};
-        let (mut key, mut day, mut net, mut quality) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut next = crate::analytics::testing::pseudo_random(11);
-        for c in 0..400u32 {
-            let mut d = 1000 + next(150) as i32;
-            for _ in 0..next(10) {
-                key.push(c);
-                day.push(d);
-                net.push(100 + next(8000) as i64);
-                quality.push(if next(4) == 0 { "weak" } else { "strong" });
-                d += 1 + next(25) as i32;
-            }
-        }
-        let occ = df!("customer_key" => key, "quality" => quality, "day" => day, "net_fen" => net).unwrap();
+        let occ = crate::analytics::testing::random_occasions(11, 400);
         let rule = |name: &str, r: Option<[f64; 2]>, fm: Option<[f64; 2]>| Rule {
             name: name.into(),
             r,
