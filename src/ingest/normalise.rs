@@ -419,15 +419,12 @@ impl Header {
 
     /// The cleaned cell of a named column in a row ("" when the column or cell is absent).
     pub fn cell<'r, S: AsRef<str>>(&self, row: &'r [S], name: &str) -> &'r str {
-        self.get(name)
-            .and_then(|i| row.get(i))
-            .map_or("", |c| clean_cell(c.as_ref()))
+        Header::at(row, self.get(name))
     }
 
     /// Like [`Header::cell`], `None` for empty and `/`.
     pub fn opt<'r, S: AsRef<str>>(&self, row: &'r [S], name: &str) -> Option<&'r str> {
-        let c = self.cell(row, name);
-        (!c.is_empty() && c != "/").then_some(c)
+        Header::opt_at(row, self.get(name))
     }
 
     /// The cleaned cell at a position [`Header::get`] resolved once per file ("" when absent): the large
