@@ -175,32 +175,41 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
 
     // Segments now, their history and the customer list.
-    // Occasions once: every customer metric and the weekly segment snapshots derive from them.
-    // Net payments once (one join of refunds to payments): they give the occasions and every coverage row.
-    phase.mark("net");
-    // Every payment (fully refunded ones too: the favourite products count them) with its net amount.
-    let payments = occasions::payments_with_refunds(events.clone(), day, ["product_name"])
-        .select([
-            col("customer_key"),
-            col("customer_key_quality"),
-            col("day"),
-            col("net_fen"),
-            col("product_name"),
-        ])
-        .collect()?;
-    phase.mark("encode");
-    let (payments, keys) = occasions::encode_keys(payments)?;
-    let net = payments
-        .clone()
-        .lazy()
-        .filter(col("net_fen").gt(lit(0i64)))
-        .drop(cols(["product_name"]))
-        .collect()?;
-    phase.mark("favourites");
-    let favourites = crate::targets::favourite_products_coded(&payments)?;
-    drop(payments);
+    // Occasions once: every customer metric and the weekly segment snapshots derive from them. They, the
+    // favourite products and the coverage rows' net sales come from one pass over the events up to as-of.
     phase.mark("occasions");
-    let occ_df = occasions::occasions_coded(&net)?;
+    let inputs = {
+        let upto = |lf: LazyFrame| {
+            lf.with_column(col("local_date").cast(DataType::Int32).alias("day"))
+                .filter(col("day").lt_eq(lit(day)))
+        };
+        let refunds = upto(events.clone())
+            .filter(col("kind").eq(lit("refund")))
+            .select([col("payment_event_id"), col("amount_fen")])
+            .collect()?;
+        let mut inputs = crate::analytics::inputs::Builder::new(&refunds)?;
+        // A file at a time, the next one read while this one is taken in: the whole store in one frame
+        // would be the largest thing the report holds (about 2 GB at 10M events).
+        let parts = store.scan_event_parts()?;
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            scope.spawn(move || {
+                let cols = ["event_id", "kind", "day", "customer_key", "customer_key_quality", "amount_fen", "product_name"];
+                for part in parts {
+                    // A send fails once the receiver gave up on an error: stop reading then.
+                    if tx.send(upto(part).select(cols.map(col)).collect()).is_err() {
+                        break;
+                    }
+                }
+            });
+            for part in rx {
+                inputs.add(&part?)?;
+            }
+            Ok(())
+        })?;
+        inputs.finish()?
+    };
+    let (occ_df, favourites, net, keys) = (inputs.occasions, inputs.favourites, inputs.net_by_day, inputs.keys);
     let occ = occ_df.clone().lazy();
     // Each customer's first occasion: the repeat windows, the trend and the new/returning split use it.
     let first_ever = retention::first_days_sorted(&occ_df)?.lazy();
@@ -302,12 +311,12 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     .collect()?;
     phase.mark("cohorts_monthly");
     let monthly = cohort_frame(
-        &retention::cohorts(occ.clone(), retention::Period::Month, day)?,
+        &retention::cohorts_sorted(&occ_df, retention::Period::Month, day)?,
         retention::Period::Month,
     )?;
     phase.mark("cohorts_weekly");
     let weekly_cohorts = cohort_frame(
-        &retention::cohorts(occ.clone(), retention::Period::Week, day)?,
+        &retention::cohorts_sorted(&occ_df, retention::Period::Week, day)?,
         retention::Period::Week,
     )?;
     phase.mark("latency");

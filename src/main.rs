@@ -11,7 +11,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    no_transparent_huge_pages();
+    if std::env::var_os("XTHP").is_none() { no_transparent_huge_pages(); }
     let cli = match paylens::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    if matches!(cli.command, paylens::cli::Command::Ingest(_)) {
+    if matches!(cli.command, paylens::cli::Command::Ingest(_)) || std::env::var_os("XKEEP").is_some() {
         keep_freed_memory();
     }
     match paylens::run(cli) {

@@ -210,6 +210,21 @@ impl StoreReader {
         if self.manifest.events.is_empty() {
             return Ok(crate::ingest::empty_events().lazy());
         }
+        Ok(LazyFrame::scan_parquet_files(
+            self.event_paths()?.into_iter().collect(),
+            ScanArgsParquet::default(),
+        )?)
+    }
+
+    /// One lazy scan per events file, month by month, for a pass that takes the events a part at a time.
+    pub fn scan_event_parts(&self) -> Result<Vec<LazyFrame>> {
+        self.event_paths()?
+            .into_iter()
+            .map(|p| Ok(LazyFrame::scan_parquet_files([p].into_iter().collect(), ScanArgsParquet::default())?))
+            .collect()
+    }
+
+    fn event_paths(&self) -> Result<Vec<PlRefPath>> {
         let mut paths = Vec::new();
         for rel in self.manifest.events.values().flatten() {
             let p = self.root.join(rel);
@@ -218,10 +233,7 @@ impl StoreReader {
                 .with_context(|| format!("store path {} is not UTF-8", p.display()))?;
             paths.push(PlRefPath::from(s));
         }
-        Ok(LazyFrame::scan_parquet_files(
-            paths.into_iter().collect(),
-            ScanArgsParquet::default(),
-        )?)
+        Ok(paths)
     }
 
     /// All POS line items (every month partition), or `None` when the store has none.

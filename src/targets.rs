@@ -65,63 +65,6 @@ pub fn favourite_products_of(payments: LazyFrame) -> LazyFrame {
             .alias("favourite_product")])
 }
 
-/// [`favourite_products_of`] for payments whose customer keys are dense UInt32 codes (analyze's): the
-/// labels are folded once each, and one sort of (customer, product) pairs replaces the string group-bys.
-/// Returns customer_key (UInt32) and favourite_product.
-pub fn favourite_products_coded(payments: &DataFrame) -> Result<DataFrame> {
-    let keys = payments.column("customer_key")?.u32()?;
-    let names = payments.column("product_name")?.str()?;
-    let mut code_of: std::collections::HashMap<&str, u32, foldhash::fast::RandomState> = Default::default();
-    let mut labels: Vec<&str> = Vec::new();
-    let mut pairs: Vec<u64> = Vec::with_capacity(payments.height());
-    for (k, n) in keys.iter().zip(names.iter()) {
-        let (Some(k), Some(n)) = (k, n) else { continue };
-        let c = *code_of.entry(n).or_insert_with(|| {
-            labels.push(n);
-            labels.len() as u32 - 1
-        });
-        pairs.push(u64::from(k) << 32 | u64::from(c));
-    }
-    // Each label folded into its product; products coded in alphabetical order, so that the smallest code
-    // among the most bought is the alphabetical tie-break.
-    let folded = df!("product_name" => &labels)?
-        .lazy()
-        .select([crate::analytics::velocity::bill_product_key(col("product_name"))])
-        .collect()?;
-    let folded: Vec<Option<&str>> = folded.column("product_name")?.str()?.iter().collect();
-    let mut products: Vec<&str> = folded.iter().flatten().copied().collect();
-    products.sort_unstable();
-    products.dedup();
-    let rank: Vec<Option<u32>> = folded
-        .iter()
-        .map(|f| f.and_then(|f| products.binary_search(&f).ok()).map(|i| i as u32))
-        .collect();
-    pairs.retain_mut(|p| match rank[(*p & 0xFFFF_FFFF) as usize] {
-        Some(r) => {
-            *p = (*p & !0xFFFF_FFFF) | u64::from(r);
-            true
-        }
-        None => false,
-    });
-    pairs.sort_unstable();
-    let (mut out_keys, mut out_products) = (Vec::new(), Vec::new());
-    let mut i = 0;
-    while i < pairs.len() {
-        let customer = pairs[i] >> 32;
-        let (mut best, mut best_times) = (0u64, 0usize);
-        while i < pairs.len() && pairs[i] >> 32 == customer {
-            let j = i + pairs[i..].partition_point(|p| *p == pairs[i]);
-            if j - i > best_times {
-                (best, best_times) = (pairs[i] & 0xFFFF_FFFF, j - i);
-            }
-            i = j;
-        }
-        out_keys.push(customer as u32);
-        out_products.push(products[best as usize]);
-    }
-    Ok(df!("customer_key" => out_keys, "favourite_product" => out_products)?)
-}
-
 /// A file-system-safe file name for a segment.
 fn file_name(segment: &str) -> String {
     let s: String = segment
@@ -250,29 +193,6 @@ mod tests {
 #[cfg(test)]
 mod favourite_tests {
     use super::*;
-
-    #[test]
-    fn coded_favourites_equal_the_group_by() {
-        // 500 customers buying from labels that fold together (`拿铁等2件` is 拿铁) with ties, against the
-        // string group-by of favourite_products_of.
-        let labels = ["拿铁", "拿铁等2件", "美式", "可颂", "可颂等3件", "Bagel", "美式等2件"];
-        let (mut keys, mut names) = (Vec::new(), Vec::new());
-        let mut next = crate::analytics::testing::pseudo_random(11);
-        for c in 0..500u32 {
-            for _ in 0..1 + next(6) {
-                keys.push(Some(c));
-                names.push((next(10) > 0).then(|| labels[next(labels.len() as u64) as usize]));
-            }
-        }
-        keys.push(None);
-        names.push(Some("美式"));
-        let df = df!("customer_key" => keys, "product_name" => names).unwrap();
-        let sorted = |d: DataFrame| d.sort(["customer_key"], SortMultipleOptions::default()).unwrap();
-        let got = sorted(favourite_products_coded(&df).unwrap());
-        let want = sorted(favourite_products_of(df.lazy()).collect().unwrap());
-        assert!(got.height() > 400);
-        assert!(got.equals_missing(&want), "{got}\n{want}");
-    }
 
     #[test]
     fn the_most_bought_product_ties_alphabetical() {

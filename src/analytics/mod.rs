@@ -3,6 +3,7 @@
 //! the `analyze` command does. Definitions follow ../shared/reference/analytics-methods.md.
 
 pub mod forecast;
+pub mod inputs;
 pub mod kpis;
 pub mod occasions;
 pub mod restock;

@@ -14,6 +14,7 @@ pub fn net_payments(events: LazyFrame, as_of: i32) -> LazyFrame {
     payments_with_refunds(events, as_of, []).filter(col("net_fen").gt(lit(0i64)))
 }
 
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 /// Every payment up to `as_of`, fully refunded ones included, with net_fen as in [`net_payments`];
 /// `extra` event columns are carried along.
 pub fn payments_with_refunds<const N: usize>(events: LazyFrame, as_of: i32, extra: [&str; N]) -> LazyFrame {
@@ -60,69 +61,7 @@ pub fn occasions_from_net(net: LazyFrame) -> LazyFrame {
         ])
 }
 
-/// [`occasions_from_net`], sorted by customer and day, for net payments whose customer keys are UInt32
-/// codes (analyze's): a counting sort by customer and a small sort per customer instead of a hash group-by
-/// and a sort.
-/// The quality is the first row's of the group, as the group-by takes it.
-pub fn occasions_coded(net: &DataFrame) -> Result<DataFrame> {
-    let keys = net.column("customer_key")?.u32()?;
-    let days = net.column("day")?.i32()?;
-    let fen: Vec<i64> = net.column("net_fen")?.i64()?.into_no_null_iter().collect();
-    let quality = net.column("customer_key_quality")?.str()?;
-    let quality: Vec<Option<&str>> = quality.iter().collect();
-    // Rows bucketed by customer code (a counting sort: the codes are dense), then each customer's few
-    // rows sorted by day; both steps keep input order among equals.
-    let rows: Vec<(u32, i32)> = keys
-        .iter()
-        .zip(days.iter())
-        .map(|(k, d)| k.zip(d).unwrap_or((u32::MAX, 0)))
-        .collect();
-    let buckets = rows
-        .iter()
-        .filter(|r| r.0 != u32::MAX)
-        .map(|r| r.0 as usize + 1)
-        .max()
-        .unwrap_or(0);
-    let mut start = vec![0usize; buckets + 1];
-    for r in rows.iter().filter(|r| r.0 != u32::MAX) {
-        start[r.0 as usize + 1] += 1;
-    }
-    for b in 1..start.len() {
-        start[b] += start[b - 1];
-    }
-    let mut order = vec![0u32; start[buckets]];
-    let mut next = start.clone();
-    for (i, r) in rows.iter().enumerate().filter(|(_, r)| r.0 != u32::MAX) {
-        order[next[r.0 as usize]] = i as u32;
-        next[r.0 as usize] += 1;
-    }
-    let (mut k_out, mut d_out, mut q_out, mut fen_out, mut n_out) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (customer, w) in start.windows(2).enumerate() {
-        let run = &mut order[w[0]..w[1]];
-        run.sort_by_key(|&i| rows[i as usize].1);
-        let mut a = 0;
-        while a < run.len() {
-            let day = rows[run[a] as usize].1;
-            let b = a + run[a..].partition_point(|&i| rows[i as usize].1 == day);
-            k_out.push(customer as u32);
-            d_out.push(day);
-            q_out.push(quality[run[a] as usize]);
-            fen_out.push(run[a..b].iter().map(|&i| fen[i as usize]).sum::<i64>());
-            n_out.push((b - a) as u32);
-            a = b;
-        }
-    }
-    Ok(df!(
-        "customer_key" => k_out,
-        "day" => d_out,
-        "quality" => q_out,
-        "net_fen" => fen_out,
-        "charges" => n_out,
-    )?)
-}
-
-/// The customer codes and days of occasions sorted by customer and day (as [`occasions_coded`] gives
+/// The customer codes and days of occasions sorted by customer and day (as `inputs::from_events` gives
 /// them), for the one-pass computations; an error if they are not sorted.
 pub fn sorted_keys_and_days(occ: &DataFrame) -> Result<(Vec<u32>, Vec<i32>)> {
     let keys: Vec<u32> = occ.column("customer_key")?.u32()?.into_no_null_iter().collect();
@@ -133,55 +72,34 @@ pub fn sorted_keys_and_days(occ: &DataFrame) -> Result<(Vec<u32>, Vec<i32>)> {
     Ok((keys, days))
 }
 
-/// Replaces the (string) customer keys of a frame by dense integer codes (UInt32, in order of first
-/// appearance; a missing key stays missing), so the many group-bys, joins and sorts of the analytics work
-/// on 4 bytes instead of 32 characters. Returns the frame and the keys by code, for [`restore_keys`].
-pub fn encode_keys(mut df: DataFrame) -> Result<(DataFrame, Vec<String>)> {
-    let keys = df.column("customer_key")?.str()?;
-    // Store keys are 32 hex digits: as 128-bit numbers they hash and compare without touching the text
-    // again. Other keys (tests, hand-made stores) are hashed as text.
-    let (codes, by_code) = if keys.iter().all(|k| k.is_none_or(|k| hex_key(k).is_some())) {
-        dense_codes(keys, |k| hex_key(k).expect("checked above"))
-    } else {
-        dense_codes(keys, |k| k)
-    };
-    df.with_column(Column::new("customer_key".into(), codes))?;
-    Ok((df, by_code))
-}
-
-/// Codes in order of first appearance of `id(key)`, and the keys by code.
-fn dense_codes<'a, K: std::hash::Hash + Eq>(
-    keys: &'a StringChunked,
-    id: impl Fn(&'a str) -> K,
-) -> (Vec<Option<u32>>, Vec<String>) {
-    let mut codes = Vec::with_capacity(keys.len());
-    let mut by_code: Vec<String> = Vec::new();
-    let mut seen: std::collections::HashMap<K, u32, foldhash::fast::RandomState> = Default::default();
-    for k in keys.iter() {
-        codes.push(k.map(|k| {
-            *seen.entry(id(k)).or_insert_with(|| {
-                by_code.push(k.to_string());
-                by_code.len() as u32 - 1
-            })
-        }));
+/// Each ASCII byte's hex digit value, 0xFF for bytes that are not a lowercase hex digit.
+const HEX_DIGIT: [u8; 256] = {
+    let mut t = [0xFF; 256];
+    let mut c = 0;
+    while c < 10 {
+        t[b'0' as usize + c] = c as u8;
+        c += 1;
     }
-    (codes, by_code)
-}
+    let mut c = 0;
+    while c < 6 {
+        t[b'a' as usize + c] = 10 + c as u8;
+        c += 1;
+    }
+    t
+};
 
 /// A customer key of 32 lowercase hex digits as the number it spells.
-fn hex_key(k: &str) -> Option<u128> {
-    let b = k.as_bytes();
-    if b.len() != 32 {
-        return None;
+pub(crate) fn hex_key(k: &str) -> Option<u128> {
+    let b: &[u8; 32] = k.as_bytes().try_into().ok()?;
+    // Two 64-bit halves: 128-bit shifts cost several instructions each.
+    let (mut hi, mut lo, mut bad) = (0u64, 0u64, 0u8);
+    for i in 0..16 {
+        let (h, l) = (HEX_DIGIT[b[i] as usize], HEX_DIGIT[b[16 + i] as usize]);
+        bad |= h | l;
+        hi = hi << 4 | u64::from(h & 0xF);
+        lo = lo << 4 | u64::from(l & 0xF);
     }
-    b.iter().try_fold(0u128, |acc, &c| {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => return None,
-        };
-        Some(acc << 4 | u128::from(d))
-    })
+    (bad & 0xF0 == 0).then_some(u128::from(hi) << 64 | u128::from(lo))
 }
 
 pub fn restore_keys(mut df: DataFrame, keys: &[String]) -> Result<DataFrame> {
@@ -269,49 +187,19 @@ mod tests {
     }
 
     #[test]
-    fn coded_occasions_equal_the_group_by() {
-        // Rows in no particular order: several charges a day, qualities changing, days before 1970, a
-        // customer without a key.
-        let (mut k, mut d, mut fen, mut q) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut next = crate::analytics::testing::pseudo_random(3);
-        for _ in 0..3000 {
-            k.push((next(20) > 0).then(|| next(200) as u32));
-            d.push(next(60) as i32 - 20);
-            fen.push(1 + next(9000) as i64);
-            q.push(["strong", "weak"][next(2) as usize]);
-        }
-        let net = df!("customer_key" => k, "day" => d, "net_fen" => fen, "customer_key_quality" => q).unwrap();
-        let got = occasions_coded(&net).unwrap();
-        let want = occasions_from_net(net.lazy())
-            .sort(["customer_key", "day"], SortMultipleOptions::default())
-            .collect()
-            .unwrap();
-        assert!(got.height() > 1000);
-        assert!(got.equals_missing(&want), "{got}\n{want}");
-    }
-
-    #[test]
-    fn keys_become_dense_codes_and_come_back() {
-        let df = df!("customer_key" => [Some("d"), Some("a"), None, Some("d"), Some("b")]).unwrap();
-        let (coded, keys) = encode_keys(df.clone()).unwrap();
-        assert_eq!(keys, ["d", "a", "b"]);
-        let codes: Vec<Option<u32>> = coded.column("customer_key").unwrap().u32().unwrap().iter().collect();
-        assert_eq!(codes, [Some(0), Some(1), None, Some(0), Some(2)]);
-        assert_eq!(restore_keys(coded, &keys).unwrap(), df);
-        // Store keys (32 hex digits) take the numeric way: the same codes.
-        let hex = |c: char| Some(c.to_string().repeat(32));
-        let df =
-            df!("customer_key" => [hex('d'), hex('a'), None, hex('d'), hex('b'), Some("0123456789abcdef".repeat(2))])
-                .unwrap();
-        let (coded, keys) = encode_keys(df.clone()).unwrap();
-        assert_eq!(keys.len(), 4);
-        let codes: Vec<Option<u32>> = coded.column("customer_key").unwrap().u32().unwrap().iter().collect();
-        assert_eq!(codes, [Some(0), Some(1), None, Some(0), Some(2), Some(3)]);
-        assert_eq!(restore_keys(coded, &keys).unwrap(), df);
+    fn store_keys_as_numbers_and_back() {
+        let df = df!("customer_key" => [Some("d"), Some("a"), None, Some("d")]).unwrap();
+        let coded = df!("customer_key" => [Some(1u32), Some(0), None, Some(1)]).unwrap();
+        assert_eq!(restore_keys(coded, &["a".into(), "d".into()]).unwrap(), df);
+        // Store keys as numbers: their order is the text's.
         assert_eq!(
             hex_key(&"0123456789abcdef".repeat(2)),
             Some(0x0123456789abcdef0123456789abcdef)
         );
+        assert_eq!(hex_key(&"f".repeat(32)), Some(u128::MAX));
+        assert!(hex_key(&"09".repeat(16)) < hex_key(&"0a".repeat(16)));
         assert_eq!(hex_key(&"A".repeat(32)), None);
+        assert_eq!(hex_key(&"a".repeat(31)), None);
+        assert_eq!(hex_key(&format!("{}g", "a".repeat(31))), None);
     }
 }

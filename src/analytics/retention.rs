@@ -18,10 +18,12 @@ pub fn week_start(week: i32) -> i32 {
 }
 
 /// `expr.over(customer_key)`: per-customer window expressions.
+#[cfg(test)]
 trait PerCustomer {
     fn pipe_over(self) -> Expr;
 }
 
+#[cfg(test)]
 impl PerCustomer for Expr {
     fn pipe_over(self) -> Expr {
         self.over([col("customer_key")])
@@ -29,11 +31,13 @@ impl PerCustomer for Expr {
     }
 }
 
+#[cfg(test)]
 fn week_expr(day: Expr) -> Expr {
     // Floor division for non-negative day numbers; the store's dates are after 1970.
     (day + lit(3i32)) / lit(7i32)
 }
 
+#[cfg(test)]
 fn month_expr(day: Expr) -> Expr {
     let date = day.cast(DataType::Date);
     date.clone().dt().year().cast(DataType::Int32) * lit(12i32) + date.dt().month().cast(DataType::Int32) - lit(1i32)
@@ -188,16 +192,16 @@ pub struct CohortCell {
     pub cumulative_fen_per_customer: Option<f64>,
 }
 
+/// cohort -> (size, k -> (active customers, revenue fen))
+type Cells = std::collections::BTreeMap<i32, (i64, std::collections::BTreeMap<i32, (i64, i64)>)>;
+
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 /// The cohort triangle up to `as_of`, every reachable cell present (0 where nobody came back) and the
 /// unreached ones `None`, for each cohort k = 0..=(the longest any cohort has reached).
 pub fn cohorts(occasions: LazyFrame, period: Period, as_of: i32) -> Result<Vec<CohortCell>> {
     let p = |day: Expr| match period {
         Period::Month => month_expr(day),
         Period::Week => week_expr(day),
-    };
-    let last_period = match period {
-        Period::Month => month_of(as_of),
-        Period::Week => week_of(as_of),
     };
     let occ = occasions
         .filter(col("day").lt_eq(lit(as_of)))
@@ -223,8 +227,6 @@ pub fn cohorts(occasions: LazyFrame, period: Period, as_of: i32) -> Result<Vec<C
     let active = cells.column("active")?.i64()?;
     let revenue = cells.column("revenue_fen")?.i64()?;
     let size = cells.column("size")?.i64()?;
-    // cohort -> (size, k -> (active customers, revenue fen))
-    type Cells = std::collections::BTreeMap<i32, (i64, std::collections::BTreeMap<i32, (i64, i64)>)>;
     let mut by_cohort: Cells = Default::default();
     for i in 0..cells.height() {
         let (c, kk) = (cohort.get(i).unwrap_or(0), k.get(i).unwrap_or(0));
@@ -233,6 +235,51 @@ pub fn cohorts(occasions: LazyFrame, period: Period, as_of: i32) -> Result<Vec<C
             .or_insert((size.get(i).unwrap_or(0), Default::default()));
         e.1.insert(kk, (active.get(i).unwrap_or(0), revenue.get(i).unwrap_or(0)));
     }
+    Ok(triangle(by_cohort, period, as_of))
+}
+
+/// [`cohorts`] in one pass over occasions sorted by customer and day (as `inputs::from_events` gives
+/// them): each customer's periods come in order, so a customer is active in a cell once per change of period.
+pub fn cohorts_sorted(occ: &DataFrame, period: Period, as_of: i32) -> Result<Vec<CohortCell>> {
+    let (keys, days) = super::occasions::sorted_keys_and_days(occ)?;
+    let net = occ.column("net_fen")?.i64()?;
+    // Period numbers by day, computed once per day in the data's range.
+    let lo = days.iter().copied().min().unwrap_or(0);
+    let hi = days.iter().copied().filter(|&d| d <= as_of).max().unwrap_or(lo);
+    let of = |d: i32| match period {
+        Period::Month => month_of(d),
+        Period::Week => week_of(d),
+    };
+    let periods: Vec<i32> = (lo..=hi.max(lo)).map(of).collect();
+    let mut by_cohort: Cells = Default::default();
+    let (mut cohort, mut last) = (0, 0);
+    for (i, (&key, &day)) in keys.iter().zip(&days).enumerate() {
+        if day > as_of {
+            continue;
+        }
+        let p = periods[(day - lo) as usize];
+        // Later days come later: a customer's earlier row was not skipped.
+        let new_customer = i == 0 || keys[i - 1] != key;
+        if new_customer {
+            cohort = p;
+            by_cohort.entry(cohort).or_default().0 += 1;
+        }
+        let cell = by_cohort.get_mut(&cohort).expect("entered above").1.entry(p - cohort).or_default();
+        if new_customer || p != last {
+            cell.0 += 1;
+        }
+        cell.1 += net.get(i).unwrap_or(0);
+        last = p;
+    }
+    Ok(triangle(by_cohort, period, as_of))
+}
+
+/// Cohort cells as [`cohorts`] returns them, from the counts.
+fn triangle(by_cohort: Cells, period: Period, as_of: i32) -> Vec<CohortCell> {
+    let last_period = match period {
+        Period::Month => month_of(as_of),
+        Period::Week => week_of(as_of),
+    };
     let max_k = by_cohort.keys().next().map_or(0, |first| last_period - first);
     let mut out = Vec::new();
     for (c, (size, ks)) in by_cohort {
@@ -250,7 +297,7 @@ pub fn cohorts(occasions: LazyFrame, period: Period, as_of: i32) -> Result<Vec<C
             });
         }
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
@@ -602,5 +649,19 @@ mod tests {
         let want = latency(occ.lazy()).collect().unwrap();
         assert_eq!(got.height(), 3);
         assert!(got.equals_missing(&want), "{got}\n{want}");
+    }
+
+    #[test]
+    fn one_pass_cohorts_equal_the_group_bys() {
+        // Varied amounts; as-of dates inside the data (later occasions skipped) and after it, by month and week.
+        let occ = crate::analytics::testing::random_occasions(21, 600);
+        for period in [Period::Month, Period::Week] {
+            for as_of in [1100, 1200, 1400] {
+                let got = cohorts_sorted(&occ, period, as_of).unwrap();
+                let want = cohorts(occ.clone().lazy(), period, as_of).unwrap();
+                assert!(got.len() > 10);
+                assert_eq!(got, want);
+            }
+        }
     }
 }

@@ -1,0 +1,464 @@
+//! The customer analytics' inputs from the events in one pass and a bucket sort: the purchase occasions
+//! on dense customer codes, each customer's favourite product, and net sales by day and key quality for
+//! the coverage rows. The definitions are the Polars ones in `occasions` (payments netted with their
+//! refunds, occasions per customer and day) and `targets::favourite_products_of`; a test checks this pass
+//! against them.
+//!
+//! 10M payments carry about a million customer keys, too many for a hash table keyed by customer to stay in
+//! the cache: each payment is bucketed by its key's leading bits instead (a counting sort that keeps input
+//! order), and each bucket, a few thousand payments, is sorted by key and day on its own. The codes come
+//! out in key order, so a sort by code is a sort by key.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use foldhash::fast::RandomState;
+use polars::prelude::*;
+
+/// What [`from_events`] gives.
+pub struct Inputs {
+    /// One row per customer and day with a purchase, sorted by customer and day: customer_key (UInt32
+    /// code), day, quality (of the day's first payment), net_fen, charges.
+    pub occasions: DataFrame,
+    /// customer_key (code) and favourite_product: the product bought most often (fully refunded payments
+    /// count), ties alphabetical.
+    pub favourites: DataFrame,
+    /// Net sales of payments with something left after refunds, keyless ones too: day,
+    /// customer_key_quality, net_fen, for `occasions::key_coverage_from_net`.
+    pub net_by_day: DataFrame,
+    /// The customer keys by code, for `occasions::restore_keys`.
+    pub keys: Vec<String>,
+}
+
+/// One payment with a customer key, as bucketed.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    /// A store key as the number its 32 hex digits spell, or (when some key is not) the key's number in
+    /// `Builder::text`.
+    key: u128,
+    /// Net of refunds; `i64::MIN` for a payment without an amount.
+    net: i64,
+    day: i32,
+    /// The (quality, product label) pair's number in `Builder::pairs`.
+    tag: u32,
+}
+
+const BUCKET_BITS: u32 = 11;
+
+/// Small values numbered in order of first appearance.
+struct Interner<T> {
+    number: HashMap<T, u32, RandomState>,
+    values: Vec<T>,
+}
+
+impl<T: std::hash::Hash + Eq + Copy> Interner<T> {
+    fn new() -> Self {
+        Interner {
+            number: HashMap::default(),
+            values: Vec::new(),
+        }
+    }
+
+    fn of(&mut self, v: T) -> u32 {
+        *self.number.entry(v).or_insert_with(|| {
+            self.values.push(v);
+            self.values.len() as u32 - 1
+        })
+    }
+}
+
+/// Texts (or their absence) numbered in order of first appearance, kept across the parts of the events.
+#[derive(Default)]
+struct Texts {
+    number: HashMap<String, u32, RandomState>,
+    missing: Option<u32>,
+    values: Vec<Option<String>>,
+}
+
+impl Texts {
+    fn of(&mut self, v: Option<&str>) -> u32 {
+        let next = self.values.len() as u32;
+        let code = match v {
+            Some(v) => match self.number.get(v) {
+                Some(&c) => return c,
+                None => *self.number.entry(v.to_string()).or_insert(next),
+            },
+            None => *self.missing.get_or_insert(next),
+        };
+        if code == next {
+            self.values.push(v.map(str::to_string));
+        }
+        code
+    }
+
+    fn get(&self, code: u32) -> Option<&str> {
+        self.values[code as usize].as_deref()
+    }
+}
+
+/// The inputs built a part of the events at a time: [`Builder::add`] each part, then [`Builder::finish`].
+pub struct Builder {
+    refunded: HashMap<String, i64, RandomState>,
+    /// Set once a key that is not 32 hex digits is seen: from then on every key is numbered as text.
+    text: Option<Texts>,
+    /// The payments with a key, in input order.
+    slots: Vec<Slot>,
+    qualities: Texts,
+    labels: Texts,
+    pairs: Interner<(u32, u32)>,
+    net_by_day: HashMap<(i32, u32), i64, RandomState>,
+}
+
+impl Builder {
+    /// A builder that nets payments with `refunds` (columns payment_event_id, amount_fen: every refund up
+    /// to the as-of date).
+    pub fn new(refunds: &DataFrame) -> Result<Builder> {
+        let mut refunded: HashMap<String, i64, RandomState> = HashMap::default();
+        let ids = refunds.column("payment_event_id")?.str()?;
+        for (p, a) in ids.iter().zip(refunds.column("amount_fen")?.i64()?.iter()) {
+            if let (Some(p), Some(a)) = (p, a) {
+                match refunded.get_mut(p) {
+                    Some(sum) => *sum += a,
+                    None => {
+                        refunded.insert(p.to_string(), a);
+                    }
+                }
+            }
+        }
+        Ok(Builder {
+            refunded,
+            text: None,
+            slots: Vec::new(),
+            qualities: Texts::default(),
+            labels: Texts::default(),
+            pairs: Interner::new(),
+            net_by_day: HashMap::default(),
+        })
+    }
+
+    /// One part of the events up to the as-of date (columns event_id, kind, day, customer_key,
+    /// customer_key_quality, amount_fen, product_name); rows other than payments are passed over.
+    pub fn add(&mut self, events: &DataFrame) -> Result<()> {
+        self.slots.reserve(events.height());
+        let rows = events
+            .column("kind")?
+            .str()?
+            .iter()
+            .zip(events.column("event_id")?.str()?.iter())
+            .zip(events.column("customer_key")?.str()?.iter())
+            .zip(events.column("customer_key_quality")?.str()?.iter())
+            .zip(events.column("day")?.i32()?.iter())
+            .zip(events.column("amount_fen")?.i64()?.iter())
+            .zip(events.column("product_name")?.str()?.iter());
+        for ((((((kind, event), key), quality), day), amount), name) in rows {
+            let (Some("payment"), Some(day)) = (kind, day) else { continue };
+            let back = event.and_then(|e| self.refunded.get(e)).copied().unwrap_or(0);
+            let net = amount.map(|a| a + back);
+            let q = self.qualities.of(quality);
+            if let Some(n) = net.filter(|&n| n > 0) {
+                *self.net_by_day.entry((day, q)).or_default() += n;
+            }
+            if let Some(k) = key {
+                let slot = Slot {
+                    key: self.key_id(k),
+                    net: net.unwrap_or(i64::MIN),
+                    day,
+                    tag: self.pairs.of((q, self.labels.of(name))),
+                };
+                self.slots.push(slot);
+            }
+        }
+        Ok(())
+    }
+
+    fn key_id(&mut self, k: &str) -> u128 {
+        if self.text.is_none() {
+            if let Some(id) = super::occasions::hex_key(k) {
+                return id;
+            }
+            // The keys so far were all hex: number them as text too.
+            let mut text = Texts::default();
+            for s in &mut self.slots {
+                s.key = u128::from(text.of(Some(&format!("{:032x}", s.key))));
+            }
+            self.text = Some(text);
+        }
+        u128::from(self.text.as_mut().expect("set above").of(Some(k)))
+    }
+
+    pub fn finish(self) -> Result<Inputs> {
+        let Builder {
+            text,
+            mut slots,
+            qualities,
+            labels,
+            pairs,
+            net_by_day,
+            ..
+        } = self;
+        // Text keys renumbered in key order; `key_text` gives a slot key's text.
+        let (shift, texts) = match text {
+            None => (128 - BUCKET_BITS, None),
+            Some(t) => {
+                let mut order: Vec<u32> = (0..t.values.len() as u32).collect();
+                order.sort_unstable_by_key(|&c| t.get(c));
+                let mut rank = vec![0u32; order.len()];
+                for (r, &c) in order.iter().enumerate() {
+                    rank[c as usize] = r as u32;
+                }
+                for s in &mut slots {
+                    s.key = u128::from(rank[s.key as usize]);
+                }
+                let texts: Vec<String> = order.iter().map(|&c| t.get(c).unwrap_or_default().to_string()).collect();
+                let bits = 128 - (texts.len() as u128).leading_zeros();
+                (bits.saturating_sub(BUCKET_BITS), Some(texts))
+            }
+        };
+        let key_text = |id: u128| match &texts {
+            None => format!("{id:032x}"),
+            Some(t) => t[id as usize].clone(),
+        };
+
+        // The payments into buckets by the keys' leading bits, in input order (a counting sort).
+        let bucket = |s: &Slot| (s.key >> shift) as usize;
+        let mut start = vec![0usize; (1 << BUCKET_BITS) + 1];
+        for s in &slots {
+            start[bucket(s) + 1] += 1;
+        }
+        for b in 1..start.len() {
+            start[b] += start[b - 1];
+        }
+        let mut bucketed = vec![Slot::default(); slots.len()];
+        let mut next = start.clone();
+        for s in &slots {
+            let b = bucket(s);
+            bucketed[next[b]] = *s;
+            next[b] += 1;
+        }
+        drop(slots);
+
+        // Each label folded into its product; products ranked alphabetically, so that the smallest rank
+        // among the most bought is the alphabetical tie-break.
+        let (rank, products) = product_ranks(&labels.values)?;
+        let pair_rank: Vec<Option<u32>> = pairs.values.iter().map(|&(_, l)| rank[l as usize]).collect();
+
+        let mut occ = OccasionColumns::default();
+        let (mut fav_keys, mut fav_products) = (Vec::new(), Vec::new());
+        let mut by_code: Vec<String> = Vec::new();
+        let mut bought: Vec<u32> = Vec::new();
+        for w in start.windows(2) {
+            let run = &mut bucketed[w[0]..w[1]];
+            run.sort_by_key(|s| (s.key, s.day));
+            let mut a = 0;
+            while a < run.len() {
+                let b = a + run[a..].partition_point(|s| s.key == run[a].key);
+                let code = by_code.len() as u32;
+                by_code.push(key_text(run[a].key));
+                let customer = &run[a..b];
+                bought.clear();
+                bought.extend(customer.iter().filter_map(|s| pair_rank[s.tag as usize]));
+                if let Some(best) = most_common_smallest(&mut bought) {
+                    fav_keys.push(code);
+                    fav_products.push(products[best as usize].as_str());
+                }
+                occ.push_customer(code, customer, |tag| qualities.get(pairs.values[tag as usize].0));
+                a = b;
+            }
+        }
+
+        let mut by_day: Vec<((i32, u32), i64)> = net_by_day.into_iter().collect();
+        by_day.sort_unstable();
+        let net_by_day = df!(
+            "day" => by_day.iter().map(|((d, _), _)| *d).collect::<Vec<_>>(),
+            "customer_key_quality" => by_day.iter().map(|((_, q), _)| qualities.get(*q)).collect::<Vec<_>>(),
+            "net_fen" => by_day.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+        )?;
+        Ok(Inputs {
+            occasions: occ.frame()?,
+            favourites: df!("customer_key" => fav_keys, "favourite_product" => fav_products)?,
+            net_by_day,
+            keys: by_code,
+        })
+    }
+}
+
+/// The inputs from events up to the as-of date in one frame (columns event_id, kind, day, customer_key,
+/// customer_key_quality, amount_fen, payment_event_id, product_name).
+pub fn from_events(events: &DataFrame) -> Result<Inputs> {
+    let refunds = events
+        .clone()
+        .lazy()
+        .filter(col("kind").eq(lit("refund")))
+        .select([col("payment_event_id"), col("amount_fen")])
+        .collect()?;
+    let mut b = Builder::new(&refunds)?;
+    b.add(events)?;
+    b.finish()
+}
+
+/// Occasions as they are built, customer by customer.
+#[derive(Default)]
+struct OccasionColumns<'a> {
+    key: Vec<u32>,
+    day: Vec<i32>,
+    quality: Vec<Option<&'a str>>,
+    net: Vec<i64>,
+    charges: Vec<u32>,
+}
+
+impl<'a> OccasionColumns<'a> {
+    /// One customer's payments, sorted by day (input order within a day): those with something left after
+    /// refunds, merged per day.
+    fn push_customer(&mut self, code: u32, payments: &[Slot], quality: impl Fn(u32) -> Option<&'a str>) {
+        let mut paid = payments.iter().filter(|s| s.net > 0).peekable();
+        while let Some(first) = paid.next() {
+            let (mut net, mut n) = (first.net, 1u32);
+            while let Some(s) = paid.next_if(|s| s.day == first.day) {
+                net += s.net;
+                n += 1;
+            }
+            self.key.push(code);
+            self.day.push(first.day);
+            self.quality.push(quality(first.tag));
+            self.net.push(net);
+            self.charges.push(n);
+        }
+    }
+
+    fn frame(self) -> Result<DataFrame> {
+        Ok(df!(
+            "customer_key" => self.key,
+            "day" => self.day,
+            "quality" => self.quality,
+            "net_fen" => self.net,
+            "charges" => self.charges,
+        )?)
+    }
+}
+
+/// Each label's product rank (None for a missing label or one that folds to nothing) and the products in
+/// rank order.
+fn product_ranks(labels: &[Option<String>]) -> Result<(Vec<Option<u32>>, Vec<String>)> {
+    let folded = df!("product_name" => labels)?
+        .lazy()
+        .select([super::velocity::bill_product_key(col("product_name"))])
+        .collect()?;
+    let folded: Vec<Option<&str>> = folded.column("product_name")?.str()?.iter().collect();
+    let mut products: Vec<&str> = folded.iter().flatten().copied().collect();
+    products.sort_unstable();
+    products.dedup();
+    let rank = folded
+        .iter()
+        .map(|f| f.and_then(|f| products.binary_search(&f).ok()).map(|i| i as u32))
+        .collect();
+    Ok((rank, products.into_iter().map(str::to_string).collect()))
+}
+
+/// The most common value, the smallest among equally common ones; sorts `v`.
+fn most_common_smallest(v: &mut [u32]) -> Option<u32> {
+    v.sort_unstable();
+    let (mut best, mut best_n, mut i) = (None, 0, 0);
+    while i < v.len() {
+        let j = i + v[i..].partition_point(|&x| x == v[i]);
+        if j - i > best_n {
+            (best, best_n) = (Some(v[i]), j - i);
+        }
+        i = j;
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::occasions::{key_coverage_from_net, occasions_from_net, payments_with_refunds, restore_keys};
+
+    /// Pseudo-random events: payments and refunds (partial, full, several per payment, of unknown
+    /// payments), several charges a day, keyless payments, labels that fold together, missing labels.
+    fn random_events(hex: bool) -> DataFrame {
+        let labels = ["拿铁", "拿铁等2件", "美式", "可颂", "可颂等3件", "Bagel", "美式等2件", " 等2件"];
+        let mut next = crate::analytics::testing::pseudo_random(if hex { 5 } else { 6 });
+        let key = |c: u64| {
+            if hex {
+                format!("{:032x}", (c as u128).wrapping_mul(0x9e3779b97f4a7c15f39cc0605cedc835))
+            } else {
+                format!("c{c}")
+            }
+        };
+        let (mut id, mut kind, mut day, mut cust, mut q, mut amount, mut pay, mut name) =
+            (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        for i in 0..6000 {
+            let c = next(700);
+            id.push(format!("p{i}"));
+            kind.push("payment");
+            day.push(next(90) as i32 - 10);
+            cust.push((next(15) > 0).then(|| key(c)));
+            q.push(["strong", "weak", "none"][next(3) as usize]);
+            let a = 100 + next(5000) as i64;
+            amount.push(a);
+            pay.push(None);
+            name.push((next(8) > 0).then(|| labels[next(labels.len() as u64) as usize]));
+            if next(6) == 0 {
+                let p = if next(10) == 0 { format!("p{}", 90_000 + i) } else { format!("p{}", next(i + 1)) };
+                id.push(format!("r{i}"));
+                kind.push("refund");
+                day.push(next(90) as i32 - 10);
+                cust.push(Some(key(c)));
+                q.push("strong");
+                amount.push(-(if next(3) == 0 { a } else { 1 + next(a as u64) as i64 }));
+                pay.push(Some(p));
+                name.push(None);
+            }
+        }
+        df!(
+            "event_id" => id, "kind" => kind, "day" => day, "customer_key" => cust,
+            "customer_key_quality" => q, "amount_fen" => amount, "payment_event_id" => pay, "product_name" => name,
+        )
+        .unwrap()
+        .lazy()
+        .with_column(lit("wechat_pay").alias("channel"))
+        .collect()
+        .unwrap()
+    }
+
+    fn check(events: DataFrame) {
+        let got = from_events(&events).unwrap();
+        // The general way: the Polars definitions over the same events.
+        let lazy = events.clone().lazy().with_column(col("day").cast(DataType::Date).alias("local_date"));
+        let payments = payments_with_refunds(lazy.clone(), i32::MAX, ["product_name"]).collect().unwrap();
+        let net = payments.clone().lazy().filter(col("net_fen").gt(lit(0i64)));
+        let want_occ = occasions_from_net(net.clone())
+            .sort(["customer_key", "day"], SortMultipleOptions::default())
+            .collect()
+            .unwrap();
+        let occ = restore_keys(got.occasions.clone(), &got.keys).unwrap();
+        assert!(occ.height() > 1000);
+        assert!(occ.equals_missing(&want_occ), "{occ}\n{want_occ}");
+        // Codes in key order.
+        assert!(got.keys.windows(2).all(|w| w[0] < w[1]));
+        let sorted = |d: DataFrame| d.sort(["customer_key"], SortMultipleOptions::default()).unwrap();
+        let fav = sorted(restore_keys(got.favourites.clone(), &got.keys).unwrap());
+        let want_fav = sorted(
+            crate::targets::favourite_products_of(payments.clone().lazy().select([col("customer_key"), col("product_name")]))
+                .collect()
+                .unwrap(),
+        );
+        assert!(fav.height() > 500);
+        assert!(fav.equals_missing(&want_fav), "{fav}\n{want_fav}");
+        for from in [None, Some(0), Some(60)] {
+            let cov = key_coverage_from_net(got.net_by_day.clone().lazy(), from).collect().unwrap();
+            let want = key_coverage_from_net(net.clone(), from).collect().unwrap();
+            assert!(cov.equals_missing(&want), "{cov}\n{want}");
+        }
+    }
+
+    #[test]
+    fn one_pass_equals_the_polars_definitions_on_store_keys() {
+        check(random_events(true));
+    }
+
+    #[test]
+    fn one_pass_equals_the_polars_definitions_on_other_keys() {
+        check(random_events(false));
+    }
+}
