@@ -178,37 +178,40 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     // Occasions once: every customer metric and the weekly segment snapshots derive from them. They, the
     // favourite products and the coverage rows' net sales come from one pass over the events up to as-of.
     phase.mark("occasions");
-    let inputs = {
-        let upto = |lf: LazyFrame| {
-            lf.with_column(col("local_date").cast(DataType::Int32).alias("day"))
-                .filter(col("day").lt_eq(lit(day)))
-        };
-        let refunds = upto(events.clone())
-            .filter(col("kind").eq(lit("refund")))
-            .select([col("payment_event_id"), col("amount_fen")])
-            .collect()?;
-        let mut inputs = crate::analytics::inputs::Builder::new(&refunds)?;
-        // A file at a time, the next one read while this one is taken in: the whole store in one frame
-        // would be the largest thing the report holds (about 2 GB at 10M events).
-        let parts = store.scan_event_parts()?;
-        std::thread::scope(|scope| -> Result<()> {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            scope.spawn(move || {
-                let cols = ["event_id", "kind", "day", "customer_key", "customer_key_quality", "amount_fen", "product_name"];
-                for part in parts {
-                    // A send fails once the receiver gave up on an error: stop reading then.
-                    if tx.send(upto(part).select(cols.map(col)).collect()).is_err() {
-                        break;
-                    }
-                }
-            });
-            for part in rx {
-                inputs.add(&part?)?;
-            }
-            Ok(())
-        })?;
-        inputs.finish()?
+    let upto = |lf: LazyFrame| {
+        lf.with_column(col("local_date").cast(DataType::Int32).alias("day"))
+            .filter(col("day").lt_eq(lit(day)))
     };
+    let refunds = upto(events.clone())
+        .filter(col("kind").eq(lit("refund")))
+        .select([col("payment_event_id"), col("amount_fen")])
+        .collect()?;
+    let mut inputs = crate::analytics::inputs::Builder::new(&refunds)?;
+    drop(refunds);
+    // A file at a time, the next one read while this one is taken in: the whole store in one frame would
+    // be the largest thing the report holds (about 2 GB at 10M events).
+    let parts = store.scan_event_parts()?;
+    let (inputs, kpi) = std::thread::scope(|scope| -> Result<_> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            let cols = ["event_id", "kind", "day", "customer_key", "customer_key_quality", "amount_fen", "product_name"];
+            for part in parts {
+                // A send fails once the receiver gave up on an error: stop reading then.
+                if tx.send(upto(part).select(cols.map(col)).collect()).is_err() {
+                    break;
+                }
+            }
+        });
+        for part in rx {
+            inputs.add(&part?)?;
+        }
+        // The weekly KPIs (Polars, over their own scan of the recent weeks) while this thread sorts the
+        // buckets.
+        let kpi = scope.spawn(|| kpis::weekly(events.clone(), day, p.weeks).collect());
+        let inputs = inputs.finish()?;
+        let kpi = kpi.join().map_err(|_| anyhow::anyhow!("the KPI thread panicked"))??;
+        Ok((inputs, with_week_labels(kpi)?))
+    })?;
     let (occ_df, favourites, net, keys) = (inputs.occasions, inputs.favourites, inputs.net_by_day, inputs.keys);
     let occ = occ_df.clone().lazy();
     // Each customer's first occasion: the repeat windows, the trend and the new/returning split use it.
@@ -323,8 +326,6 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     let latency = retention::latency_sorted(&occ_df)?;
     phase.mark("weekly_customers");
     let weekly_customers = with_week_labels(retention::weekly_customers_sorted(&occ_df, day, p.weeks, p.lapse_days)?)?;
-    phase.mark("kpis");
-    let kpi = with_week_labels(kpis::weekly(events, day, p.weeks).collect()?)?;
     phase.mark("trend");
     let trend = retention::repeat_trend(occ.clone(), first_ever.clone(), day, p.weeks, REPEAT_TREND_DAYS)?
         .lazy()

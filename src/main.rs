@@ -11,7 +11,8 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    if std::env::var_os("XTHP").is_none() { no_transparent_huge_pages(); }
+    no_transparent_huge_pages();
+    keep_freed_memory();
     let cli = match paylens::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -24,9 +25,6 @@ fn main() -> ExitCode {
             };
         }
     };
-    if matches!(cli.command, paylens::cli::Command::Ingest(_)) || std::env::var_os("XKEEP").is_some() {
-        keep_freed_memory();
-    }
     match paylens::run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -54,11 +52,13 @@ fn no_transparent_huge_pages() {
     }
 }
 
-/// Ingest frees each parsed file's columns once they are staged and allocates the next file's: with
-/// mimalloc's default of handing freed memory back to the kernel after a second, every file faulted in and
-/// cleared its pages again (10M-row benchmark: system time 10 s, wall 30 s; with purging off 4.4 s and
-/// 23 s). Ingest's memory is bounded by its commit batches (peak 2.9 GiB there), so for `ingest` freed
-/// memory is kept for reuse. The report, whose peak is its largest frames, keeps the default.
+/// Ingest frees each parsed file's columns once they are staged and allocates the next file's, and the
+/// report allocates and frees frame after frame: with mimalloc's default of handing freed memory back to
+/// the kernel after a second, the memory was faulted in and cleared again and again, which costs a lot on
+/// this (virtual) machine. 10M-row benchmark, ingest: system time 10 s, wall 30 s; with purging off 4.4 s
+/// and 23 s. Report: 1.9M page faults and 6-11 s of system time; with purging off 0.7M and 4-5 s. Peak
+/// memory stays bounded by what each command holds at once (ingest: its commit batches, 2.9 GiB; report:
+/// 2.8 GiB at 10M), so freed memory is kept for reuse.
 fn keep_freed_memory() {
     // `mi_option_purge_delay` of mimalloc.h's `mi_option_e` (15 in the v3 sources this crate builds).
     const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;

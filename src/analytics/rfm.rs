@@ -48,12 +48,12 @@ pub fn rfm_table(occasions: LazyFrame, p: RfmParams) -> LazyFrame {
 pub fn rfm_tables(occasions: &DataFrame, days: &[i32], window_days: Option<i32>) -> Result<Vec<DataFrame>> {
     let (keys, day) = super::occasions::sorted_keys_and_days(occasions)?;
     let net: Vec<i64> = occasions.column("net_fen")?.i64()?.into_no_null_iter().collect();
-    let quality = occasions.column("quality")?.str()?;
-    let quality: Vec<Option<&str>> = quality.iter().collect();
+    let quality = occasions.column("quality")?;
     #[derive(Default)]
-    struct Table<'a> {
+    struct Table {
         key: Vec<u32>,
-        quality: Vec<Option<&'a str>>,
+        /// The row of the first occasion counted, for its quality.
+        first_row: Vec<IdxSize>,
         first: Vec<i32>,
         last: Vec<i32>,
         frequency: Vec<i64>,
@@ -72,7 +72,7 @@ pub fn rfm_tables(occasions: &DataFrame, days: &[i32], window_days: Option<i32>)
                 continue;
             }
             t.key.push(keys[start]);
-            t.quality.push(quality[start + lo]);
+            t.first_row.push((start + lo) as IdxSize);
             t.first.push(run[lo]);
             t.last.push(run[hi - 1]);
             t.frequency.push((hi - lo) as i64);
@@ -88,7 +88,8 @@ pub fn rfm_tables(occasions: &DataFrame, days: &[i32], window_days: Option<i32>)
                 t.key.len(),
                 vec![
                     Column::new("customer_key".into(), t.key),
-                    Column::new("quality".into(), t.quality),
+                    // A gather copies the (short, inline) strings' views, not the text.
+                    quality.take_slice(&t.first_row)?.with_name("quality".into()),
                     Column::new("first_day".into(), t.first),
                     Column::new("last_day".into(), t.last),
                     Column::new("frequency".into(), t.frequency),
