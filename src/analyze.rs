@@ -271,18 +271,22 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
 
     // Repeat purchase over three windows, labelled.
     let week_from = day - 6;
-    let mut repeat = Vec::new();
-    for (label, from) in [
+    let windows = [
         ("as-of week", week_from),
         ("last 28 days", day - 27),
         ("last 365 days", day - 364),
-    ] {
+    ];
+    let rates = retention::repeat_windows_sorted(&occ_df, &windows.map(|(_, from)| (from, day)))?;
+    let mut repeat = Vec::new();
+    for (i, (label, from)) in windows.into_iter().enumerate() {
         let coverage = occasions::key_coverage_from_net(net.clone().lazy(), Some(from)).select([
             col("none_share").alias("no_key_sales_share"),
             col("weak_share").alias("weak_key_sales_share"),
         ]);
         repeat.push(
-            retention::repeat_rates_given_first(occ.clone(), first_ever.clone(), from, day)
+            rates
+                .slice(i as i64, 1)
+                .lazy()
                 .with_column(lit(label).alias("window"))
                 .with_column(lit(1i32).alias("__j"))
                 .inner_join(coverage.with_column(lit(1i32).alias("__j")), col("__j"), col("__j")),
@@ -327,7 +331,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     phase.mark("weekly_customers");
     let weekly_customers = with_week_labels(retention::weekly_customers_sorted(&occ_df, day, p.weeks, p.lapse_days)?)?;
     phase.mark("trend");
-    let trend = retention::repeat_trend(occ.clone(), first_ever.clone(), day, p.weeks, REPEAT_TREND_DAYS)?
+    let trend = retention::repeat_trend_sorted(&occ_df, day, p.weeks, REPEAT_TREND_DAYS)?
         .lazy()
         .select([
             col("week"),

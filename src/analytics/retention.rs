@@ -111,6 +111,7 @@ pub fn latency_sorted(occ: &DataFrame) -> Result<DataFrame> {
 }
 
 /// [`repeat_rates`] with the first days ([`first_days`]) already computed, for many windows.
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 pub fn repeat_rates_given_first(occasions: LazyFrame, first_ever: LazyFrame, from: i32, to: i32) -> LazyFrame {
     occasions
         .filter(col("day").gt_eq(lit(from)).and(col("day").lt_eq(lit(to))))
@@ -140,6 +141,7 @@ pub fn repeat_rates_given_first(occasions: LazyFrame, first_ever: LazyFrame, fro
         ])
 }
 
+#[cfg(test)] // tests only: the Polars definition analyze's one-pass code is checked against
 /// The repeat-purchase trend: for each of the `weeks` weeks ending with the as-of week, both rates over the
 /// `window_days` days ending on that week's last day (the as-of day for the as-of week), so each point is
 /// the same measure as `repeat_rates` on a trailing window. `first_ever`: [`first_days`] of the occasions.
@@ -168,6 +170,65 @@ pub fn repeat_trend(
             col("returning_rate"),
         ])
         .sort(["week"], SortMultipleOptions::default())
+        .collect()?)
+}
+
+/// [`repeat_rates_given_first`] for several windows `(from, to)` in one pass over occasions sorted by
+/// customer and day: a customer's occasions in a window are a slice of its run, found by binary search,
+/// and its first occasion is the run's first. One row per window, in their order, with the same columns.
+pub fn repeat_windows_sorted(occ: &DataFrame, windows: &[(i32, i32)]) -> Result<DataFrame> {
+    let (keys, days) = super::occasions::sorted_keys_and_days(occ)?;
+    // Per window: customers, repeat customers, returning customers.
+    let mut counts = vec![[0i64; 3]; windows.len()];
+    let mut start = 0;
+    while start < keys.len() {
+        let end = start + keys[start..].partition_point(|k| *k == keys[start]);
+        let run = &days[start..end];
+        for (c, &(from, to)) in counts.iter_mut().zip(windows) {
+            let n = run.partition_point(|d| *d <= to) - run.partition_point(|d| *d < from);
+            if n > 0 {
+                c[0] += 1;
+                c[1] += i64::from(n >= 2);
+                c[2] += i64::from(run[0] < from);
+            }
+        }
+        start = end;
+    }
+    let rate = |i: usize| -> Vec<f64> { counts.iter().map(|c| c[i] as f64 / c[0] as f64).collect() };
+    Ok(df!(
+        "customers" => counts.iter().map(|c| c[0]).collect::<Vec<_>>(),
+        "repeat_customers" => counts.iter().map(|c| c[1]).collect::<Vec<_>>(),
+        "returning_customers" => counts.iter().map(|c| c[2]).collect::<Vec<_>>(),
+        "repeat_rate" => rate(1),
+        "returning_rate" => rate(2),
+        "from_day" => windows.iter().map(|w| w.0).collect::<Vec<_>>(),
+        "to_day" => windows.iter().map(|w| w.1).collect::<Vec<_>>(),
+    )?)
+}
+
+/// [`repeat_trend`] by [`repeat_windows_sorted`], over occasions sorted by customer and day.
+pub fn repeat_trend_sorted(occ: &DataFrame, as_of: i32, weeks: i32, window_days: i32) -> Result<DataFrame> {
+    let last = week_of(as_of);
+    let weeks: Vec<i32> = ((last - weeks + 1)..=last).collect();
+    let windows: Vec<(i32, i32)> = weeks
+        .iter()
+        .map(|&w| {
+            let to = (week_start(w) + 6).min(as_of);
+            (to - window_days + 1, to)
+        })
+        .collect();
+    let rates = repeat_windows_sorted(occ, &windows)?;
+    Ok(rates
+        .lazy()
+        .with_column(Series::new("week".into(), weeks).lit())
+        .select([
+            col("week"),
+            col("from_day"),
+            col("to_day"),
+            col("customers"),
+            col("repeat_rate"),
+            col("returning_rate"),
+        ])
         .collect()?)
 }
 
@@ -662,6 +723,32 @@ mod tests {
                 assert!(got.len() > 10);
                 assert_eq!(got, want);
             }
+        }
+    }
+
+    #[test]
+    fn one_pass_repeat_windows_and_trend_equal_the_group_bys() {
+        let occ = crate::analytics::testing::random_occasions(23, 700);
+        let first = first_days(occ.clone().lazy());
+        let windows = [(1100, 1106), (1080, 1107), (1000, 1300), (1290, 1400)];
+        let got = repeat_windows_sorted(&occ, &windows).unwrap();
+        let want = concat(
+            windows
+                .iter()
+                .map(|&(f, t)| repeat_rates_given_first(occ.clone().lazy(), first.clone(), f, t))
+                .collect::<Vec<_>>(),
+            UnionArgs::default(),
+        )
+        .unwrap()
+        .collect()
+        .unwrap();
+        let want = want.select(got.get_column_names().into_iter().cloned()).unwrap();
+        assert!(got.column("customers").unwrap().i64().unwrap().get(2).unwrap() > 100);
+        assert!(got.equals_missing(&want), "{got}\n{want}");
+        for (as_of, weeks) in [(1200, 13), (1250, 4)] {
+            let got = repeat_trend_sorted(&occ, as_of, weeks, 28).unwrap();
+            let want = repeat_trend(occ.clone().lazy(), first.clone(), as_of, weeks, 28).unwrap();
+            assert!(got.equals_missing(&want), "{got}\n{want}");
         }
     }
 }
