@@ -254,17 +254,20 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         ])
         .sort(["segment", "customer_key"], SortMultipleOptions::default())
         .collect()?;
-    // The largest outputs, the customer table and the target lists, are written on a thread of their own
+    // The largest outputs, the customer table and the target lists, are written on threads of their own
     // while the rest is computed.
     let favourites = occasions::restore_keys(favourites, &keys)?;
     let raw_ids = if p.with_contact_ids { store.identities()? } else { None };
-    let writer = {
+    let writers = {
+        let (table, folder_t) = (customers.clone(), folder.clone());
         let (customers, folder, settings) = (customers.clone(), folder.clone(), cfg.targets.clone());
-        std::thread::spawn(move || -> Result<()> {
-            write_table(&folder, "customers", customers.clone())?;
-            crate::targets::write(&customers, favourites, &settings, raw_ids, &folder)?;
-            Ok(())
-        })
+        [
+            std::thread::spawn(move || write_table(&folder_t, "customers", table)),
+            std::thread::spawn(move || -> Result<()> {
+                crate::targets::write(&customers, favourites, &settings, raw_ids, &folder)?;
+                Ok(())
+            }),
+        ]
     };
     phase.mark("summary");
     let summary = crate::analytics::segments::summary(segmented.clone().lazy(), &map).collect()?;
@@ -370,9 +373,11 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     let (new_now, returning_now) = split_window(&occ, &first_ever, day - 6, day)?;
     let (new_before, returning_before) = split_window(&occ, &first_ever, day - 13, day - 7)?;
     phase.mark("waiting_for_writer");
-    writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("the thread writing the customer table panicked"))??;
+    for writer in writers {
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("a thread writing the customer table or the target lists panicked"))??;
+    }
     let outcome = AnalyzeOutcome {
         as_of,
         folder,
