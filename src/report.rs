@@ -692,10 +692,19 @@ fn write_pngs(folder: &std::path::Path, charts: &[(&str, String)], cfg: &Config)
     let raster = crate::raster::Rasteriser::new(cfg.chart_font.as_deref())?;
     let dir = folder.join("charts");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (name, svg) in charts {
-        let path = dir.join(format!("{name}.png"));
-        std::fs::write(&path, raster.png(svg)?).with_context(|| format!("writing {}", path.display()))?;
-    }
+    // Two threads, each rasterising every other chart.
+    let write = |start: usize| -> Result<()> {
+        for (name, svg) in charts.iter().skip(start).step_by(2) {
+            let path = dir.join(format!("{name}.png"));
+            std::fs::write(&path, raster.png(svg)?).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    };
+    std::thread::scope(|scope| -> Result<()> {
+        let other = scope.spawn(|| write(1));
+        write(0)?;
+        other.join().map_err(|_| anyhow::anyhow!("the thread drawing charts panicked"))?
+    })?;
     Ok(if !raster.has_fonts() {
         Some(tr!("report.no_fonts").to_string())
     } else if raster.cjk_family.is_none() {
