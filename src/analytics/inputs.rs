@@ -7,7 +7,8 @@
 //! 10M payments carry about a million customer keys, too many for a hash table keyed by customer to stay in
 //! the cache: each payment is bucketed by its key's leading bits instead (a counting sort that keeps input
 //! order), and each bucket, a few thousand payments, is sorted by key and day on its own. The codes come
-//! out in key order, so a sort by code is a sort by key.
+//! out in key order, so a sort by code is a sort by key. The events are taken a store file at a time
+//! ([`Builder::add`]), so that the whole store is never one frame.
 
 use std::collections::HashMap;
 
@@ -282,6 +283,7 @@ impl Builder {
     }
 }
 
+#[cfg(test)]
 /// The inputs from events up to the as-of date in one frame (columns event_id, kind, day, customer_key,
 /// customer_key_quality, amount_fen, payment_event_id, product_name).
 pub fn from_events(events: &DataFrame) -> Result<Inputs> {

@@ -61,7 +61,7 @@ pub fn occasions_from_net(net: LazyFrame) -> LazyFrame {
         ])
 }
 
-/// The customer codes and days of occasions sorted by customer and day (as `inputs::from_events` gives
+/// The customer codes and days of occasions sorted by customer and day (as `inputs::Builder` gives
 /// them), for the one-pass computations; an error if they are not sorted.
 pub fn sorted_keys_and_days(occ: &DataFrame) -> Result<(Vec<u32>, Vec<i32>)> {
     let keys: Vec<u32> = occ.column("customer_key")?.u32()?.into_no_null_iter().collect();

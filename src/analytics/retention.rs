@@ -161,17 +161,13 @@ pub fn repeat_trend(
         })
         .collect::<Vec<_>>();
     Ok(concat(points, UnionArgs::default())?
-        .select([
-            col("week"),
-            col("from_day"),
-            col("to_day"),
-            col("customers"),
-            col("repeat_rate"),
-            col("returning_rate"),
-        ])
+        .select(TREND_COLUMNS.map(col))
         .sort(["week"], SortMultipleOptions::default())
         .collect()?)
 }
+
+/// The columns of the repeat-purchase trend, in order.
+const TREND_COLUMNS: [&str; 6] = ["week", "from_day", "to_day", "customers", "repeat_rate", "returning_rate"];
 
 /// [`repeat_rates_given_first`] for several windows `(from, to)` in one pass over occasions sorted by
 /// customer and day: a customer's occasions in a window are a slice of its run, found by binary search,
@@ -221,14 +217,7 @@ pub fn repeat_trend_sorted(occ: &DataFrame, as_of: i32, weeks: i32, window_days:
     Ok(rates
         .lazy()
         .with_column(Series::new("week".into(), weeks).lit())
-        .select([
-            col("week"),
-            col("from_day"),
-            col("to_day"),
-            col("customers"),
-            col("repeat_rate"),
-            col("returning_rate"),
-        ])
+        .select(TREND_COLUMNS.map(col))
         .collect()?)
 }
 
@@ -299,7 +288,7 @@ pub fn cohorts(occasions: LazyFrame, period: Period, as_of: i32) -> Result<Vec<C
     Ok(triangle(by_cohort, period, as_of))
 }
 
-/// [`cohorts`] in one pass over occasions sorted by customer and day (as `inputs::from_events` gives
+/// [`cohorts`] in one pass over occasions sorted by customer and day (as `inputs::Builder` gives
 /// them): each customer's periods come in order, so a customer is active in a cell once per change of period.
 pub fn cohorts_sorted(occ: &DataFrame, period: Period, as_of: i32) -> Result<Vec<CohortCell>> {
     let (keys, days) = super::occasions::sorted_keys_and_days(occ)?;
