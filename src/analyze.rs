@@ -194,7 +194,15 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     let (inputs, kpi) = std::thread::scope(|scope| -> Result<_> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         scope.spawn(move || {
-            let cols = ["event_id", "kind", "day", "customer_key", "customer_key_quality", "amount_fen", "product_name"];
+            let cols = [
+                "event_id",
+                "kind",
+                "day",
+                "customer_key",
+                "customer_key_quality",
+                "amount_fen",
+                "product_name",
+            ];
             for part in parts {
                 // A send fails once the receiver gave up on an error: stop reading then.
                 if tx.send(upto(part).select(cols.map(col)).collect()).is_err() {

@@ -703,7 +703,9 @@ fn write_pngs(folder: &std::path::Path, charts: &[(&str, String)], cfg: &Config)
     std::thread::scope(|scope| -> Result<()> {
         let other = scope.spawn(|| write(1));
         write(0)?;
-        other.join().map_err(|_| anyhow::anyhow!("the thread drawing charts panicked"))?
+        other
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread drawing charts panicked"))?
     })?;
     Ok(if !raster.has_fonts() {
         Some(tr!("report.no_fonts").to_string())

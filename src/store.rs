@@ -220,7 +220,12 @@ impl StoreReader {
     pub fn scan_event_parts(&self) -> Result<Vec<LazyFrame>> {
         self.event_paths()?
             .into_iter()
-            .map(|p| Ok(LazyFrame::scan_parquet_files([p].into_iter().collect(), ScanArgsParquet::default())?))
+            .map(|p| {
+                Ok(LazyFrame::scan_parquet_files(
+                    [p].into_iter().collect(),
+                    ScanArgsParquet::default(),
+                )?)
+            })
             .collect()
     }
 

@@ -152,7 +152,9 @@ impl Builder {
             .zip(events.column("amount_fen")?.i64()?.iter())
             .zip(events.column("product_name")?.str()?.iter());
         for ((((((kind, event), key), quality), day), amount), name) in rows {
-            let (Some("payment"), Some(day)) = (kind, day) else { continue };
+            let (Some("payment"), Some(day)) = (kind, day) else {
+                continue;
+            };
             let back = event.and_then(|e| self.refunded.get(e)).copied().unwrap_or(0);
             let net = amount.map(|a| a + back);
             let q = self.qualities.of(quality);
@@ -210,7 +212,10 @@ impl Builder {
                 for s in &mut slots {
                     s.key = u128::from(rank[s.key as usize]);
                 }
-                let texts: Vec<String> = order.iter().map(|&c| t.get(c).unwrap_or_default().to_string()).collect();
+                let texts: Vec<String> = order
+                    .iter()
+                    .map(|&c| t.get(c).unwrap_or_default().to_string())
+                    .collect();
                 let bits = 128 - (texts.len() as u128).leading_zeros();
                 (bits.saturating_sub(BUCKET_BITS), Some(texts))
             }
@@ -389,7 +394,16 @@ mod tests {
 
     /// [`random_events`] with some keys replaced (`other(i)` for the i-th payment).
     fn random_events_with(hex: bool, other: impl Fn(usize) -> Option<String>) -> DataFrame {
-        let labels = ["拿铁", "拿铁等2件", "美式", "可颂", "可颂等3件", "Bagel", "美式等2件", " 等2件"];
+        let labels = [
+            "拿铁",
+            "拿铁等2件",
+            "美式",
+            "可颂",
+            "可颂等3件",
+            "Bagel",
+            "美式等2件",
+            " 等2件",
+        ];
         let mut next = crate::analytics::testing::pseudo_random(if hex { 5 } else { 6 });
         let key = |c: u64| {
             if hex {
@@ -412,7 +426,11 @@ mod tests {
             pay.push(None);
             name.push((next(8) > 0).then(|| labels[next(labels.len() as u64) as usize]));
             if next(6) == 0 {
-                let p = if next(10) == 0 { format!("p{}", 90_000 + i) } else { format!("p{}", next(i + 1)) };
+                let p = if next(10) == 0 {
+                    format!("p{}", 90_000 + i)
+                } else {
+                    format!("p{}", next(i + 1))
+                };
                 id.push(format!("r{i}"));
                 kind.push("refund");
                 day.push(next(90) as i32 - 10);
@@ -437,8 +455,13 @@ mod tests {
     fn check(events: DataFrame) {
         let got = from_events(&events).unwrap();
         // The general way: the Polars definitions over the same events.
-        let lazy = events.clone().lazy().with_column(col("day").cast(DataType::Date).alias("local_date"));
-        let payments = payments_with_refunds(lazy.clone(), i32::MAX, ["product_name"]).collect().unwrap();
+        let lazy = events
+            .clone()
+            .lazy()
+            .with_column(col("day").cast(DataType::Date).alias("local_date"));
+        let payments = payments_with_refunds(lazy.clone(), i32::MAX, ["product_name"])
+            .collect()
+            .unwrap();
         let net = payments.clone().lazy().filter(col("net_fen").gt(lit(0i64)));
         let want_occ = occasions_from_net(net.clone())
             .sort(["customer_key", "day"], SortMultipleOptions::default())
@@ -452,14 +475,21 @@ mod tests {
         let sorted = |d: DataFrame| d.sort(["customer_key"], SortMultipleOptions::default()).unwrap();
         let fav = sorted(restore_keys(got.favourites.clone(), &got.keys).unwrap());
         let want_fav = sorted(
-            crate::targets::favourite_products_of(payments.clone().lazy().select([col("customer_key"), col("product_name")]))
-                .collect()
-                .unwrap(),
+            crate::targets::favourite_products_of(
+                payments
+                    .clone()
+                    .lazy()
+                    .select([col("customer_key"), col("product_name")]),
+            )
+            .collect()
+            .unwrap(),
         );
         assert!(fav.height() > 500);
         assert!(fav.equals_missing(&want_fav), "{fav}\n{want_fav}");
         for from in [None, Some(0), Some(60)] {
-            let cov = key_coverage_from_net(got.net_by_day.clone().lazy(), from).collect().unwrap();
+            let cov = key_coverage_from_net(got.net_by_day.clone().lazy(), from)
+                .collect()
+                .unwrap();
             let want = key_coverage_from_net(net.clone(), from).collect().unwrap();
             assert!(cov.equals_missing(&want), "{cov}\n{want}");
         }
@@ -474,6 +504,8 @@ mod tests {
     fn one_pass_equals_the_polars_definitions_on_other_keys() {
         check(random_events(false));
         // Store keys first, then some that are not 32 hex digits: the keys seen so far are renumbered.
-        check(random_events_with(true, |i| (i > 4000 && i % 7 == 0).then(|| format!("k{}", i % 50))));
+        check(random_events_with(true, |i| {
+            (i > 4000 && i % 7 == 0).then(|| format!("k{}", i % 50))
+        }));
     }
 }

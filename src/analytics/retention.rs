@@ -167,7 +167,14 @@ pub fn repeat_trend(
 }
 
 /// The columns of the repeat-purchase trend, in order.
-const TREND_COLUMNS: [&str; 6] = ["week", "from_day", "to_day", "customers", "repeat_rate", "returning_rate"];
+const TREND_COLUMNS: [&str; 6] = [
+    "week",
+    "from_day",
+    "to_day",
+    "customers",
+    "repeat_rate",
+    "returning_rate",
+];
 
 /// [`repeat_rates_given_first`] for several windows `(from, to)` in one pass over occasions sorted by
 /// customer and day: a customer's occasions in a window are a slice of its run, found by binary search,
@@ -314,7 +321,12 @@ pub fn cohorts_sorted(occ: &DataFrame, period: Period, as_of: i32) -> Result<Vec
             cohort = p;
             by_cohort.entry(cohort).or_default().0 += 1;
         }
-        let cell = by_cohort.get_mut(&cohort).expect("entered above").1.entry(p - cohort).or_default();
+        let cell = by_cohort
+            .get_mut(&cohort)
+            .expect("entered above")
+            .1
+            .entry(p - cohort)
+            .or_default();
         if new_customer || p != last {
             cell.0 += 1;
         }
