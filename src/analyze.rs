@@ -182,10 +182,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         lf.with_column(col("local_date").cast(DataType::Int32).alias("day"))
             .filter(col("day").lt_eq(lit(day)))
     };
-    let refunds = upto(events.clone())
-        .filter(col("kind").eq(lit("refund")))
-        .select([col("payment_event_id"), col("amount_fen")])
-        .collect()?;
+    let refunds = crate::analytics::inputs::refunds(upto(events.clone())).collect()?;
     let mut inputs = crate::analytics::inputs::Builder::new(&refunds)?;
     drop(refunds);
     // A file at a time, the next one read while this one is taken in: the whole store in one frame would

@@ -97,6 +97,13 @@ impl Texts {
     }
 }
 
+/// The refunds among `events`, as [`Builder::new`] takes them (payment_event_id, amount_fen).
+pub fn refunds(events: LazyFrame) -> LazyFrame {
+    events
+        .filter(col("kind").eq(lit("refund")))
+        .select([col("payment_event_id"), col("amount_fen")])
+}
+
 /// The inputs built a part of the events at a time: [`Builder::add`] each part, then [`Builder::finish`].
 pub struct Builder {
     refunded: HashMap<String, i64, RandomState>,
@@ -292,12 +299,7 @@ impl Builder {
 /// The inputs from events up to the as-of date in one frame (columns event_id, kind, day, customer_key,
 /// customer_key_quality, amount_fen, payment_event_id, product_name).
 pub fn from_events(events: &DataFrame) -> Result<Inputs> {
-    let refunds = events
-        .clone()
-        .lazy()
-        .filter(col("kind").eq(lit("refund")))
-        .select([col("payment_event_id"), col("amount_fen")])
-        .collect()?;
+    let refunds = refunds(events.clone().lazy()).collect()?;
     let mut b = Builder::new(&refunds)?;
     b.add(events)?;
     b.finish()
