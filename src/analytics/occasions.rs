@@ -72,6 +72,19 @@ pub fn sorted_keys_and_days(occ: &DataFrame) -> Result<(Vec<u32>, Vec<i32>)> {
     Ok((keys, days))
 }
 
+/// The row ranges of each customer's run in keys sorted by customer, in order.
+pub fn customer_runs(keys: &[u32]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        (start < keys.len()).then(|| {
+            let end = start + keys[start..].partition_point(|k| *k == keys[start]);
+            let run = start..end;
+            start = end;
+            run
+        })
+    })
+}
+
 /// Each ASCII byte's hex digit value, 0xFF for bytes that are not a lowercase hex digit.
 const HEX_DIGIT: [u8; 256] = {
     let mut t = [0xFF; 256];

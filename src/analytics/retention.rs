@@ -183,10 +183,8 @@ pub fn repeat_windows_sorted(occ: &DataFrame, windows: &[(i32, i32)]) -> Result<
     let (keys, days) = super::occasions::sorted_keys_and_days(occ)?;
     // Per window: customers, repeat customers, returning customers.
     let mut counts = vec![[0i64; 3]; windows.len()];
-    let mut start = 0;
-    while start < keys.len() {
-        let end = start + keys[start..].partition_point(|k| *k == keys[start]);
-        let run = &days[start..end];
+    for rows in super::occasions::customer_runs(&keys) {
+        let run = &days[rows];
         for (c, &(from, to)) in counts.iter_mut().zip(windows) {
             let n = run.partition_point(|d| *d <= to) - run.partition_point(|d| *d < from);
             if n > 0 {
@@ -195,7 +193,6 @@ pub fn repeat_windows_sorted(occ: &DataFrame, windows: &[(i32, i32)]) -> Result<
                 c[2] += i64::from(run[0] < from);
             }
         }
-        start = end;
     }
     let rate = |i: usize| -> Vec<f64> { counts.iter().map(|c| c[i] as f64 / c[0] as f64).collect() };
     Ok(df!(
@@ -460,10 +457,8 @@ pub fn weekly_customers_sorted(occ: &DataFrame, as_of: i32, weeks: i32, lapse_da
     };
     let n = weeks.max(0) as usize;
     let (mut new, mut returning, mut lapsed) = (vec![0i64; n], vec![0i64; n], vec![0i64; n]);
-    let mut start = 0;
-    while start < keys.len() {
-        let end = start + keys[start..].partition_point(|k| *k == keys[start]);
-        let run = &days[start..end];
+    for rows in super::occasions::customer_runs(&keys) {
+        let run = &days[rows];
         let run = &run[..run.partition_point(|d| *d <= as_of)];
         let first_week_of_customer = run.first().map(|d| week_of(*d));
         let mut seen_week = None;
@@ -486,7 +481,6 @@ pub fn weekly_customers_sorted(occ: &DataFrame, as_of: i32, weeks: i32, lapse_da
                 }
             }
         }
-        start = end;
     }
     Ok(df!(
         "week" => (first_week..=last).collect::<Vec<i32>>(),

@@ -61,10 +61,9 @@ pub fn rfm_tables(occasions: &DataFrame, days: &[i32], window_days: Option<i32>)
         recency: Vec<i64>,
     }
     let mut tables: Vec<Table> = days.iter().map(|_| Table::default()).collect();
-    let mut start = 0;
-    while start < keys.len() {
-        let end = start + keys[start..].partition_point(|k| *k == keys[start]);
-        let run = &day[start..end];
+    for rows in super::occasions::customer_runs(&keys) {
+        let start = rows.start;
+        let run = &day[rows];
         for (t, &as_of) in tables.iter_mut().zip(days) {
             let hi = run.partition_point(|d| *d <= as_of);
             let lo = window_days.map_or(0, |w| run[..hi].partition_point(|d| *d <= as_of - w));
@@ -79,7 +78,6 @@ pub fn rfm_tables(occasions: &DataFrame, days: &[i32], window_days: Option<i32>)
             t.monetary.push(net[start + lo..start + hi].iter().sum());
             t.recency.push(i64::from(as_of - run[hi - 1]));
         }
-        start = end;
     }
     tables
         .into_iter()
