@@ -228,9 +228,15 @@ pub fn detect(input: &Input, cfg: &Config) -> Result<(Format, TextEncoding)> {
 }
 
 /// Parses one input into its report and sink.
-fn parse_input<'a>(input: &Input, cfg: &'a Config, hasher: &'a KeyHasher, sha: &str) -> Result<(Format, Ctx<'a>)> {
+fn parse_input<'a>(
+    input: &Input,
+    cfg: &'a Config,
+    hasher: &'a KeyHasher,
+    cache: &'a mut model::KeyCache,
+    sha: &str,
+) -> Result<(Format, Ctx<'a>)> {
     let (format, enc) = detect(input, cfg)?;
-    let mut sink = EventSink::new(hasher, sha);
+    let mut sink = EventSink::new(hasher, cache, sha);
     sink.set_format(&format.name());
     let mut ctx = Ctx {
         cfg,
@@ -268,8 +274,9 @@ pub fn read_inventory(path: &std::path::Path, cfg: &Config) -> Result<Vec<model:
         size,
     };
     let hasher = KeyHasher::from_secret(b"inventory only");
-    let (format, ctx) =
-        parse_input(&input, cfg, &hasher, "").with_context(|| tr!("ingest.reading_inventory", file = input.name))?;
+    let mut cache = model::KeyCache::default();
+    let (format, ctx) = parse_input(&input, cfg, &hasher, &mut cache, "")
+        .with_context(|| tr!("ingest.reading_inventory", file = input.name))?;
     let is_inventory = matches!(&format, Format::Generic(m) if m.kind == crate::config::GenericKind::Inventory);
     if !is_inventory {
         return Err(crate::UserError(tr!("error.not_inventory", file = input.name, format = format.name())).into());
@@ -289,7 +296,7 @@ pub fn read_inventory(path: &std::path::Path, cfg: &Config) -> Result<Vec<model:
 /// An empty frame with the event schema.
 pub fn empty_events() -> DataFrame {
     let hasher = KeyHasher::from_secret(b"schema");
-    EventSink::new(&hasher, "").finish().0
+    EventSink::new(&hasher, &mut model::KeyCache::default(), "").finish().0
 }
 
 fn fmt_time(t: Option<NaiveDateTime>) -> Option<String> {
@@ -379,16 +386,19 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
         ));
         for _ in 0..parsers {
             let (inputs_ref, hasher, known, shared) = (&inputs, &hasher, &known, shared.clone());
-            scope.spawn(move || loop {
-                let (senders, token_rx, next) = &*shared;
-                let token = token_rx.lock().map(|rx| rx.recv());
-                if !matches!(token, Ok(Ok(()))) {
-                    break; // the stager stopped on an error
+            scope.spawn(move || {
+                let mut cache = model::KeyCache::default();
+                loop {
+                    let (senders, token_rx, next) = &*shared;
+                    let token = token_rx.lock().map(|rx| rx.recv());
+                    if !matches!(token, Ok(Ok(()))) {
+                        break; // the stager stopped on an error
+                    }
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(input) = inputs_ref.get(i) else { break };
+                    // Each channel holds its one file: sending never waits.
+                    let _ = senders[i].send(parse_one(input, cfg, hasher, &mut cache, known));
                 }
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(input) = inputs_ref.get(i) else { break };
-                // Each channel holds its one file: sending never waits.
-                let _ = senders[i].send(parse_one(input, cfg, hasher, known));
             });
         }
         drop(shared);
@@ -469,8 +479,22 @@ struct ParsedFile {
     parts: model::SinkParts,
 }
 
+/// Inputs up to this size are read into memory once for both their digest and their parse.
+const READ_WHOLE_MAX: u64 = 256 << 20;
+
 /// Reads and parses one input (no store access beyond the manifest as it was when the run began).
-fn parse_one(input: &Input, cfg: &Config, hasher: &KeyHasher, known: &crate::store::Manifest) -> Result<Parsed> {
+/// The parser's `cache` holds the keys it met in earlier files: their identities went with those files.
+fn parse_one(
+    input: &Input,
+    cfg: &Config,
+    hasher: &KeyHasher,
+    cache: &mut model::KeyCache,
+    known: &crate::store::Manifest,
+) -> Result<Parsed> {
+    let loaded = input
+        .loaded(READ_WHOLE_MAX)
+        .with_context(|| tr!("ingest.reading", file = input.name))?;
+    let input = &*loaded;
     let sha = input
         .sha256()
         .with_context(|| tr!("ingest.reading", file = input.name))?;
@@ -478,7 +502,7 @@ fn parse_one(input: &Input, cfg: &Config, hasher: &KeyHasher, known: &crate::sto
         return Ok(Parsed::Already(sha));
     }
     let (format, ctx) =
-        parse_input(input, cfg, hasher, &sha).with_context(|| tr!("ingest.reading", file = input.name))?;
+        parse_input(input, cfg, hasher, cache, &sha).with_context(|| tr!("ingest.reading", file = input.name))?;
     Ok(Parsed::File(Box::new(ParsedFile {
         sha,
         format,
@@ -522,8 +546,10 @@ fn stage_one(input: &Input, cfg: &Config, store: &mut StoreWriter, parsed: Parse
         format, report, parts, ..
     } = *file;
     let (events, identities, line_items, inventory) = parts;
-    let duplicates = store.stage_events(events)?;
+    // Identities first: a later file of the same parser leaves out the keys this one carries, so they are
+    // kept even if its events fail.
     store.stage_identities(identities)?;
+    let duplicates = store.stage_events(events)?;
     store.stage_line_items(&sha, line_items);
     store.stage_inventory(&sha, inventory);
     let rejects_file = (!report.rejects.is_empty()).then(|| format!("rejects/{}.csv", &sha[..16]));

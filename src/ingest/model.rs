@@ -202,17 +202,64 @@ pub type Identities = HashMap<String, RawIdentity, foldhash::fast::RandomState>;
 /// What a sink holds when a file is done: events, identities by key, POS line items, inventory rows.
 pub type SinkParts = (DataFrame, Identities, Vec<LineItem>, Vec<InventoryRow>);
 
+/// The customer keys of the raw identifiers one parser has met in this run, kept from file to file: a
+/// regular customer is in most of a year of daily bills, and the keyed hash (HMAC-SHA256), the identity and
+/// the stager's dedupe of it are done once per parser and run instead of once per file. Identifiers are
+/// looked up by their 128-bit XXH3 digest (as the store's event ids are), so a lookup allocates nothing.
+#[derive(Default)]
+pub struct KeyCache {
+    slot_of: HashMap<u128, u32, foldhash::fast::RandomState>,
+    digests: Vec<u128>,
+    keys: Vec<String>,
+    /// Slots from here on were first met in the file being read: its identities carry them.
+    file_start: usize,
+}
+
+impl KeyCache {
+    /// The key of `id`; an identifier not met before is hashed and its identity goes into `identities`.
+    fn key(&mut self, hasher: &KeyHasher, id: RawIdentity, identities: &mut Identities) -> &str {
+        let digest = xxhash_rust::xxh3::xxh3_128(id.id.as_bytes());
+        let slot = match self.slot_of.entry(digest) {
+            std::collections::hash_map::Entry::Occupied(e) => *e.get() as usize,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let key = hasher.key(&id.id);
+                e.insert(self.keys.len() as u32);
+                self.digests.push(digest);
+                identities.entry(key.clone()).or_insert(id);
+                self.keys.push(key);
+                self.keys.len() - 1
+            }
+        };
+        &self.keys[slot]
+    }
+
+    /// The file being read was stored or is about to be: its identities went with it.
+    fn file_done(&mut self) {
+        self.file_start = self.keys.len();
+    }
+
+    /// The file being read failed and its identities were dropped with it: the identifiers it met first
+    /// are forgotten, so that the next file that has them sends them again.
+    fn file_failed(&mut self) {
+        for d in &self.digests[self.file_start..] {
+            self.slot_of.remove(d);
+        }
+        self.digests.truncate(self.file_start);
+        self.keys.truncate(self.file_start);
+    }
+}
+
 /// Collects events into Polars chunks, hashing customer ids on the way in.
 pub struct EventSink<'a> {
     hasher: &'a KeyHasher,
+    cache: &'a mut KeyCache,
     source_format: String,
     source_file: String,
     cols: EventColumns,
     chunks: Vec<DataFrame>,
-    /// customer_key -> identity, for the separate identities table.
+    /// customer_key -> identity, for the separate identities table: the identifiers the cache met first
+    /// in this file.
     pub identities: Identities,
-    /// raw identifier -> customer_key, so that each identifier is hashed once.
-    key_of: HashMap<String, String, foldhash::fast::RandomState>,
     pub line_items: Vec<LineItem>,
     pub inventory: Vec<InventoryRow>,
 }
@@ -283,15 +330,16 @@ impl EventColumns {
 }
 
 impl<'a> EventSink<'a> {
-    pub fn new(hasher: &'a KeyHasher, source_file_sha: &str) -> Self {
+    pub fn new(hasher: &'a KeyHasher, cache: &'a mut KeyCache, source_file_sha: &str) -> Self {
+        cache.file_failed(); // a file before this one that stopped without finishing
         EventSink {
             hasher,
+            cache,
             source_format: String::new(),
             source_file: source_file_sha.to_string(),
             cols: EventColumns::new(),
             chunks: Vec::new(),
             identities: Identities::default(),
-            key_of: HashMap::default(),
             line_items: Vec::new(),
             inventory: Vec::new(),
         }
@@ -318,15 +366,8 @@ impl<'a> EventSink<'a> {
         match e.customer {
             Some(id) => {
                 c.customer_key_quality.push(id.quality.as_str());
-                // A customer pays many times: the keyed hash is computed once per identifier and file.
-                if let Some(key) = self.key_of.get(&id.id) {
-                    c.customer_key.append_value(key);
-                } else {
-                    let key = self.hasher.key(&id.id);
-                    c.customer_key.append_value(&key);
-                    self.key_of.insert(id.id.clone(), key.clone());
-                    self.identities.entry(key).or_insert(id);
-                }
+                c.customer_key
+                    .append_value(self.cache.key(self.hasher, id, &mut self.identities));
             }
             None => {
                 c.customer_key.append_null();
@@ -372,6 +413,7 @@ impl<'a> EventSink<'a> {
     /// All events as one frame with the store's event schema.
     pub fn finish(mut self) -> SinkParts {
         self.flush();
+        self.cache.file_done();
         let df = if self.chunks.is_empty() {
             columns_to_frame(EventColumns::new(), "", "")
         } else {
@@ -435,4 +477,85 @@ fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
         Column::new("source_line".into(), c.source_line),
     ];
     DataFrame::new(n, columns).expect("columns have equal length")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payment(id: &str, customer: &str) -> Event<'static> {
+        let t = NaiveDate::from_ymd_opt(2026, 11, 2)
+            .and_then(|d| d.and_hms_opt(9, 30, 0))
+            .expect("a valid time");
+        Event {
+            event_id: Text::Owned(id.to_string()),
+            kind: Kind::Payment,
+            occurred_local: t,
+            occurred_at: t.and_utc(),
+            order_id: None,
+            merchant_order_id: None,
+            refund_id: None,
+            payment_event_id: None,
+            customer: Some(RawIdentity {
+                kind: "wechat_openid",
+                id: customer.to_string(),
+                label: String::new(),
+                quality: KeyQuality::Strong,
+            }),
+            product_name: None,
+            amount_fen: 100,
+            settled_fen: 100,
+            discount_fen: 0,
+            fee_millifen: 0,
+            currency: Text::Borrowed("CNY"),
+            channel: "wechat_pay",
+            trade_type: None,
+            store: None,
+            terminal: None,
+            operator: None,
+            status: None,
+            line: 1,
+        }
+    }
+
+    fn keys_of(df: &DataFrame) -> Vec<String> {
+        let keys = df.column("customer_key").expect("column").str().expect("text");
+        keys.iter().map(|k| k.expect("a key").to_string()).collect()
+    }
+
+    fn ids_of(identities: &Identities) -> Vec<String> {
+        let mut ids: Vec<String> = identities.values().map(|i| i.id.clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// A parser's files share its cache: each identity goes with the first file that met it, the keys are
+    /// the keyed hashes all the same, and a file that fails gives its new identities back.
+    #[test]
+    fn identities_go_with_the_first_finished_file() {
+        let hasher = KeyHasher::from_secret(b"test secret");
+        let mut cache = KeyCache::default();
+        let mut report = FileReport::default();
+
+        let mut sink = EventSink::new(&hasher, &mut cache, "a");
+        sink.push(payment("e1", "wechat:app/alice"), &mut report);
+        sink.push(payment("e2", "wechat:app/bob"), &mut report);
+        sink.push(payment("e3", "wechat:app/alice"), &mut report);
+        let (df, identities, ..) = sink.finish();
+        assert_eq!(ids_of(&identities), ["wechat:app/alice", "wechat:app/bob"]);
+        let (alice, bob) = (hasher.key("wechat:app/alice"), hasher.key("wechat:app/bob"));
+        assert_eq!(keys_of(&df), [alice.clone(), bob.clone(), alice.clone()]);
+
+        // A file that stops part-way (its sink dropped unfinished): carol was met there first.
+        let mut sink = EventSink::new(&hasher, &mut cache, "b");
+        sink.push(payment("e4", "wechat:app/carol"), &mut report);
+        drop(sink);
+
+        let mut sink = EventSink::new(&hasher, &mut cache, "c");
+        sink.push(payment("e5", "wechat:app/bob"), &mut report);
+        sink.push(payment("e6", "wechat:app/carol"), &mut report);
+        let (df, identities, ..) = sink.finish();
+        assert_eq!(ids_of(&identities), ["wechat:app/carol"]);
+        assert_eq!(keys_of(&df), [bob, hasher.key("wechat:app/carol")]);
+    }
 }

@@ -37,6 +37,22 @@ pub struct Unreadable {
 }
 
 impl Input {
+    /// The same input with a file's bytes read into memory when it is at most `max` bytes, so that its
+    /// digest and its parse read it once; larger files (a single bill can be gigabytes) stay streamed.
+    pub fn loaded(&self, max: u64) -> Result<std::borrow::Cow<'_, Input>> {
+        Ok(match &self.payload {
+            Payload::File(p) if self.size <= max => {
+                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                std::borrow::Cow::Owned(Input {
+                    name: self.name.clone(),
+                    size: bytes.len() as u64,
+                    payload: Payload::Bytes(std::sync::Arc::new(bytes)),
+                })
+            }
+            _ => std::borrow::Cow::Borrowed(self),
+        })
+    }
+
     /// A reader over the raw (possibly gzip-compressed) bytes.
     fn raw_reader(&self) -> Result<Box<dyn Read + Send + '_>> {
         Ok(match &self.payload {
@@ -75,6 +91,9 @@ impl Input {
 
     /// SHA-256 of the bytes as stored (identifies the file in the manifest).
     pub fn sha256(&self) -> Result<String> {
+        if let Payload::Bytes(b) = &self.payload {
+            return Ok(hex::encode(Sha256::digest(b.as_slice())));
+        }
         let mut r = self.raw_reader()?;
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
@@ -296,4 +315,34 @@ pub fn sniff(input: &Input, max_lines: usize) -> Result<(TextEncoding, Vec<Strin
         .map(|l| l.trim_end_matches('\r').to_string())
         .collect();
     Ok((enc, lines))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file read whole and a file streamed have the same digest and the same content.
+    #[test]
+    fn loaded_file_is_the_streamed_file() {
+        let dir = std::env::temp_dir().join(format!("paylens-loaded-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("bill.csv");
+        let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).expect("write");
+        let streamed = Input {
+            name: "bill.csv".into(),
+            payload: Payload::File(path.clone()),
+            size: content.len() as u64,
+        };
+        let loaded = streamed.loaded(u64::MAX).expect("read");
+        assert!(matches!(loaded.payload, Payload::Bytes(_)));
+        assert!(matches!(streamed.loaded(10).expect("kept").payload, Payload::File(_)));
+        assert_eq!(loaded.sha256().expect("digest"), streamed.sha256().expect("digest"));
+        assert_eq!(
+            hex::encode(Sha256::digest(&content)),
+            streamed.sha256().expect("digest")
+        );
+        assert_eq!(loaded.read_all().expect("bytes"), content);
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
