@@ -69,7 +69,8 @@ const EPOCH_DAYS_FROM_CE: i32 = 719_163;
 /// about 10^-23).
 type IdSet = HashSet<u128, foldhash::fast::RandomState>;
 
-fn id_digest(id: &str) -> u128 {
+/// The 128-bit digest that stands for an identifier in the dedupe sets and the parsers' key caches.
+pub(crate) fn id_digest(id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(id.as_bytes())
 }
 

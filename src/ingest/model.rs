@@ -218,7 +218,7 @@ pub struct KeyCache {
 impl KeyCache {
     /// The key of `id`; an identifier not met before is hashed and its identity goes into `identities`.
     fn key(&mut self, hasher: &KeyHasher, id: RawIdentity, identities: &mut Identities) -> &str {
-        let digest = xxhash_rust::xxh3::xxh3_128(id.id.as_bytes());
+        let digest = crate::store::id_digest(&id.id);
         let slot = match self.slot_of.entry(digest) {
             std::collections::hash_map::Entry::Occupied(e) => *e.get() as usize,
             std::collections::hash_map::Entry::Vacant(e) => {

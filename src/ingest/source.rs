@@ -324,9 +324,8 @@ mod tests {
     /// A file read whole and a file streamed have the same digest and the same content.
     #[test]
     fn loaded_file_is_the_streamed_file() {
-        let dir = std::env::temp_dir().join(format!("paylens-loaded-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("bill.csv");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bill.csv");
         let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &content).expect("write");
         let streamed = Input {
@@ -343,6 +342,5 @@ mod tests {
             streamed.sha256().expect("digest")
         );
         assert_eq!(loaded.read_all().expect("bytes"), content);
-        std::fs::remove_dir_all(&dir).ok();
     }
 }
