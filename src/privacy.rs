@@ -11,7 +11,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 /// Hex characters kept of the HMAC: 128 bits, far from collisions at any shop's customer count.
-const KEY_HEX_LEN: usize = 32;
+pub const KEY_HEX_LEN: usize = 32;
 
 /// Computes `customer_key = HMAC-SHA256(store secret, identifier)`.
 #[derive(Clone)]
@@ -44,12 +44,25 @@ impl KeyHasher {
     }
 
     pub fn key(&self, identifier: &str) -> String {
+        let hex = Self::hex(&self.digest(identifier));
+        String::from_utf8(hex.to_vec()).expect("hex digits are ASCII")
+    }
+
+    /// The bytes a key is the hex of: the first half of HMAC-SHA256(secret, identifier).
+    pub fn digest(&self, identifier: &str) -> [u8; KEY_HEX_LEN / 2] {
         let mut mac = self.mac.clone();
         mac.update(identifier.as_bytes());
         let digest = mac.finalize().into_bytes();
+        let mut out = [0u8; KEY_HEX_LEN / 2];
+        out.copy_from_slice(&digest[..KEY_HEX_LEN / 2]);
+        out
+    }
+
+    /// A key's text from its [`KeyHasher::digest`], on the stack.
+    pub fn hex(digest: &[u8; KEY_HEX_LEN / 2]) -> [u8; KEY_HEX_LEN] {
         let mut hex = [0u8; KEY_HEX_LEN];
-        hex::encode_to_slice(&digest[..KEY_HEX_LEN / 2], &mut hex).expect("two hex digits per byte");
-        String::from_utf8(hex.to_vec()).expect("hex digits are ASCII")
+        hex::encode_to_slice(digest, &mut hex).expect("two hex digits per byte");
+        hex
     }
 }
 

@@ -622,8 +622,8 @@ impl Generation {
             "customer_key" => ids.keys().map(String::as_str).collect::<Vec<_>>(),
             "quality" => ids.values().map(|v| v.quality.as_str()).collect::<Vec<_>>(),
             "id_kind" => ids.values().map(|v| v.kind).collect::<Vec<_>>(),
-            "raw_id" => ids.values().map(|v| v.id.as_str()).collect::<Vec<_>>(),
-            "label" => ids.values().map(|v| v.label.as_str()).collect::<Vec<_>>(),
+            "raw_id" => ids.values().map(|v| v.id.as_ref()).collect::<Vec<_>>(),
+            "label" => ids.values().map(|v| v.label.as_ref()).collect::<Vec<_>>(),
         )?
         .sort(["customer_key"], SortMultipleOptions::default())?)
     }
@@ -817,6 +817,10 @@ fn sync_dir(dir: &Path) {
 /// (the 10M benchmark's events: 292 MB against 294 MB; most columns are dictionary-encoded first).
 const ZSTD_LEVEL: i32 = 1;
 
+/// Chunks smaller than this are gathered (copied) into one row group with the chunks after them; larger
+/// ones are written as they are, a row group each.
+const MIN_ROW_GROUP_ROWS: usize = ROW_GROUP_ROWS / 4;
+
 /// Writes `df` as zstd Parquet to `path` via a temp file, fsync and rename; records what it created.
 pub fn write_parquet_atomic(path: &Path, df: &mut DataFrame, written: &mut Vec<PathBuf>) -> Result<()> {
     let dir = path.parent().expect("store paths have a parent");
@@ -824,19 +828,102 @@ pub fn write_parquet_atomic(path: &Path, df: &mut DataFrame, written: &mut Vec<P
     let tmp = path.with_extension("parquet.tmp");
     written.push(tmp.clone());
     let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let written_df = ParquetWriter::new(&f)
+    let written_df = write_row_groups(&f, df);
+    anyhow::Context::with_context(written_df, || format!("writing {}", tmp.display()))?;
+    f.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
+    written.push(path.to_path_buf());
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Writes the frame's chunks as row groups of their own (the ingest's chunks are at most
+/// `ROW_GROUP_ROWS` long), gathering only runs of small ones. Polars' own `finish` would first copy every
+/// column of a frame of many chunks into row-group-sized ones: the events of a month arrive as one chunk
+/// (or more) per file.
+fn write_row_groups(f: &File, df: &mut DataFrame) -> PolarsResult<()> {
+    align_chunks_cheaply(df)?;
+    let mut batched = ParquetWriter::new(f)
         .with_compression(ParquetCompression::Zstd(Some(
             polars_utils::compression::ZstdLevel::try_new(ZSTD_LEVEL)?,
         )))
         .with_statistics(StatisticsOptions::default())
         .with_row_group_size(Some(ROW_GROUP_ROWS))
         .set_parallel(true)
-        .finish(df);
-    anyhow::Context::with_context(written_df, || format!("writing {}", tmp.display()))?;
-    f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
-    written.push(path.to_path_buf());
-    sync_dir(dir);
+        .batched(df.schema())?;
+    let mut small: Vec<DataFrame> = Vec::new();
+    let mut small_rows = 0;
+    let write_small = |small: &mut Vec<DataFrame>, batched: &mut polars::io::parquet::write::BatchedWriter<&File>| {
+        let mut parts = small.drain(..);
+        let Some(mut group) = parts.next() else {
+            return Ok(());
+        };
+        for p in parts {
+            group.vstack_mut_owned(p)?;
+        }
+        group.rechunk_mut_par();
+        batched.write_batch(&group)
+    };
+    for chunk in df.split_chunks() {
+        if chunk.height() >= MIN_ROW_GROUP_ROWS && small.is_empty() {
+            batched.write_batch(&chunk)?;
+            continue;
+        }
+        small_rows += chunk.height();
+        small.push(chunk);
+        if small_rows >= MIN_ROW_GROUP_ROWS {
+            write_small(&mut small, &mut batched)?;
+            small_rows = 0;
+        }
+    }
+    write_small(&mut small, &mut batched)?;
+    batched.finish()?;
+    Ok(())
+}
+
+/// Gives every column the chunk lengths of the frame's first chunked column, without copying the
+/// chunked columns: a constant column (a file's format and digest) is built per chunk, and a column
+/// chunked otherwise (one file's digest over a file of several chunks) is sliced to those lengths.
+fn align_chunks_cheaply(df: &mut DataFrame) -> PolarsResult<()> {
+    let lengths: Vec<usize> = match df.columns().iter().find_map(|c| c.as_series()) {
+        Some(s) => s.chunk_lengths().collect(),
+        None => return Ok(()),
+    };
+    if lengths.len() <= 1 {
+        return Ok(());
+    }
+    for name in df.get_column_names_owned() {
+        let c = df.column(&name)?;
+        if c.as_series()
+            .is_some_and(|s| s.chunk_lengths().eq(lengths.iter().copied()))
+        {
+            continue;
+        }
+        let whole = match c.as_scalar_column() {
+            Some(sc) => sc.as_single_value_series(),
+            None => c.as_materialized_series().rechunk(),
+        };
+        let constant = c.as_scalar_column().is_some();
+        let mut aligned: Option<Series> = None;
+        let mut offset = 0;
+        for &len in &lengths {
+            let part = if constant {
+                whole.new_from_index(0, len)
+            } else {
+                whole.slice(offset as i64, len)
+            };
+            offset += len;
+            match &mut aligned {
+                Some(a) => {
+                    a.append_owned(part)?;
+                }
+                None => aligned = Some(part),
+            }
+        }
+        if let Some(a) = aligned {
+            df.replace(&name, a.into_column())?;
+        }
+    }
     Ok(())
 }
 
@@ -849,4 +936,76 @@ fn write_bytes_atomic(path: &Path, bytes: &[u8], written: &mut Vec<PathBuf>) -> 
     fs::rename(&tmp, path)?;
     written.push(path.to_path_buf());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame of one chunk per "file" (small and large), with a constant column per file and one
+    /// constant over all: what is read back is the frame, row for row, and only the small chunks were
+    /// gathered into a row group (checked with the `parquet` crate, not Polars' own reader).
+    #[test]
+    fn row_groups_follow_the_chunks_and_keep_every_row() {
+        let part = |file: &str, start: i64, n: usize| {
+            let ids: Vec<String> = (0..n as i64).map(|i| format!("order-{}", start + i)).collect();
+            DataFrame::new(
+                n,
+                vec![
+                    Column::new("event_id".into(), ids),
+                    Column::new(
+                        "amount_fen".into(),
+                        (0..n as i64).map(|i| start + i).collect::<Vec<_>>(),
+                    ),
+                    Column::new_scalar(
+                        "source_file".into(),
+                        Scalar::new(DataType::String, AnyValue::StringOwned(file.into())),
+                        n,
+                    ),
+                    Column::new_scalar(
+                        "source_format".into(),
+                        Scalar::new(DataType::String, AnyValue::StringOwned("wechat_merchant".into())),
+                        n,
+                    ),
+                ],
+            )
+            .expect("a frame")
+        };
+        // Two large files, then three small ones (gathered into one row group), then a large one.
+        let sizes = [
+            MIN_ROW_GROUP_ROWS + 5,
+            MIN_ROW_GROUP_ROWS,
+            10,
+            20,
+            MIN_ROW_GROUP_ROWS - 1,
+            MIN_ROW_GROUP_ROWS * 2,
+        ];
+        let mut df: Option<DataFrame> = None;
+        let mut start = 0;
+        for (i, n) in sizes.iter().enumerate() {
+            let p = part(&format!("file-{i}-{}", "f".repeat(60)), start, *n);
+            start += *n as i64;
+            match &mut df {
+                Some(d) => {
+                    d.vstack_mut_owned(p).expect("same schema");
+                }
+                None => df = Some(p),
+            }
+        }
+        let mut df = df.expect("parts");
+        let expected = df.clone();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("part.parquet");
+        write_parquet_atomic(&path, &mut df, &mut Vec::new()).expect("written");
+        let back = read_parquet(&path).expect("read back");
+        assert!(back.equals(&expected), "{back:?}\n{expected:?}");
+        let meta = parquet::file::reader::FileReader::metadata(
+            &parquet::file::serialized_reader::SerializedFileReader::new(File::open(&path).expect("open"))
+                .expect("a parquet file"),
+        )
+        .clone();
+        let groups: Vec<i64> = meta.row_groups().iter().map(|g| g.num_rows()).collect();
+        let small = (10 + 20 + MIN_ROW_GROUP_ROWS - 1) as i64;
+        assert_eq!(groups, [sizes[0] as i64, sizes[1] as i64, small, sizes[5] as i64]);
+    }
 }

@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Result};
 
-use super::model::{Event, KeyQuality, Kind, RawIdentity, Text, TotalCheck};
+use super::model::{Event, KeyQuality, Kind, RawIdentity, RowText, Text, TotalCheck};
 use super::normalise::{check_id, line_cells, parse_fen, parse_fen_or_zero, Header, TextEncoding};
 use super::source::{Input, Lines};
 use super::Ctx;
@@ -101,6 +101,7 @@ pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
     let mut sums = Sums::default();
     let mut trailer = Vec::new();
     let mut line = String::new();
+    let mut text = RowText::default();
     while lines.next_line_into(&mut line)? {
         let n = lines.line_no;
         if line.trim().is_empty() {
@@ -125,7 +126,7 @@ pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
             }
             continue;
         };
-        match read_row(cols, &cells, n, ctx) {
+        match read_row(cols, &cells, n, &mut text, ctx) {
             Ok(()) => add_sums(cols, &cells, &mut sums),
             Err(reason) => ctx.report.reject(n, reason, &line),
         }
@@ -212,7 +213,7 @@ fn check_trailer(line: &str, n: u64, s: &Sums, ctx: &mut Ctx) {
     }
 }
 
-fn read_row(c: &Cols, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), String> {
+fn read_row(c: &Cols, cells: &[&str], line: u64, text: &mut RowText, ctx: &mut Ctx) -> Result<(), String> {
     let at = |idx| Header::at(cells, idx);
     let opt = |idx| Header::opt_at(cells, idx);
     if super::normalise::used_len(cells) > c.len {
@@ -232,6 +233,14 @@ fn read_row(c: &Cols, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), St
             return Ok(());
         }
     };
+    let (event_id, payment_event_id, customer_id) = text.fresh();
+    // The buyer's key is looked up in a large table: its memory is fetched while the rest of the row is read.
+    let account = opt(c.account);
+    if let Some(acct) = account {
+        customer_id.push_str("alipay_masked:");
+        customer_id.push_str(acct);
+        ctx.sink.prefetch_key(customer_id);
+    }
     let tx = check_id(at(c.tx), "支付宝交易号")?;
     if tx.is_empty() {
         return Err(crate::tr!("reject.empty", what = "支付宝交易号"));
@@ -251,30 +260,34 @@ fn read_row(c: &Cols, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), St
     }
     // 服务费 is zero or negative on trades (charged): store the fee paid as positive 1/1000 fen.
     let fee = -parse_fen_or_zero(at(c.fee))? * super::normalise::MILLIFEN_PER_FEN;
-    let payment_event_id = format!("alipay:{tx}");
-    let (event_id, payment_event_id, refund_id) = match kind {
+    payment_event_id.push_str("alipay:");
+    payment_event_id.push_str(tx);
+    let (event_id, payment_event_id, refund_id): (&str, _, _) = match kind {
         Kind::Payment => (payment_event_id, None, None),
         Kind::Refund => {
             let r = opt(c.refund_batch)
                 .map(str::to_string)
                 .unwrap_or_else(|| local.format("%Y%m%d%H%M%S").to_string());
             let r = check_id(&r, "退款批次号")?.to_string();
+            for part in [payment_event_id.as_str(), ":refund:", &r] {
+                event_id.push_str(part);
+            }
             (
-                format!("alipay:{tx}:refund:{r}"),
-                Some(payment_event_id.into()),
+                &*event_id,
+                Some(Text::Borrowed(payment_event_id.as_str())),
                 Some(r.into()),
             )
         }
     };
-    let customer = opt(c.account).map(|acct| RawIdentity {
+    let customer = account.map(|acct| RawIdentity {
         kind: "alipay_masked_account",
-        id: format!("alipay_masked:{acct}"),
-        label: acct.to_string(),
+        id: Text::Borrowed(customer_id.as_str()),
+        label: Text::Borrowed(acct),
         quality: KeyQuality::Weak,
     });
     let text = |idx| opt(idx).map(Text::from);
     ctx.push(Event {
-        event_id: event_id.into(),
+        event_id: Text::Borrowed(event_id),
         kind,
         occurred_local: local,
         occurred_at: utc,

@@ -201,8 +201,8 @@ fn payment_row<'a>(
     };
     let customer = get("customer").map(|c| RawIdentity {
         kind: "generic_customer",
-        id: format!("generic:{}:{c}", m.name),
-        label: crate::privacy::mask_label(c),
+        id: format!("generic:{}:{c}", m.name).into(),
+        label: crate::privacy::mask_label(c).into(),
         quality: KeyQuality::Weak,
     });
     ctx.push(Event {

@@ -44,21 +44,52 @@ impl KeyQuality {
     }
 }
 
-/// The raw buyer identifier a row carries, before hashing. Lives only in the identities table.
+/// The raw buyer identifier a row carries, before hashing. Lives only in the identities table. Its text
+/// is borrowed from the row being read until the identifier turns out to be new.
 #[derive(Debug, Clone)]
-pub struct RawIdentity {
+pub struct RawIdentity<'a> {
     /// What the identifier is: `wechat_openid`, `alipay_masked_account`, `alipay_counterparty`, `wechat_nickname`.
     pub kind: &'static str,
     /// The identifier itself, namespaced where needed (`appid/openid`).
-    pub id: String,
+    pub id: Text<'a>,
     /// What a report may show: an already-masked account, or a masked nickname.
-    pub label: String,
+    pub label: Text<'a>,
     pub quality: KeyQuality,
+}
+
+impl RawIdentity<'_> {
+    pub fn into_owned(self) -> RawIdentity<'static> {
+        RawIdentity {
+            kind: self.kind,
+            id: Text::Owned(self.id.into_owned()),
+            label: Text::Owned(self.label.into_owned()),
+            quality: self.quality,
+        }
+    }
 }
 
 /// Text of an event: borrowed from the line being read where it can be (the merchant bills, millions of
 /// rows), owned where a dialect builds it.
 pub type Text<'a> = std::borrow::Cow<'a, str>;
+
+/// Text a dialect builds for each row (event ids, namespaced buyer ids), kept from row to row so that
+/// building it allocates nothing; the row's event borrows it.
+#[derive(Default)]
+pub struct RowText {
+    pub event_id: String,
+    pub payment_event_id: String,
+    pub customer: String,
+}
+
+impl RowText {
+    /// Clears the three and returns them, for a row to fill.
+    pub fn fresh(&mut self) -> (&mut String, &mut String, &mut String) {
+        self.event_id.clear();
+        self.payment_event_id.clear();
+        self.customer.clear();
+        (&mut self.event_id, &mut self.payment_event_id, &mut self.customer)
+    }
+}
 
 /// One payment or refund, normalised.
 #[derive(Debug, Clone)]
@@ -72,7 +103,7 @@ pub struct Event<'a> {
     pub refund_id: Option<Text<'a>>,
     /// For a refund: the event id of the payment it refunds.
     pub payment_event_id: Option<Text<'a>>,
-    pub customer: Option<RawIdentity>,
+    pub customer: Option<RawIdentity<'a>>,
     pub product_name: Option<Text<'a>>,
     /// Order amount in fen (negative for refunds).
     pub amount_fen: i64,
@@ -197,55 +228,204 @@ impl FileReport {
 pub const CHUNK_ROWS: usize = 64 * 1024;
 
 /// customer_key -> raw identity.
-pub type Identities = HashMap<String, RawIdentity, foldhash::fast::RandomState>;
+pub type Identities = HashMap<String, RawIdentity<'static>, foldhash::fast::RandomState>;
 
 /// What a sink holds when a file is done: events, identities by key, POS line items, inventory rows.
 pub type SinkParts = (DataFrame, Identities, Vec<LineItem>, Vec<InventoryRow>);
 
 /// The customer keys of the raw identifiers one parser has met in this run, kept from file to file: a
 /// regular customer is in most of a year of daily bills, and the keyed hash (HMAC-SHA256), the identity and
-/// the stager's dedupe of it are done once per parser and run instead of once per file. Identifiers are
-/// looked up by their 128-bit XXH3 digest (as the store's event ids are), so a lookup allocates nothing.
-#[derive(Default)]
+/// the stager's dedupe of it are done once per parser and run instead of once per file.
+///
+/// Every row looks its identifier up here, in random order over up to millions of customers, so the table
+/// is laid out for one cache miss a lookup: open addressing with linear probing over slots that hold the
+/// identifier's 128-bit XXH3 digest (as the store's event ids are) and the key's own 16 bytes (its text is
+/// their hex). A lookup hashes the borrowed identifier and allocates nothing.
 pub struct KeyCache {
-    slot_of: HashMap<u128, u32, foldhash::fast::RandomState>,
-    digests: Vec<u128>,
-    keys: Vec<String>,
-    /// Slots from here on were first met in the file being read: its identities carry them.
+    /// A power of two in length; a slot with `id == 0` is empty (a digest of 0 is stored as 1).
+    slots: Slots,
+    /// The slots in use, in the order they were filled.
+    order: Vec<KeySlot>,
+    /// Entries of `order` from here on were first met in the file being read: its identities carry them.
     file_start: usize,
 }
 
-impl KeyCache {
-    /// The key of `id`; an identifier not met before is hashed and its identity goes into `identities`.
-    fn key(&mut self, hasher: &KeyHasher, id: RawIdentity, identities: &mut Identities) -> &str {
-        let digest = crate::store::id_digest(&id.id);
-        let slot = match self.slot_of.entry(digest) {
-            std::collections::hash_map::Entry::Occupied(e) => *e.get() as usize,
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let key = hasher.key(&id.id);
-                e.insert(self.keys.len() as u32);
-                self.digests.push(digest);
-                identities.entry(key.clone()).or_insert(id);
-                self.keys.push(key);
-                self.keys.len() - 1
+#[derive(Clone, Copy, Default)]
+struct KeySlot {
+    id: u128,
+    key: [u8; 16],
+}
+
+/// Zeroed (empty) key slots. A large table gets memory of its own, asked for as transparent huge pages
+/// (Linux): every row reads the table at a random place, and with 4 KiB pages nearly every lookup also
+/// missed the TLB, a page walk that is dear on a virtual machine (main.rs leaves huge pages to the memory
+/// that asks for them).
+enum Slots {
+    Heap(Vec<KeySlot>),
+    #[cfg(target_os = "linux")]
+    Mapped {
+        ptr: std::ptr::NonNull<KeySlot>,
+        len: usize,
+        bytes: usize,
+    },
+}
+
+// SAFETY: `Mapped` owns its mapping as a Vec owns its buffer; nothing else refers to it.
+#[cfg(target_os = "linux")]
+unsafe impl Send for Slots {}
+
+impl Slots {
+    fn zeroed(len: usize) -> Slots {
+        #[cfg(target_os = "linux")]
+        {
+            const HUGE: usize = 2 << 20;
+            let bytes = len * std::mem::size_of::<KeySlot>();
+            if bytes >= HUGE {
+                let bytes = bytes.div_ceil(HUGE) * HUGE;
+                // SAFETY: an anonymous private mapping of `bytes` (zero-filled by the kernel, and all-zero is
+                // an empty KeySlot); on failure the heap is used instead.
+                unsafe {
+                    let p = libc::mmap(
+                        std::ptr::null_mut(),
+                        bytes,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    );
+                    if p != libc::MAP_FAILED {
+                        libc::madvise(p, bytes, libc::MADV_HUGEPAGE);
+                        if let Some(ptr) = std::ptr::NonNull::new(p.cast::<KeySlot>()) {
+                            return Slots::Mapped { ptr, len, bytes };
+                        }
+                    }
+                }
             }
-        };
-        &self.keys[slot]
+        }
+        Slots::Heap(vec![KeySlot::default(); len])
+    }
+}
+
+impl std::ops::Deref for Slots {
+    type Target = [KeySlot];
+    fn deref(&self) -> &[KeySlot] {
+        match self {
+            Slots::Heap(v) => v,
+            // SAFETY: the mapping holds `len` initialised (zeroed or written) slots for as long as self.
+            #[cfg(target_os = "linux")]
+            Slots::Mapped { ptr, len, .. } => unsafe { std::slice::from_raw_parts(ptr.as_ptr(), *len) },
+        }
+    }
+}
+
+impl std::ops::DerefMut for Slots {
+    fn deref_mut(&mut self) -> &mut [KeySlot] {
+        match self {
+            Slots::Heap(v) => v,
+            // SAFETY: as in deref, and `&mut self` makes this the only reference.
+            #[cfg(target_os = "linux")]
+            Slots::Mapped { ptr, len, .. } => unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), *len) },
+        }
+    }
+}
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Slots::Mapped { ptr, bytes, .. } = self {
+            // SAFETY: the mapping was made by `zeroed` with this size and is not used after this.
+            unsafe {
+                libc::munmap(ptr.as_ptr().cast(), *bytes);
+            }
+        }
+    }
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        KeyCache {
+            slots: Slots::zeroed(1 << 12),
+            order: Vec::new(),
+            file_start: 0,
+        }
+    }
+}
+
+impl KeyCache {
+    /// The key (as hex text) of `id`; an identifier not met before is hashed and its identity goes into
+    /// `identities`.
+    fn key(&mut self, hasher: &KeyHasher, id: RawIdentity<'_>, identities: &mut Identities) -> [u8; 32] {
+        let digest = crate::store::id_digest(&id.id).max(1);
+        let mask = self.slots.len() - 1;
+        let mut i = digest as usize & mask;
+        loop {
+            let slot = self.slots[i];
+            if slot.id == digest {
+                return KeyHasher::hex(&slot.key);
+            }
+            if slot.id == 0 {
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        let key = hasher.digest(&id.id);
+        let hex = KeyHasher::hex(&key);
+        let slot = KeySlot { id: digest, key };
+        self.slots[i] = slot;
+        self.order.push(slot);
+        identities
+            .entry(String::from_utf8(hex.to_vec()).expect("hex digits are ASCII"))
+            .or_insert_with(|| id.into_owned());
+        // At most 5/8 full: linear probing stays short.
+        if self.order.len() * 8 > self.slots.len() * 5 {
+            self.rebuild(self.slots.len() * 2);
+        }
+        hex
+    }
+
+    /// Starts fetching the memory of the slot where `id`'s lookup begins (the table is read at random, and
+    /// a lookup is a cache miss: a parser asks for it early in the row).
+    fn prefetch(&self, id: &str) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let i = crate::store::id_digest(id).max(1) as usize & (self.slots.len() - 1);
+            // SAFETY: a prefetch is a hint that reads nothing; the pointer is in bounds.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch(
+                    self.slots.as_ptr().add(i).cast::<i8>(),
+                    std::arch::x86_64::_MM_HINT_T0,
+                );
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = id;
+    }
+
+    /// Lays the slots of `order` out again in a table of `len` slots.
+    fn rebuild(&mut self, len: usize) {
+        self.slots = Slots::zeroed(len);
+        let mask = len - 1;
+        for slot in &self.order {
+            let mut i = slot.id as usize & mask;
+            while self.slots[i].id != 0 {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = *slot;
+        }
     }
 
     /// The file being read was stored or is about to be: its identities went with it.
     fn file_done(&mut self) {
-        self.file_start = self.keys.len();
+        self.file_start = self.order.len();
     }
 
     /// The file being read failed and its identities were dropped with it: the identifiers it met first
     /// are forgotten, so that the next file that has them sends them again.
     fn file_failed(&mut self) {
-        for d in &self.digests[self.file_start..] {
-            self.slot_of.remove(d);
+        if self.order.len() > self.file_start {
+            self.order.truncate(self.file_start);
+            self.rebuild(self.slots.len());
         }
-        self.digests.truncate(self.file_start);
-        self.keys.truncate(self.file_start);
     }
 }
 
@@ -345,6 +525,11 @@ impl<'a> EventSink<'a> {
         }
     }
 
+    /// A hint that the row being read has this raw buyer id: its key's memory is fetched meanwhile.
+    pub fn prefetch_key(&self, raw_id: &str) {
+        self.cache.prefetch(raw_id);
+    }
+
     pub fn set_format(&mut self, format: &str) {
         self.source_format = format.to_string();
     }
@@ -366,8 +551,9 @@ impl<'a> EventSink<'a> {
         match e.customer {
             Some(id) => {
                 c.customer_key_quality.push(id.quality.as_str());
+                let key = self.cache.key(self.hasher, id, &mut self.identities);
                 c.customer_key
-                    .append_value(self.cache.key(self.hasher, id, &mut self.identities));
+                    .append_value(std::str::from_utf8(&key).expect("hex digits are ASCII"));
             }
             None => {
                 c.customer_key.append_null();
@@ -483,7 +669,7 @@ fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
 mod tests {
     use super::*;
 
-    fn payment(id: &str, customer: &str) -> Event<'static> {
+    fn payment<'a>(id: &str, customer: &'a str) -> Event<'a> {
         let t = NaiveDate::from_ymd_opt(2026, 11, 2)
             .and_then(|d| d.and_hms_opt(9, 30, 0))
             .expect("a valid time");
@@ -498,8 +684,8 @@ mod tests {
             payment_event_id: None,
             customer: Some(RawIdentity {
                 kind: "wechat_openid",
-                id: customer.to_string(),
-                label: String::new(),
+                id: customer.into(),
+                label: Text::Borrowed(""),
                 quality: KeyQuality::Strong,
             }),
             product_name: None,
@@ -524,7 +710,7 @@ mod tests {
     }
 
     fn ids_of(identities: &Identities) -> Vec<String> {
-        let mut ids: Vec<String> = identities.values().map(|i| i.id.clone()).collect();
+        let mut ids: Vec<String> = identities.values().map(|i| i.id.to_string()).collect();
         ids.sort();
         ids
     }

@@ -227,11 +227,11 @@ fn merge_extra_fields(cells: &mut Vec<String>, h: &Header, column: &str) {
     cells.insert(i, merged.join(","));
 }
 
-fn wechat_customer(h: &Header, cells: &[String]) -> Option<RawIdentity> {
+fn wechat_customer(h: &Header, cells: &[String]) -> Option<RawIdentity<'static>> {
     h.opt(cells, "交易对方").map(|name| RawIdentity {
         kind: "wechat_nickname",
-        id: format!("wechat_nick:{name}"),
-        label: crate::privacy::mask_label(name),
+        id: format!("wechat_nick:{name}").into(),
+        label: crate::privacy::mask_label(name).into(),
         quality: KeyQuality::Weak,
     })
 }
@@ -460,14 +460,16 @@ fn alipay_row(h: &Header, cells: &[String], line: u64, sales: &HashSet<String>, 
             "alipay_personal:{}|{}",
             counterparty.unwrap_or(""),
             account.unwrap_or("")
-        ),
+        )
+        .into(),
         label: format!(
             "{} {}",
             crate::privacy::mask_label(counterparty.unwrap_or("")),
             account.unwrap_or("")
         )
         .trim()
-        .to_string(),
+        .to_string()
+        .into(),
         quality: KeyQuality::Weak,
     });
     let event = Event {

@@ -19,6 +19,21 @@ const MAX_ZIP_ENTRY: u64 = 4 << 30;
 pub enum Payload {
     File(PathBuf),
     Bytes(std::sync::Arc<Vec<u8>>),
+    /// Entry `index` of a zip archive held in memory as it is stored (compressed): inflated when the file
+    /// is read, on the thread that parses it, so a run does not hold every entry inflated at once.
+    ZipEntry {
+        archive: std::sync::Arc<Vec<u8>>,
+        index: usize,
+    },
+}
+
+/// The inflated bytes of entry `index` of a zip archive.
+fn inflate_entry(archive: &[u8], index: usize) -> Result<Vec<u8>> {
+    let mut zip = zip::ZipArchive::new(Cursor::new(archive))?;
+    let mut f = zip.by_index(index)?;
+    let mut bytes = Vec::with_capacity(f.size().min(MAX_ZIP_ENTRY) as usize);
+    f.read_to_end(&mut bytes).context("cannot decompress zip entry")?;
+    Ok(bytes)
 }
 
 /// One file to ingest, named as the user would recognise it (`bills.zip!2026-11.csv` for a zip entry).
@@ -41,6 +56,14 @@ impl Input {
     /// digest and its parse read it once; larger files (a single bill can be gigabytes) stay streamed.
     pub fn loaded(&self, max: u64) -> Result<std::borrow::Cow<'_, Input>> {
         Ok(match &self.payload {
+            Payload::ZipEntry { archive, index } => {
+                let bytes = inflate_entry(archive, *index)?;
+                std::borrow::Cow::Owned(Input {
+                    name: self.name.clone(),
+                    size: bytes.len() as u64,
+                    payload: Payload::Bytes(std::sync::Arc::new(bytes)),
+                })
+            }
             Payload::File(p) if self.size <= max => {
                 let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
                 std::borrow::Cow::Owned(Input {
@@ -58,6 +81,7 @@ impl Input {
         Ok(match &self.payload {
             Payload::File(p) => Box::new(File::open(p).with_context(|| format!("opening {}", p.display()))?),
             Payload::Bytes(b) => Box::new(Cursor::new(b.as_slice())),
+            Payload::ZipEntry { archive, index } => Box::new(Cursor::new(inflate_entry(archive, *index)?)),
         })
     }
 
@@ -199,12 +223,21 @@ pub fn zip_entry_name(raw: &[u8]) -> String {
 }
 
 fn expand_zip(zip_input: &Input, inputs: &mut Vec<Input>, bad: &mut Vec<Unreadable>) {
-    let archive = zip_input.raw_reader().and_then(|mut r| {
+    let bytes = zip_input.raw_reader().and_then(|mut r| {
         let mut bytes = Vec::new();
         r.read_to_end(&mut bytes)?;
-        Ok(zip::ZipArchive::new(Cursor::new(bytes))?)
+        Ok(bytes)
     });
-    let mut archive = match archive {
+    let bytes = std::sync::Arc::new(match bytes {
+        Ok(b) => b,
+        Err(e) => {
+            return bad.push(Unreadable {
+                name: zip_input.name.clone(),
+                reason: format!("not a readable zip: {e:#}"),
+            })
+        }
+    });
+    let mut archive = match zip::ZipArchive::new(Cursor::new(bytes.as_slice())) {
         Ok(a) => a,
         Err(e) => {
             return bad.push(Unreadable {
@@ -238,23 +271,41 @@ fn expand_zip(zip_input: &Input, inputs: &mut Vec<Input>, bad: &mut Vec<Unreadab
             });
             continue;
         }
-        let mut bytes = Vec::with_capacity(f.size() as usize);
-        if let Err(e) = f.read_to_end(&mut bytes) {
+        // Only an entry's first bytes are inflated here (a zip inside the zip is expanded now); the rest
+        // of it is inflated when it is parsed.
+        let mut head = Vec::with_capacity(4);
+        if let Err(e) = (&mut f).take(4).read_to_end(&mut head) {
             bad.push(Unreadable {
                 name,
                 reason: format!("cannot decompress zip entry: {e}"),
             });
             continue;
         }
-        entries.push(Input {
+        let size = f.size();
+        drop(f);
+        let entry = Input {
             name,
-            size: bytes.len() as u64,
-            payload: Payload::Bytes(std::sync::Arc::new(bytes)),
-        });
+            size,
+            payload: Payload::ZipEntry {
+                archive: bytes.clone(),
+                index: i,
+            },
+        };
+        if head.starts_with(b"PK\x03\x04") {
+            match entry.loaded(u64::MAX) {
+                Ok(nested) => entries.push((nested.into_owned(), true)),
+                Err(e) => bad.push(Unreadable {
+                    name: entry.name.clone(),
+                    reason: format!("{e:#}"),
+                }),
+            }
+        } else {
+            entries.push((entry, false));
+        }
     }
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    for e in entries {
-        if e.head(4).is_ok_and(|h| h.starts_with(b"PK\x03\x04")) && !is_xlsx(&e) {
+    entries.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    for (e, zip_like) in entries {
+        if zip_like && !is_xlsx(&e) {
             expand_zip(&e, inputs, bad);
         } else {
             inputs.push(e);

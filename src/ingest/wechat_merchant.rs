@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 
-use super::model::{Event, KeyQuality, Kind, RawIdentity, Text, TotalCheck};
+use super::model::{Event, KeyQuality, Kind, RawIdentity, RowText, Text, TotalCheck};
 use super::normalise::{
     check_id, line_cells, parse_fen, parse_fen_or_zero, parse_millifen_or_zero, split_csv_line, Header, TextEncoding,
 };
@@ -149,6 +149,7 @@ pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
         by_column: Vec::new(),
     };
     let mut line = String::new();
+    let mut text = RowText::default();
     while lines.next_line_into(&mut line)? {
         let n = lines.line_no;
         if line.trim().is_empty() {
@@ -176,7 +177,7 @@ pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
         let mut quoted = Vec::new();
         let cells = line_cells(&line, &mut quoted);
         // Totals are recomputed over the rows read: a rejected row shows as a mismatch.
-        match read_row(cols, &cells, n, ctx) {
+        match read_row(cols, &cells, n, &mut text, ctx) {
             Ok(()) => {
                 sums.rows += 1;
                 add_sums(cols, &cells, &mut sums);
@@ -249,7 +250,7 @@ fn check_summary(names: &[String], values: Option<&str>, cols: &Cols, sums: &Sum
     }
 }
 
-fn read_row(c: &Cols, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), String> {
+fn read_row(c: &Cols, cells: &[&str], line: u64, text: &mut RowText, ctx: &mut Ctx) -> Result<(), String> {
     let at = |idx| Header::at(cells, idx);
     let opt = |idx| Header::opt_at(cells, idx);
     // Every detail cell carries a backtick, so a field too many is an unquoted comma, not padding.
@@ -275,6 +276,15 @@ fn read_row(c: &Cols, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), St
             return Ok(());
         }
     }
+    let (event_id, payment_event_id, customer_id) = text.fresh();
+    // The buyer's key is looked up in a large table: its memory is fetched while the rest of the row is read.
+    let openid = opt(c.openid);
+    if let Some(openid) = openid {
+        for part in ["wechat:", opt(c.appid).unwrap_or(""), "/", openid] {
+            customer_id.push_str(part);
+        }
+        ctx.sink.prefetch_key(customer_id);
+    }
     let tx = check_id(at(c.tx), "微信订单号")?;
     if tx.is_empty() {
         return Err(crate::tr!("reject.empty", what = "微信订单号"));
@@ -289,7 +299,8 @@ fn read_row(c: &Cols, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), St
     };
     let (local, utc) = ctx.time(time_raw)?;
     let fee = parse_millifen_or_zero(at(c.fee))?;
-    let payment_event_id = format!("wx:{tx}");
+    payment_event_id.push_str("wx:");
+    payment_event_id.push_str(tx);
     let (kind, event_id, payment_event_id, amount, settled, discount, refund_id) = if is_refund {
         if opt(c.refund_status).is_some_and(|s| s != "SUCCESS") {
             ctx.report
@@ -305,10 +316,13 @@ fn read_row(c: &Cols, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), St
             None => parse_fen_or_zero(at(c.applied_refund_amount))?,
         };
         let coupon = parse_fen_or_zero(at(c.coupon_refund))?;
+        for part in [payment_event_id.as_str(), ":refund:", refund_id] {
+            event_id.push_str(part);
+        }
         (
             Kind::Refund,
-            format!("wx:{tx}:refund:{refund_id}"),
-            Some(payment_event_id.into()),
+            &*event_id,
+            Some(Text::Borrowed(payment_event_id.as_str())),
             -amount,
             -amount,
             -coupon,
@@ -321,17 +335,17 @@ fn read_row(c: &Cols, cells: &[&str], line: u64, ctx: &mut Ctx) -> Result<(), St
             None => settled,
         };
         let discount = parse_fen_or_zero(at(c.coupon))?;
-        (Kind::Payment, payment_event_id, None, amount, settled, discount, None)
+        (Kind::Payment, &*payment_event_id, None, amount, settled, discount, None)
     };
-    let customer = opt(c.openid).map(|openid| RawIdentity {
+    let customer = openid.map(|_| RawIdentity {
         kind: "wechat_openid",
-        id: format!("wechat:{}/{openid}", opt(c.appid).unwrap_or("")),
-        label: String::new(),
+        id: Text::Borrowed(customer_id.as_str()),
+        label: Text::Borrowed(""),
         quality: KeyQuality::Strong,
     });
     let text = |idx| opt(idx).map(Text::from);
     ctx.push(Event {
-        event_id: event_id.into(),
+        event_id: Text::Borrowed(event_id),
         kind,
         occurred_local: local,
         occurred_at: utc,
