@@ -715,6 +715,43 @@ mod tests {
         ids
     }
 
+    /// The key cache's table grows past its first size and past the size where it is mapped on its own
+    /// (2 MiB): every identifier still gets the keyed hash of itself (checked against the hasher directly),
+    /// once, and a failed file's identifiers are forgotten after the table was laid out again.
+    #[test]
+    fn the_key_cache_grows_and_forgets() {
+        let hasher = KeyHasher::from_secret(b"test secret");
+        let mut cache = KeyCache::default();
+        let mut report = FileReport::default();
+        let ids: Vec<String> = (0..120_000).map(|i| format!("wechat:app/o{i}")).collect();
+        let mut sink = EventSink::new(&hasher, &mut cache, "a");
+        for (i, id) in ids.iter().enumerate() {
+            sink.push(payment(&format!("e{i}"), id), &mut report);
+            sink.push(payment(&format!("f{i}"), &ids[i / 2]), &mut report);
+        }
+        let (df, identities, ..) = sink.finish();
+        assert_eq!(identities.len(), ids.len());
+        assert!(cache.slots.len() * std::mem::size_of::<KeySlot>() > 2 << 20);
+        let keys = keys_of(&df);
+        for i in (0..ids.len()).step_by(997) {
+            assert_eq!(keys[2 * i], hasher.key(&ids[i]));
+            assert_eq!(keys[2 * i + 1], hasher.key(&ids[i / 2]));
+        }
+        // A file that fails after meeting new identifiers (enough to grow the table again).
+        let more: Vec<String> = (0..100_000).map(|i| format!("wechat:app/p{i}")).collect();
+        let mut sink = EventSink::new(&hasher, &mut cache, "b");
+        for id in &more {
+            sink.push(payment("x", id), &mut report);
+        }
+        drop(sink);
+        let mut sink = EventSink::new(&hasher, &mut cache, "c");
+        sink.push(payment("y", &more[7]), &mut report);
+        sink.push(payment("z", &ids[7]), &mut report);
+        let (df, identities, ..) = sink.finish();
+        assert_eq!(ids_of(&identities), [more[7].clone()]);
+        assert_eq!(keys_of(&df), [hasher.key(&more[7]), hasher.key(&ids[7])]);
+    }
+
     /// A parser's files share its cache: each identity goes with the first file that met it, the keys are
     /// the keyed hashes all the same, and a file that fails gives its new identities back.
     #[test]

@@ -372,6 +372,53 @@ pub fn sniff(input: &Input, max_lines: usize) -> Result<(TextEncoding, Vec<Strin
 mod tests {
     use super::*;
 
+    fn zip_of(entries: &[(&str, &[u8], zip::CompressionMethod)]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, bytes, method) in entries {
+            let options = zip::write::SimpleFileOptions::default().compression_method(*method);
+            w.start_file(*name, options).expect("entry");
+            std::io::Write::write_all(&mut w, bytes).expect("written");
+        }
+        w.finish().expect("zip").into_inner()
+    }
+
+    /// Zip entries are listed with their sizes but inflated only when read (the parser's thread does it),
+    /// a zip inside the zip is expanded at once, and every way of reading an entry gives its bytes.
+    #[test]
+    fn zip_entries_are_inflated_when_read() {
+        let (a, b): (Vec<u8>, Vec<u8>) = (
+            (0..200_000u32).flat_map(|i| format!("a,{i}\n").into_bytes()).collect(),
+            "交易时间,金额\nb,1\n".as_bytes().to_vec(),
+        );
+        let inner = zip_of(&[("a.csv", &a, zip::CompressionMethod::Deflated)]);
+        let outer = zip_of(&[
+            ("b.csv", &b, zip::CompressionMethod::Deflated),
+            ("inner.zip", &inner, zip::CompressionMethod::Stored),
+            ("__MACOSX/._b.csv", b"junk", zip::CompressionMethod::Stored),
+        ]);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("outer.zip");
+        std::fs::write(&path, &outer).expect("write");
+        let (inputs, bad) = collect_inputs(std::slice::from_ref(&path), None);
+        assert!(bad.is_empty(), "{bad:?}");
+        let names: Vec<String> = inputs
+            .iter()
+            .map(|i| i.name.rsplit('/').next().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(names, ["outer.zip!b.csv", "outer.zip!inner.zip!a.csv"]);
+        for (input, want) in inputs.iter().zip([&b, &a]) {
+            assert!(matches!(input.payload, Payload::ZipEntry { .. }), "{}", input.name);
+            assert_eq!(input.size, want.len() as u64);
+            assert_eq!(&input.read_all().expect("read"), want);
+            assert_eq!(input.head(4).expect("head"), want[..4]);
+            let loaded = input.loaded(0).expect("inflated");
+            assert!(matches!(loaded.payload, Payload::Bytes(_)));
+            assert_eq!(&loaded.read_all().expect("read"), want);
+            assert_eq!(input.sha256().expect("digest"), hex::encode(Sha256::digest(want)));
+            assert_eq!(loaded.sha256().expect("digest"), hex::encode(Sha256::digest(want)));
+        }
+    }
+
     /// A file read whole and a file streamed have the same digest and the same content.
     #[test]
     fn loaded_file_is_the_streamed_file() {
