@@ -60,6 +60,11 @@ pub fn opt_cell(raw: &str) -> Option<&str> {
 /// Accepts a sign, `¥`/`￥`, thousands separators and up to `scale` decimals (more are accepted only
 /// when they are zeros). Rejects floats in scientific notation and anything else.
 pub fn parse_scaled(raw: &str, scale: u32) -> Result<i64, String> {
+    // A cell the caller already cleaned (or that needs no cleaning) is read as it is: a plain decimal has
+    // nothing to clean, so this is what cleaning first would give.
+    if let Some(v) = plain_decimal(raw.as_bytes(), scale) {
+        return Ok(v);
+    }
     let s = clean_cell(raw);
     match plain_decimal(s.as_bytes(), scale) {
         Some(v) => Ok(v),
@@ -201,7 +206,8 @@ pub fn parse_local_time(raw: &str) -> Result<NaiveDateTime, String> {
 /// `YYYY-MM-DD HH:MM:SS` (after the cell's backtick or TAB padding), the form nearly every bill row has,
 /// without allocating; anything else goes the general way.
 fn fast_local_time(raw: &str) -> Option<NaiveDateTime> {
-    let b = clean_cell(raw).as_bytes();
+    // Already clean (19 bytes, digits where digits go) or cleaned here: the same bytes either way.
+    let b = if raw.len() == 19 { raw } else { clean_cell(raw) }.as_bytes();
     if b.len() != 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
         return None;
     }

@@ -203,12 +203,9 @@ fn next_non_empty(lines: &mut Lines) -> Result<Option<String>> {
 
 fn add_sums(cols: &Cols, cells: &[&str], sums: &mut Sums) {
     for (&(col, idx), sum) in cols.summed.iter().zip(sums.by_column.iter_mut()) {
-        let raw = Header::at(cells, idx);
-        let v = if col == "手续费" {
-            parse_millifen_or_zero(raw)
-        } else {
-            parse_fen_or_zero(raw)
-        };
+        // Cleaned once here; an empty cell counts 0, as parse_*_or_zero read it.
+        let scale = if col == "手续费" { 5 } else { 2 };
+        let v = Header::opt_at(cells, idx).map_or(Ok(0), |c| super::normalise::parse_scaled(c, scale));
         if let Ok(v) = v {
             *sum += v;
         }
