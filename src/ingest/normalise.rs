@@ -435,12 +435,12 @@ impl Header {
 
     /// The cleaned cell at a position [`Header::get`] resolved once per file ("" when absent): the large
     /// dialects look columns up once, not per cell.
-    pub fn at<'r, S: AsRef<str>>(row: &'r [S], idx: Option<usize>) -> &'r str {
+    pub fn at<S: AsRef<str>>(row: &[S], idx: Option<usize>) -> &str {
         idx.and_then(|i| row.get(i)).map_or("", |c| clean_cell(c.as_ref()))
     }
 
     /// Like [`Header::at`], `None` for empty and `/`.
-    pub fn opt_at<'r, S: AsRef<str>>(row: &'r [S], idx: Option<usize>) -> Option<&'r str> {
+    pub fn opt_at<S: AsRef<str>>(row: &[S], idx: Option<usize>) -> Option<&str> {
         let c = Header::at(row, idx);
         (!c.is_empty() && c != "/").then_some(c)
     }
