@@ -41,6 +41,14 @@ fn main() -> ExitCode {
     }
 }
 
+// mimalloc's C API (mimalloc.h), for the two settings below.
+extern "C" {
+    fn mi_version() -> std::ffi::c_int;
+    fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+    fn mi_option_is_enabled(option: std::ffi::c_int) -> bool;
+}
+
 /// mimalloc asks for transparent huge pages on its arenas: every first touch then faults in and clears 2
 /// MiB, and memory handed back and taken again is cleared again. With them off for this process, 10M-row
 /// ingest spent a quarter of the system time it did (perf: `clear_page_erms` was 30 % of the samples).
@@ -54,11 +62,6 @@ fn no_transparent_huge_pages() {
         // in the v2.3 sources the mimalloc crate builds by default, 43 in v3.3 (its default 1 is checked
         // first).
         const PR_THP_DISABLE_EXCEPT_ADVISED: libc::c_ulong = 1 << 1;
-        extern "C" {
-            fn mi_version() -> std::ffi::c_int;
-            fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-            fn mi_option_is_enabled(option: std::ffi::c_int) -> bool;
-        }
         // SAFETY: prctl with PR_SET_THP_DISABLE and mimalloc's calls take plain integers and touch no memory
         // of ours.
         unsafe {
@@ -117,10 +120,6 @@ fn unadvise_huge_pages() {
 fn keep_freed_memory() {
     // `mi_option_purge_delay` of mimalloc.h's `mi_option_e` (15 in both the v2 and the v3 sources).
     const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
-    extern "C" {
-        fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-        fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
-    }
     // SAFETY: mimalloc's option setter takes plain integers; the default (1000 ms in v3, 10 in v2) is
     // checked first so that a different enum layout in another mimalloc version changes nothing.
     unsafe {

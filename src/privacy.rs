@@ -11,7 +11,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 /// Hex characters kept of the HMAC: 128 bits, far from collisions at any shop's customer count.
-pub const KEY_HEX_LEN: usize = 32;
+const KEY_HEX_LEN: usize = 32;
 
 /// Computes `customer_key = HMAC-SHA256(store secret, identifier)`.
 #[derive(Clone)]

@@ -852,34 +852,37 @@ fn write_row_groups(f: &File, df: &mut DataFrame) -> PolarsResult<()> {
         .with_row_group_size(Some(ROW_GROUP_ROWS))
         .set_parallel(true)
         .batched(df.schema())?;
-    let mut small: Vec<DataFrame> = Vec::new();
-    let mut small_rows = 0;
-    let write_small = |small: &mut Vec<DataFrame>, batched: &mut polars::io::parquet::write::BatchedWriter<&File>| {
-        let mut parts = small.drain(..);
-        let Some(mut group) = parts.next() else {
-            return Ok(());
-        };
-        for p in parts {
-            group.vstack_mut_owned(p)?;
-        }
-        group.rechunk_mut_par();
-        batched.write_batch(&group)
-    };
+    // Chunks are gathered until they make a row group: a full ingest chunk alone (written as it is, a
+    // frame of one chunk is not copied), a day's bill with the ones after it.
+    let mut group: Vec<DataFrame> = Vec::new();
+    let mut rows = 0;
     for chunk in df.split_chunks() {
-        if chunk.height() >= MIN_ROW_GROUP_ROWS && small.is_empty() {
-            batched.write_batch(&chunk)?;
-            continue;
-        }
-        small_rows += chunk.height();
-        small.push(chunk);
-        if small_rows >= MIN_ROW_GROUP_ROWS {
-            write_small(&mut small, &mut batched)?;
-            small_rows = 0;
+        rows += chunk.height();
+        group.push(chunk);
+        if rows >= MIN_ROW_GROUP_ROWS {
+            write_row_group(&mut group, &mut batched)?;
+            rows = 0;
         }
     }
-    write_small(&mut small, &mut batched)?;
+    write_row_group(&mut group, &mut batched)?;
     batched.finish()?;
     Ok(())
+}
+
+/// Writes the gathered chunks (if any) as one row group and empties `group`.
+fn write_row_group(
+    group: &mut Vec<DataFrame>,
+    batched: &mut polars::io::parquet::write::BatchedWriter<&File>,
+) -> PolarsResult<()> {
+    let mut parts = group.drain(..);
+    let Some(mut rows) = parts.next() else {
+        return Ok(());
+    };
+    for p in parts {
+        rows.vstack_mut_owned(p)?;
+    }
+    rows.rechunk_mut_par();
+    batched.write_batch(&rows)
 }
 
 /// Gives every column the chunk lengths of the frame's first chunked column, without copying the
@@ -900,11 +903,10 @@ fn align_chunks_cheaply(df: &mut DataFrame) -> PolarsResult<()> {
         {
             continue;
         }
-        let whole = match c.as_scalar_column() {
-            Some(sc) => sc.as_single_value_series(),
-            None => c.as_materialized_series().rechunk(),
+        let (whole, constant) = match c.as_scalar_column() {
+            Some(sc) => (sc.as_single_value_series(), true),
+            None => (c.as_materialized_series().rechunk(), false),
         };
-        let constant = c.as_scalar_column().is_some();
         let mut aligned: Option<Series> = None;
         let mut offset = 0;
         for &len in &lengths {

@@ -341,6 +341,11 @@ impl Drop for Slots {
     }
 }
 
+/// What a slot holds for a raw identifier: its 128-bit digest, never 0 (the mark of an empty slot).
+fn slot_id(raw_id: &str) -> u128 {
+    crate::store::id_digest(raw_id).max(1)
+}
+
 impl Default for KeyCache {
     fn default() -> Self {
         KeyCache {
@@ -355,18 +360,10 @@ impl KeyCache {
     /// The key (as hex text) of `id`; an identifier not met before is hashed and its identity goes into
     /// `identities`.
     fn key(&mut self, hasher: &KeyHasher, id: RawIdentity<'_>, identities: &mut Identities) -> [u8; 32] {
-        let digest = crate::store::id_digest(&id.id).max(1);
-        let mask = self.slots.len() - 1;
-        let mut i = digest as usize & mask;
-        loop {
-            let slot = self.slots[i];
-            if slot.id == digest {
-                return KeyHasher::hex(&slot.key);
-            }
-            if slot.id == 0 {
-                break;
-            }
-            i = (i + 1) & mask;
+        let digest = slot_id(&id.id);
+        let i = self.probe(digest);
+        if self.slots[i].id == digest {
+            return KeyHasher::hex(&self.slots[i].key);
         }
         let key = hasher.digest(&id.id);
         let hex = KeyHasher::hex(&key);
@@ -388,7 +385,7 @@ impl KeyCache {
     fn prefetch(&self, id: &str) {
         #[cfg(target_arch = "x86_64")]
         {
-            let i = crate::store::id_digest(id).max(1) as usize & (self.slots.len() - 1);
+            let i = slot_id(id) as usize & (self.slots.len() - 1);
             // SAFETY: a prefetch is a hint that reads nothing; the pointer is in bounds.
             unsafe {
                 std::arch::x86_64::_mm_prefetch(
@@ -401,16 +398,23 @@ impl KeyCache {
         let _ = id;
     }
 
+    /// The slot that holds `id`, or the empty slot where it would go (linear probing from its home slot).
+    fn probe(&self, id: u128) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut i = id as usize & mask;
+        while self.slots[i].id != id && self.slots[i].id != 0 {
+            i = (i + 1) & mask;
+        }
+        i
+    }
+
     /// Lays the slots of `order` out again in a table of `len` slots.
     fn rebuild(&mut self, len: usize) {
         self.slots = Slots::zeroed(len);
-        let mask = len - 1;
-        for slot in &self.order {
-            let mut i = slot.id as usize & mask;
-            while self.slots[i].id != 0 {
-                i = (i + 1) & mask;
-            }
-            self.slots[i] = *slot;
+        for n in 0..self.order.len() {
+            let slot = self.order[n];
+            let i = self.probe(slot.id);
+            self.slots[i] = slot;
         }
     }
 

@@ -65,8 +65,12 @@ pub fn parse_scaled(raw: &str, scale: u32) -> Result<i64, String> {
     if let Some(v) = plain_decimal(raw.as_bytes(), scale) {
         return Ok(v);
     }
+    // Cleaning only trims: a cell of the same length is the same cell, already tried above.
     let s = clean_cell(raw);
-    match plain_decimal(s.as_bytes(), scale) {
+    match (s.len() < raw.len())
+        .then(|| plain_decimal(s.as_bytes(), scale))
+        .flatten()
+    {
         Some(v) => Ok(v),
         None => parse_scaled_general(raw, scale),
     }

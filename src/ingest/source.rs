@@ -223,28 +223,22 @@ pub fn zip_entry_name(raw: &[u8]) -> String {
 }
 
 fn expand_zip(zip_input: &Input, inputs: &mut Vec<Input>, bad: &mut Vec<Unreadable>) {
+    let unreadable = |e: &dyn std::fmt::Display| Unreadable {
+        name: zip_input.name.clone(),
+        reason: format!("not a readable zip: {e:#}"),
+    };
     let bytes = zip_input.raw_reader().and_then(|mut r| {
         let mut bytes = Vec::new();
         r.read_to_end(&mut bytes)?;
-        Ok(bytes)
+        Ok(std::sync::Arc::new(bytes))
     });
-    let bytes = std::sync::Arc::new(match bytes {
+    let bytes = match bytes {
         Ok(b) => b,
-        Err(e) => {
-            return bad.push(Unreadable {
-                name: zip_input.name.clone(),
-                reason: format!("not a readable zip: {e:#}"),
-            })
-        }
-    });
+        Err(e) => return bad.push(unreadable(&e)),
+    };
     let mut archive = match zip::ZipArchive::new(Cursor::new(bytes.as_slice())) {
         Ok(a) => a,
-        Err(e) => {
-            return bad.push(Unreadable {
-                name: zip_input.name.clone(),
-                reason: format!("not a readable zip: {e:#}"),
-            })
-        }
+        Err(e) => return bad.push(unreadable(&e)),
     };
     let mut entries = Vec::new();
     for i in 0..archive.len() {
