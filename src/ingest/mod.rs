@@ -31,9 +31,9 @@ pub use model::Kind;
 
 /// Staged event rows that trigger a commit between files (about 150 MB of rows in memory, and as much
 /// again in the commit being written). Half a million rather than a million: the 10M benchmark's ingest
-/// peaked at 2.2 GB instead of 3.0 GB, and with fewer fresh pages to fault in it ran 13.4 s instead of
-/// 14.4-15.4 s (a quarter million: 1.7 GB, 13.8 s); 38 month parts instead of 32, with no change to the
-/// report's time.
+/// peaks at 2.2 GB instead of 3.0 GB with fewer page faults (by hand 13.4 s against 14.4-15.4 s, though
+/// bench/run's medians were the same, 13.8 s, either way; a quarter million: 1.7 GB, 13.8 s); 38 month
+/// parts instead of 32, with no change to the report's time.
 const COMMIT_BATCH_ROWS: usize = 1 << 19;
 
 /// Resolved settings of one ingest.
