@@ -412,7 +412,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
 fn write_table(folder: &Path, name: &str, mut df: DataFrame) -> Result<()> {
     let mut written = Vec::new();
     crate::store::write_parquet_atomic(&folder.join(format!("{name}.parquet")), &mut df, &mut written)?;
-    write_csv(&df, &folder.join(format!("{name}.csv")))
+    crate::csv_out::write_csv(&df, &folder.join(format!("{name}.csv")))
 }
 
 /// Replaces the internal `week` number with its ISO label (`2026-W47`), first column.
@@ -445,145 +445,6 @@ fn cohort_frame(cells: &[retention::CohortCell], period: retention::Period) -> R
         "retention" => cells.iter().map(|c| c.retention).collect::<Vec<_>>(),
         "cumulative_yuan_per_customer" => cells.iter().map(|c| c.cumulative_fen_per_customer.map(|f| f / 100.0)).collect::<Vec<_>>(),
     )?)
-}
-
-/// A float as [`cell_text`] writes it; amounts in yuan (a whole number of fen, most of the floats in the
-/// tables) without the general formatter: the nearest double to `c / 100` prints as `c / 100` at six
-/// decimals, so the fen give the same digits.
-fn float_text(f: f64) -> String {
-    let cents = (f * 100.0).round();
-    if cents.abs() < 1e15 && cents / 100.0 == f {
-        let c = cents as i64;
-        let sign = if c < 0 { "-" } else { "" };
-        let (whole, frac) = (c.abs() / 100, c.abs() % 100);
-        return match frac {
-            0 => format!("{sign}{whole}"),
-            f if f % 10 == 0 => format!("{sign}{whole}.{}", f / 10),
-            f => format!("{sign}{whole}.{f:02}"),
-        };
-    }
-    cell_text(&AnyValue::Float64(f))
-}
-
-fn cell_text(v: &AnyValue) -> String {
-    match v {
-        AnyValue::Null => String::new(),
-        AnyValue::String(s) => s.to_string(),
-        AnyValue::StringOwned(s) => s.to_string(),
-        AnyValue::Date(d) => date_of(*d).to_string(),
-        AnyValue::Float64(f) => {
-            let s = format!("{f:.6}");
-            let s = s.trim_end_matches('0').trim_end_matches('.');
-            if s == "-0" {
-                "0".into()
-            } else {
-                s.to_string()
-            }
-        }
-        AnyValue::Float32(f) => format!("{f}"),
-        other => other.to_string(),
-    }
-}
-
-/// Columns whose values are segment names, and columns whose values are labels from the catalogue's
-/// `value` table: both (and `urgency`) are shown in the report's language in CSVs (the Parquet keeps the
-/// stable names).
-const SEGMENT_COLUMNS: [&str; 4] = ["segment", "previous_segment", "from_segment", "to_segment"];
-const VALUE_COLUMNS: [&str; 6] = ["window", "channel", "key_quality", "demand_class", "measure", "step"];
-
-/// The cells of one column as CSV text, formatted the way [`cell_text`] formats one value, but a whole
-/// column at a time through typed iterators (per-cell `AnyValue`s cost seconds on a million customers).
-fn column_texts(c: &Column, table: Option<&str>) -> Result<Vec<String>> {
-    let texts: Vec<String> = match c.dtype() {
-        DataType::String => c.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect(),
-        DataType::Date => {
-            // Few distinct days: each is formatted once.
-            let days = c.cast(&DataType::Int32)?;
-            let mut seen: std::collections::HashMap<i32, String, foldhash::fast::RandomState> = Default::default();
-            days.i32()?
-                .iter()
-                .map(|d| {
-                    d.map(|d| seen.entry(d).or_insert_with(|| date_of(d).to_string()).clone())
-                        .unwrap_or_default()
-                })
-                .collect()
-        }
-        DataType::Float64 => c.f64()?.iter().map(|v| v.map(float_text).unwrap_or_default()).collect(),
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32 => {
-            let v = c.cast(&DataType::Int64)?;
-            v.i64()?
-                .iter()
-                .map(|v| v.map(|v| v.to_string()).unwrap_or_default())
-                .collect()
-        }
-        _ => (0..c.len())
-            .map(|i| c.get(i).map(|v| cell_text(&v)).unwrap_or_default())
-            .collect(),
-    };
-    Ok(match table {
-        Some(t) => {
-            // Few distinct values (segment names, channels): translate each once.
-            let mut seen: std::collections::HashMap<String, String> = Default::default();
-            texts
-                .into_iter()
-                .map(|v| {
-                    if v.is_empty() {
-                        return v;
-                    }
-                    seen.entry(v).or_insert_with_key(|v| crate::i18n::name(t, v)).clone()
-                })
-                .collect()
-        }
-        None => texts,
-    })
-}
-
-/// A CSV for Excel: UTF-8 with BOM, header row in the report's language, empty cells for nulls.
-pub fn write_csv(df: &DataFrame, path: &Path) -> Result<()> {
-    let mut w = csv::Writer::from_writer(vec![0xEF, 0xBB, 0xBF]);
-    let names = df.get_column_names();
-    w.write_record(names.iter().map(|s| crate::i18n::name("column", s)))?;
-    let translate: Vec<Option<&str>> = names
-        .iter()
-        .map(|n| {
-            if SEGMENT_COLUMNS.contains(&n.as_str()) {
-                Some("segment")
-            } else if n.as_str() == "urgency" {
-                Some("urgency")
-            } else if VALUE_COLUMNS.contains(&n.as_str()) {
-                Some("value")
-            } else {
-                None
-            }
-        })
-        .collect();
-    // A slice of rows at a time keeps the formatted text small.
-    const ROWS: usize = 65_536;
-    let mut offset = 0;
-    while offset < df.height() {
-        let part = df.slice(offset as i64, ROWS);
-        let columns = part
-            .columns()
-            .iter()
-            .zip(&translate)
-            .map(|(c, t)| column_texts(c, *t))
-            .collect::<Result<Vec<_>>>()?;
-        for i in 0..part.height() {
-            w.write_record(columns.iter().map(|c| c[i].as_str()))?;
-        }
-        offset += ROWS;
-    }
-    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let tmp = path.with_extension("csv.tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 /// A fraction as a percentage with one decimal, `-` when missing.
@@ -682,20 +543,4 @@ fn print_summary(
     }
     writeln!(out, "  {}", tr!("analyze.tables", folder = o.folder.display()))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn amounts_print_as_the_general_formatter_prints_them() {
-        let mut next = crate::analytics::testing::pseudo_random(3);
-        let mut values: Vec<f64> = (-2000..2000).map(|c| c as f64 / 100.0).collect();
-        values.extend((0..20_000).map(|_| (next(1 << 40) as f64 - (1u64 << 39) as f64) / 100.0));
-        values.extend([0.1 + 0.2, 1.0 / 3.0, -0.0, 1e-7, 123456.789, 2.5e14, 0.125]);
-        for v in values {
-            assert_eq!(float_text(v), cell_text(&AnyValue::Float64(v)), "{v:?}");
-        }
-    }
 }

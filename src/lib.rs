@@ -6,6 +6,7 @@ pub mod analyze;
 pub mod charts;
 pub mod cli;
 pub mod config;
+pub mod csv_out;
 pub mod demo;
 pub mod i18n;
 pub mod ingest;

@@ -12,7 +12,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::analytics::transitions::NEW;
-use crate::analyze::write_csv;
+use crate::csv_out::write_csv;
 
 /// Target list settings (`[targets]`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
