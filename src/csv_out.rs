@@ -28,9 +28,8 @@ const SLICE_ROWS: usize = 65_536;
 /// table).
 pub fn write_csv(df: &DataFrame, path: &Path) -> Result<()> {
     let tmp = path.with_extension("csv.tmp");
-    let written = write_to(df, &tmp).and_then(|()| {
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
-    });
+    let written = write_to(df, &tmp)
+        .and_then(|()| std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display())));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

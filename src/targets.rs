@@ -88,24 +88,28 @@ pub fn write(
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut segment_names: Vec<String> = customers
-        .column("segment")?
-        .str()?
-        .iter()
-        .flatten()
-        .map(str::to_string)
-        .collect();
-    segment_names.sort();
-    segment_names.dedup();
+    // The customer table comes ordered by segment, then key: the joins keep that order.
+    let segment_names: std::collections::BTreeSet<&str> =
+        customers.column("segment")?.str()?.iter().flatten().collect();
     let actions = df!(
         "suggested_action" => segment_names.iter().map(|s| settings.action(s)).collect::<Vec<_>>(),
-        "segment" => segment_names,
+        "segment" => segment_names.into_iter().collect::<Vec<_>>(),
     )?;
+    let keep_order = || {
+        let mut args = JoinArgs::new(JoinType::Left);
+        args.maintain_order = MaintainOrderJoin::Left;
+        args
+    };
     let mut list = customers
         .clone()
         .lazy()
-        .left_join(favourites.lazy(), col("customer_key"), col("customer_key"))
-        .left_join(actions.lazy(), col("segment"), col("segment"));
+        .join(
+            favourites.lazy(),
+            [col("customer_key")],
+            [col("customer_key")],
+            keep_order(),
+        )
+        .join(actions.lazy(), [col("segment")], [col("segment")], keep_order());
     let mut columns = vec![
         col("customer_key"),
         col("label"),
@@ -119,41 +123,57 @@ pub fn write(
         col("suggested_action"),
     ];
     if let Some(ids) = raw_ids {
-        list = list.left_join(
+        list = list.join(
             ids.lazy().select([col("customer_key"), col("raw_id")]),
-            col("customer_key"),
-            col("customer_key"),
+            [col("customer_key")],
+            [col("customer_key")],
+            keep_order(),
         );
         columns.push(col("raw_id").alias("contact_id"));
     }
-    let list = list
-        .select(columns)
-        .sort_by_exprs(
-            [col("segment"), col("spend_yuan")],
-            SortMultipleOptions::default().with_order_descending_multi([false, true]),
-        )
-        .collect()?;
+    let list = list.select(columns).collect()?;
+    // A list per segment, biggest spenders first (ties in key order), and those who moved this week.
+    let mut names: Vec<&str> = Vec::new();
+    for s in list.column("segment")?.str()?.iter().flatten() {
+        if names.last() != Some(&s) {
+            names.push(s);
+        }
+    }
     let mut files = 0;
-    let segments = list.column("segment")?.str()?.clone();
-    let mut names: Vec<String> = segments.iter().flatten().map(str::to_string).collect();
-    names.dedup();
+    let mut moved: Option<DataFrame> = None;
     for seg in names {
         let part = list
             .clone()
             .lazy()
-            .filter(col("segment").eq(lit(seg.clone())))
+            .filter(col("segment").eq(lit(seg)))
+            .sort(
+                ["spend_yuan"],
+                SortMultipleOptions::default()
+                    .with_order_descending(true)
+                    .with_maintain_order(true),
+            )
             .collect()?;
-        write_csv(&part, &dir.join(format!("{}.csv", file_name(&seg))))?;
+        write_csv(&part, &dir.join(format!("{}.csv", file_name(seg))))?;
         files += 1;
+        let moved_here = part
+            .lazy()
+            .filter(
+                col("previous_segment")
+                    .neq(col("segment"))
+                    .and(col("previous_segment").neq(lit(NEW))),
+            )
+            .collect()?;
+        match &mut moved {
+            Some(m) => {
+                m.vstack_mut_owned(moved_here)?;
+            }
+            None => moved = Some(moved_here),
+        }
     }
-    let moved = list
-        .lazy()
-        .filter(
-            col("previous_segment")
-                .neq(col("segment"))
-                .and(col("previous_segment").neq(lit(NEW))),
-        )
-        .collect()?;
+    let moved = match moved {
+        Some(m) => m,
+        None => list.clear(),
+    };
     write_csv(&moved, &dir.join("moved_this_week.csv"))?;
     Ok(files + 1)
 }
