@@ -183,7 +183,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
             .filter(col("day").lt_eq(lit(day)))
     };
     let refunds = crate::analytics::inputs::refunds(upto(events.clone())).collect()?;
-    let mut inputs = crate::analytics::inputs::Builder::new(&refunds)?;
+    let mut inputs = crate::analytics::inputs::Builder::new(&refunds, day)?;
     drop(refunds);
     phase.mark("occasions_pass");
     // A file at a time, the next one read while this one is taken in: the whole store in one frame would
@@ -201,9 +201,15 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
                 "amount_fen",
                 "product_name",
             ];
+            // The pass leaves out what is after as-of itself: a filter here would make Polars decode every
+            // column through a mask, though most files hold nothing to leave out.
+            let day_number = col("local_date").cast(DataType::Int32).alias("day");
             for part in parts {
                 // A send fails once the receiver gave up on an error: stop reading then.
-                if tx.send(upto(part).select(cols.map(col)).collect()).is_err() {
+                if tx
+                    .send(part.with_column(day_number.clone()).select(cols.map(col)).collect())
+                    .is_err()
+                {
                     break;
                 }
             }

@@ -106,6 +106,8 @@ pub fn refunds(events: LazyFrame) -> LazyFrame {
 
 /// The inputs built a part of the events at a time: [`Builder::add`] each part, then [`Builder::finish`].
 pub struct Builder {
+    /// The as-of day: later events are passed over.
+    as_of: i32,
     refunded: HashMap<String, i64, RandomState>,
     /// Set once a key that is not 32 hex digits is seen: from then on every key is numbered as text.
     text: Option<Texts>,
@@ -119,8 +121,8 @@ pub struct Builder {
 
 impl Builder {
     /// A builder that nets payments with `refunds` (columns payment_event_id, amount_fen: every refund up
-    /// to the as-of date).
-    pub fn new(refunds: &DataFrame) -> Result<Builder> {
+    /// to the as-of date) and passes over events after `as_of` (a day number).
+    pub fn new(refunds: &DataFrame, as_of: i32) -> Result<Builder> {
         let mut refunded: HashMap<String, i64, RandomState> = HashMap::default();
         let ids = refunds.column("payment_event_id")?.str()?;
         for (p, a) in ids.iter().zip(refunds.column("amount_fen")?.i64()?.iter()) {
@@ -134,6 +136,7 @@ impl Builder {
             }
         }
         Ok(Builder {
+            as_of,
             refunded,
             text: None,
             slots: Vec::new(),
@@ -144,8 +147,8 @@ impl Builder {
         })
     }
 
-    /// One part of the events up to the as-of date (columns event_id, kind, day, customer_key,
-    /// customer_key_quality, amount_fen, product_name); rows other than payments are passed over.
+    /// One part of the events (columns event_id, kind, day, customer_key, customer_key_quality,
+    /// amount_fen, product_name); rows other than payments up to the as-of day are passed over.
     pub fn add(&mut self, events: &DataFrame) -> Result<()> {
         self.slots.reserve(events.height());
         let rows = events
@@ -159,7 +162,7 @@ impl Builder {
             .zip(events.column("amount_fen")?.i64()?.iter())
             .zip(events.column("product_name")?.str()?.iter());
         for ((((((kind, event), key), quality), day), amount), name) in rows {
-            let (Some("payment"), Some(day)) = (kind, day) else {
+            let (Some("payment"), Some(day)) = (kind, day.filter(|&d| d <= self.as_of)) else {
                 continue;
             };
             let back = event.and_then(|e| self.refunded.get(e)).copied().unwrap_or(0);
@@ -300,7 +303,7 @@ impl Builder {
 /// customer_key_quality, amount_fen, payment_event_id, product_name).
 pub fn from_events(events: &DataFrame) -> Result<Inputs> {
     let refunds = refunds(events.clone().lazy()).collect()?;
-    let mut b = Builder::new(&refunds)?;
+    let mut b = Builder::new(&refunds, i32::MAX)?;
     b.add(events)?;
     b.finish()
 }
@@ -495,6 +498,28 @@ mod tests {
             let want = key_coverage_from_net(net.clone(), from).collect().unwrap();
             assert!(cov.equals_missing(&want), "{cov}\n{want}");
         }
+    }
+
+    #[test]
+    fn events_after_as_of_are_passed_over() {
+        let events = random_events(true);
+        let as_of = 40;
+        let upto = events
+            .clone()
+            .lazy()
+            .filter(col("day").lt_eq(lit(as_of)))
+            .collect()
+            .unwrap();
+        let want = from_events(&upto).unwrap();
+        let refunds = refunds(upto.lazy()).collect().unwrap();
+        let mut b = Builder::new(&refunds, as_of).unwrap();
+        b.add(&events).unwrap();
+        let got = b.finish().unwrap();
+        assert!(want.occasions.height() > 500);
+        assert!(got.occasions.equals_missing(&want.occasions));
+        assert!(got.favourites.equals_missing(&want.favourites));
+        assert!(got.net_by_day.equals_missing(&want.net_by_day));
+        assert_eq!(got.keys, want.keys);
     }
 
     #[test]
