@@ -88,7 +88,8 @@ pub fn write(
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    // The customer table comes ordered by segment, then key: the joins keep that order.
+    // The customer table comes ordered by segment, then key: the joins keep that order, so ties in spend
+    // stay in key order.
     let segment_names: std::collections::BTreeSet<&str> =
         customers.column("segment")?.str()?.iter().flatten().collect();
     let actions = df!(
@@ -133,12 +134,7 @@ pub fn write(
     }
     let list = list.select(columns).collect()?;
     // A list per segment, biggest spenders first (ties in key order), and those who moved this week.
-    let mut names: Vec<&str> = Vec::new();
-    for s in list.column("segment")?.str()?.iter().flatten() {
-        if names.last() != Some(&s) {
-            names.push(s);
-        }
-    }
+    let names: std::collections::BTreeSet<&str> = list.column("segment")?.str()?.iter().flatten().collect();
     let mut files = 0;
     let mut moved: Option<DataFrame> = None;
     for seg in names {
