@@ -94,7 +94,7 @@ pub fn write(
         customers.column("segment")?.str()?.iter().flatten().collect();
     let actions = df!(
         "suggested_action" => segment_names.iter().map(|s| settings.action(s)).collect::<Vec<_>>(),
-        "segment" => segment_names.into_iter().collect::<Vec<_>>(),
+        "segment" => segment_names.iter().copied().collect::<Vec<_>>(),
     )?;
     let keep_order = || {
         let mut args = JoinArgs::new(JoinType::Left);
@@ -133,11 +133,11 @@ pub fn write(
         columns.push(col("raw_id").alias("contact_id"));
     }
     let list = list.select(columns).collect()?;
-    // A list per segment, biggest spenders first (ties in key order), and those who moved this week.
-    let names: std::collections::BTreeSet<&str> = list.column("segment")?.str()?.iter().flatten().collect();
+    // A list per segment (the left joins keep every customer, so the segments are those of the table),
+    // biggest spenders first (ties in key order), and those who moved this week.
     let mut files = 0;
     let mut moved: Option<DataFrame> = None;
-    for seg in names {
+    for &seg in &segment_names {
         let part = list
             .clone()
             .lazy()
