@@ -87,6 +87,12 @@ impl Input {
 
     /// A buffered reader over the content, gzip undone.
     pub fn reader(&self) -> Result<Box<dyn BufRead + Send + '_>> {
+        // Bytes in memory are read where they are: a buffer of their own would copy every byte once more.
+        if let Payload::Bytes(b) = &self.payload {
+            if !b.starts_with(&[0x1f, 0x8b]) {
+                return Ok(Box::new(Cursor::new(b.as_slice())));
+            }
+        }
         let mut buf = BufReader::with_capacity(1 << 20, self.raw_reader()?);
         let gz = buf.fill_buf()?.starts_with(&[0x1f, 0x8b]);
         Ok(if gz {
@@ -101,6 +107,11 @@ impl Input {
 
     /// The first `n` bytes of content (gzip undone), for detection.
     pub fn head(&self, n: usize) -> Result<Vec<u8>> {
+        if let Payload::Bytes(b) = &self.payload {
+            if !b.starts_with(&[0x1f, 0x8b]) {
+                return Ok(b[..n.min(b.len())].to_vec());
+            }
+        }
         let mut out = Vec::with_capacity(n);
         self.reader()?.take(n as u64).read_to_end(&mut out)?;
         Ok(out)
@@ -336,14 +347,40 @@ impl<'a> Lines<'a> {
     pub fn next_line_into(&mut self, line: &mut String) -> Result<bool> {
         self.buf.clear();
         line.clear();
-        let n = self.reader.read_until(b'\n', &mut self.buf)?;
-        if n == 0 {
-            return Ok(false);
+        loop {
+            let avail = match self.reader.fill_buf() {
+                Ok(a) => a,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if avail.is_empty() {
+                if self.buf.is_empty() {
+                    return Ok(false);
+                }
+                break; // a last line without a newline
+            }
+            match memchr::memchr(b'\n', avail) {
+                // The common case: the whole line is in the reader's buffer (or in memory) and is decoded
+                // from there, not copied first.
+                Some(i) if self.buf.is_empty() => {
+                    decode_into(&avail[..i], self.enc, line);
+                    self.reader.consume(i + 1);
+                    self.line_no += 1;
+                    return Ok(true);
+                }
+                Some(i) => {
+                    self.buf.extend_from_slice(&avail[..i]);
+                    self.reader.consume(i + 1);
+                    break;
+                }
+                None => {
+                    let n = avail.len();
+                    self.buf.extend_from_slice(avail);
+                    self.reader.consume(n);
+                }
+            }
         }
         self.line_no += 1;
-        if self.buf.last() == Some(&b'\n') {
-            self.buf.pop();
-        }
         decode_into(&self.buf, self.enc, line);
         Ok(true)
     }
