@@ -11,6 +11,7 @@ pub mod demo;
 pub mod i18n;
 pub mod ingest;
 pub mod monday;
+pub mod parquet_file;
 pub mod privacy;
 pub mod raster;
 pub mod report;

@@ -30,10 +30,6 @@ use crate::ingest::model::{InventoryRow, LineItem};
 use crate::privacy::KeyHasher;
 use crate::UserError;
 
-/// Rows per Parquet row group: the ingest chunk size, so the writer takes the chunks as they are (a
-/// smaller chunk makes Polars copy the whole frame to accumulate row groups).
-const ROW_GROUP_ROWS: usize = crate::ingest::model::CHUNK_ROWS;
-
 pub const MANIFEST: &str = "manifest.json";
 /// 2: events and identities are lists of parts (version 1 named one file each; it is still read).
 const MANIFEST_VERSION: u32 = 2;
@@ -813,15 +809,6 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// zstd level of every Parquet file paylens writes: level 1, zstd's fastest, instead of the default 3
-/// (the 10M benchmark's events: 292 MB against 294 MB; most columns are dictionary-encoded first).
-const ZSTD_LEVEL: i32 = 1;
-
-/// Chunks smaller than this (a day's bill) are gathered (copied) into one row group with the chunks after
-/// them; a full ingest chunk is written as it is. Row groups of a quarter of the size made the 1M-row
-/// report no faster and the 10M ingest no faster than the noise, so the readers keep the usual size.
-const MIN_ROW_GROUP_ROWS: usize = ROW_GROUP_ROWS;
-
 /// Writes `df` as zstd Parquet to `path` via a temp file, fsync and rename; records what it created.
 pub fn write_parquet_atomic(path: &Path, df: &mut DataFrame, written: &mut Vec<PathBuf>) -> Result<()> {
     let dir = path.parent().expect("store paths have a parent");
@@ -829,104 +816,12 @@ pub fn write_parquet_atomic(path: &Path, df: &mut DataFrame, written: &mut Vec<P
     let tmp = path.with_extension("parquet.tmp");
     written.push(tmp.clone());
     let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let written_df = write_row_groups(&f, df);
+    let written_df = crate::parquet_file::write_row_groups(&f, df);
     anyhow::Context::with_context(written_df, || format!("writing {}", tmp.display()))?;
     f.sync_all()?;
     fs::rename(&tmp, path).with_context(|| format!("renaming {}", tmp.display()))?;
     written.push(path.to_path_buf());
     sync_dir(dir);
-    Ok(())
-}
-
-/// Writes the frame's chunks as row groups of their own (the ingest's chunks are at most
-/// `ROW_GROUP_ROWS` long), gathering only runs of small ones. Polars' own `finish` would first copy every
-/// column of a frame of many chunks into row-group-sized ones: the events of a month arrive as one chunk
-/// (or more) per file.
-fn write_row_groups(f: &File, df: &mut DataFrame) -> PolarsResult<()> {
-    align_chunks_cheaply(df)?;
-    let mut batched = ParquetWriter::new(f)
-        .with_compression(ParquetCompression::Zstd(Some(
-            polars_utils::compression::ZstdLevel::try_new(ZSTD_LEVEL)?,
-        )))
-        .with_statistics(StatisticsOptions::default())
-        .with_row_group_size(Some(ROW_GROUP_ROWS))
-        .set_parallel(true)
-        .batched(df.schema())?;
-    // Chunks are gathered until they make a row group: a full ingest chunk alone (written as it is, a
-    // frame of one chunk is not copied), a day's bill with the ones after it.
-    let mut group: Vec<DataFrame> = Vec::new();
-    let mut rows = 0;
-    for chunk in df.split_chunks() {
-        rows += chunk.height();
-        group.push(chunk);
-        if rows >= MIN_ROW_GROUP_ROWS {
-            write_row_group(&mut group, &mut batched)?;
-            rows = 0;
-        }
-    }
-    write_row_group(&mut group, &mut batched)?;
-    batched.finish()?;
-    Ok(())
-}
-
-/// Writes the gathered chunks (if any) as one row group and empties `group`.
-fn write_row_group(
-    group: &mut Vec<DataFrame>,
-    batched: &mut polars::io::parquet::write::BatchedWriter<&File>,
-) -> PolarsResult<()> {
-    let mut parts = group.drain(..);
-    let Some(mut rows) = parts.next() else {
-        return Ok(());
-    };
-    for p in parts {
-        rows.vstack_mut_owned(p)?;
-    }
-    rows.rechunk_mut_par();
-    batched.write_batch(&rows)
-}
-
-/// Gives every column the chunk lengths of the frame's first chunked column, without copying the
-/// chunked columns: a constant column (a file's format and digest) is built per chunk, and a column
-/// chunked otherwise (one file's digest over a file of several chunks) is sliced to those lengths.
-fn align_chunks_cheaply(df: &mut DataFrame) -> PolarsResult<()> {
-    let lengths: Vec<usize> = match df.columns().iter().find_map(|c| c.as_series()) {
-        Some(s) => s.chunk_lengths().collect(),
-        None => return Ok(()),
-    };
-    if lengths.len() <= 1 {
-        return Ok(());
-    }
-    for name in df.get_column_names_owned() {
-        let c = df.column(&name)?;
-        if c.as_series()
-            .is_some_and(|s| s.chunk_lengths().eq(lengths.iter().copied()))
-        {
-            continue;
-        }
-        let (whole, constant) = match c.as_scalar_column() {
-            Some(sc) => (sc.as_single_value_series(), true),
-            None => (c.as_materialized_series().rechunk(), false),
-        };
-        let mut aligned: Option<Series> = None;
-        let mut offset = 0;
-        for &len in &lengths {
-            let part = if constant {
-                whole.new_from_index(0, len)
-            } else {
-                whole.slice(offset as i64, len)
-            };
-            offset += len;
-            match &mut aligned {
-                Some(a) => {
-                    a.append_owned(part)?;
-                }
-                None => aligned = Some(part),
-            }
-        }
-        if let Some(a) = aligned {
-            df.replace(&name, a.into_column())?;
-        }
-    }
     Ok(())
 }
 
@@ -944,6 +839,7 @@ fn write_bytes_atomic(path: &Path, bytes: &[u8], written: &mut Vec<PathBuf>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parquet_file::MIN_ROW_GROUP_ROWS;
 
     /// A frame of one chunk per "file" (small and large), with a constant column per file and one
     /// constant over all: what is read back is the frame, row for row, and only the small chunks were

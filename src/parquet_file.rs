@@ -1,0 +1,299 @@
+//! Writing a frame as a zstd Parquet file, with each text column's encoding chosen from its values.
+//!
+//! Polars' own writer tries a dictionary on every text column of every row group: it first estimates the
+//! column's distinct count (a hash of every value), then, when that is low, builds the dictionary (a hash
+//! and a comparison per value). The event tables have columns of both kinds in every row group: ids unique
+//! to the row (event, order and refund ids) and columns of a handful of values (the kind, the channel, the
+//! file's digest and format, the status, the product). Here a text column is looked at once: values that
+//! repeat the row before (most of them, in the columns of a handful of values) cost a comparison of two
+//! 16-byte views, a column of at most `SMALL_DICTIONARY` distinct values is written with the dictionary
+//! built on the way, and a column whose first `SMALL_DICTIONARY` values are all distinct (ids) is written
+//! plain without an estimate. Columns in between (customer keys), and every other type, are left to Polars' choice. The bytes differ from
+//! Polars' writer only in which encoding a column gets; what is read back is the same frame.
+
+use std::collections::HashMap;
+use std::fs::File;
+
+use polars::prelude::*;
+use polars_arrow::array::{Array, DictionaryArray, PrimitiveArray, Utf8ViewArray};
+use polars_arrow::datatypes::{ArrowDataType, IntegerType};
+use polars_parquet::write::{
+    array_to_columns, compress, fallible_streaming_iterator, get_dtype_encoding, to_parquet_schema,
+    CompressedPage, CompressionOptions, DynIter, DynStreamingIterator, Encoding, FileWriter, ParquetType,
+    Version, WriteOptions, ZstdLevel,
+};
+use rayon::prelude::*;
+
+/// zstd level of every Parquet file paylens writes: level 1, zstd's fastest, instead of the default 3
+/// (the 10M benchmark's events: 292 MB against 294 MB; most columns are dictionary-encoded first).
+const ZSTD_LEVEL: i32 = 1;
+
+/// Rows per row group: the ingest's chunk size, so a full chunk is written as it is.
+pub const ROW_GROUP_ROWS: usize = crate::ingest::model::CHUNK_ROWS;
+
+/// Chunks smaller than this (a day's bill) are gathered (copied) into one row group with the chunks after
+/// them; a full ingest chunk is written as it is. Row groups of a quarter of the size made the 1M-row
+/// report no faster and the 10M ingest no faster than the noise, so the readers keep the usual size.
+pub const MIN_ROW_GROUP_ROWS: usize = ROW_GROUP_ROWS;
+
+/// A text column with at most this many distinct values in a row group is written with a dictionary.
+const SMALL_DICTIONARY: usize = 4096;
+
+/// Writes the frame's chunks as row groups of their own (the ingest's chunks are at most
+/// `ROW_GROUP_ROWS` long), gathering only runs of small ones. Polars' own `finish` would first copy every
+/// column of a frame of many chunks into row-group-sized ones: the events of a month arrive as one chunk
+/// (or more) per file.
+pub fn write_row_groups(f: &File, df: &mut DataFrame) -> PolarsResult<()> {
+    align_chunks_cheaply(df)?;
+    let schema = df.schema().to_arrow(CompatLevel::newest());
+    let options = WriteOptions {
+        statistics: StatisticsOptions::default(),
+        compression: CompressionOptions::Zstd(Some(ZstdLevel::try_new(ZSTD_LEVEL)?)),
+        version: Version::V1,
+        data_page_size: None,
+    };
+    let parquet_schema = to_parquet_schema(&schema)?;
+    let fields = parquet_schema.fields().to_vec();
+    let mut writer = FileWriter::new_with_parquet_schema(f, schema, parquet_schema, options);
+    // Chunks are gathered until they make a row group: a full ingest chunk alone (written as it is, a
+    // frame of one chunk is not copied), a day's bill with the ones after it.
+    let mut group: Vec<DataFrame> = Vec::new();
+    let mut rows = 0;
+    for chunk in df.split_chunks() {
+        rows += chunk.height();
+        group.push(chunk);
+        if rows >= MIN_ROW_GROUP_ROWS {
+            write_row_group(&mut group, &mut writer, &fields, options)?;
+            rows = 0;
+        }
+    }
+    write_row_group(&mut group, &mut writer, &fields, options)?;
+    writer.end(None)?;
+    Ok(())
+}
+
+/// Writes the gathered chunks (if any) as one row group and empties `group`. The columns are encoded and
+/// compressed in parallel; the file is written in column order.
+fn write_row_group(
+    group: &mut Vec<DataFrame>,
+    writer: &mut FileWriter<&File>,
+    fields: &[ParquetType],
+    options: WriteOptions,
+) -> PolarsResult<()> {
+    let mut parts = group.drain(..);
+    let Some(mut rows) = parts.next() else {
+        return Ok(());
+    };
+    for p in parts {
+        rows.vstack_mut_owned(p)?;
+    }
+    if rows.height() == 0 {
+        return Ok(());
+    }
+    rows.rechunk_mut_par();
+    for batch in rows.iter_chunks(CompatLevel::newest(), false) {
+        let columns: Vec<Vec<CompressedPage>> = polars_core::runtime::RAYON.install(|| {
+            batch
+                .columns()
+                .par_iter()
+                .zip(fields)
+                .map(|(array, type_)| column_pages(array.as_ref(), type_, options))
+                .collect::<PolarsResult<_>>()
+        })?;
+        let row_group = DynIter::new(columns.iter().map(|pages| {
+            Ok(DynStreamingIterator::new(fallible_streaming_iterator::convert(
+                pages.iter().map(PolarsResult::Ok),
+            )))
+        }));
+        writer.write(batch.len() as u64, row_group)?;
+    }
+    Ok(())
+}
+
+/// One column of a row group, encoded and compressed.
+fn column_pages(array: &dyn Array, type_: &ParquetType, options: WriteOptions) -> PolarsResult<Vec<CompressedPage>> {
+    let text = array.as_any().downcast_ref::<Utf8ViewArray>();
+    let plan = text.map_or(TextPlan::PolarsChoice, plan_text);
+    let (array, encodings): (&dyn Array, Vec<Encoding>) = match &plan {
+        TextPlan::Dictionary(d) => (d, vec![Encoding::RleDictionary]),
+        TextPlan::Plain => (array, vec![Encoding::Plain]),
+        TextPlan::PolarsChoice => (array, get_dtype_encoding(array.dtype())),
+    };
+    let mut out = Vec::new();
+    for pages in array_to_columns(array, type_.clone(), options, &encodings)? {
+        for page in pages {
+            out.push(compress(page?, Vec::new(), options.compression)?);
+        }
+    }
+    Ok(out)
+}
+
+/// How a text column of a row group is written.
+enum TextPlan {
+    /// With this dictionary (built while the column was looked at).
+    Dictionary(DictionaryArray<u32>),
+    /// Plain: the values are ids, none repeated.
+    Plain,
+    /// As Polars decides (an estimate of the distinct count, then a dictionary or plain).
+    PolarsChoice,
+}
+
+/// Looks at a text column once: a dictionary if it has few distinct values, plain if its values look like
+/// ids (the first `SMALL_DICTIONARY` all distinct), else Polars' choice.
+fn plan_text(a: &Utf8ViewArray) -> TextPlan {
+    if a.is_empty() {
+        return TextPlan::PolarsChoice;
+    }
+    let views = a.views();
+    let mut index: HashMap<&str, u32, foldhash::fast::FixedState> = HashMap::default();
+    let mut values: Vec<&str> = Vec::new();
+    let mut keys: Vec<u32> = Vec::with_capacity(a.len());
+    // The view and key of the last value looked up: equal views are equal values (a view holds the
+    // length and the first bytes, and either the rest of a short value or where a long one is stored).
+    let mut last: Option<(u128, u32)> = None;
+    let mut repeated = 0usize;
+    for (i, view) in views.iter().enumerate() {
+        if a.is_null(i) {
+            keys.push(0);
+            continue;
+        }
+        let view = view.as_u128();
+        if let Some((v, k)) = last {
+            if v == view {
+                repeated += 1;
+                keys.push(k);
+                continue;
+            }
+        }
+        // SAFETY: i < a.len() (the views are the array's own).
+        let value = unsafe { a.value_unchecked(i) };
+        let key = match index.get(value) {
+            Some(&k) => {
+                repeated += 1;
+                k
+            }
+            None => {
+                if values.len() == SMALL_DICTIONARY {
+                    // Ids are never repeated; a column that repeats some values (customer keys) may still
+                    // be worth a dictionary over the whole row group, which Polars estimates.
+                    return if repeated == 0 {
+                        TextPlan::Plain
+                    } else {
+                        TextPlan::PolarsChoice
+                    };
+                }
+                let k = values.len() as u32;
+                values.push(value);
+                index.insert(value, k);
+                k
+            }
+        };
+        last = Some((view, key));
+        keys.push(key);
+    }
+    if values.is_empty() {
+        return TextPlan::PolarsChoice; // all null
+    }
+    if repeated == 0 {
+        return TextPlan::Plain; // a short row group of ids: a dictionary would only add the keys
+    }
+    let keys = PrimitiveArray::<u32>::new(ArrowDataType::UInt32, keys.into(), a.validity().cloned());
+    let values = Utf8ViewArray::from_slice_values(&values);
+    let dtype = ArrowDataType::Dictionary(IntegerType::UInt32, Box::new(ArrowDataType::Utf8View), false);
+    match DictionaryArray::try_new(dtype, keys, values.boxed()) {
+        Ok(d) => TextPlan::Dictionary(d),
+        Err(_) => TextPlan::PolarsChoice,
+    }
+}
+
+/// Gives every column the chunk lengths of the frame's first chunked column, without copying the
+/// chunked columns: a constant column (a file's format and digest) is built per chunk, and a column
+/// chunked otherwise (one file's digest over a file of several chunks) is sliced to those lengths.
+fn align_chunks_cheaply(df: &mut DataFrame) -> PolarsResult<()> {
+    let lengths: Vec<usize> = match df.columns().iter().find_map(|c| c.as_series()) {
+        Some(s) => s.chunk_lengths().collect(),
+        None => return Ok(()),
+    };
+    if lengths.len() <= 1 {
+        return Ok(());
+    }
+    for name in df.get_column_names_owned() {
+        let c = df.column(&name)?;
+        if c.as_series()
+            .is_some_and(|s| s.chunk_lengths().eq(lengths.iter().copied()))
+        {
+            continue;
+        }
+        let (whole, constant) = match c.as_scalar_column() {
+            Some(sc) => (sc.as_single_value_series(), true),
+            None => (c.as_materialized_series().rechunk(), false),
+        };
+        let mut aligned: Option<Series> = None;
+        let mut offset = 0;
+        for &len in &lengths {
+            let part = if constant {
+                whole.new_from_index(0, len)
+            } else {
+                whole.slice(offset as i64, len)
+            };
+            offset += len;
+            match &mut aligned {
+                Some(a) => {
+                    a.append_owned(part)?;
+                }
+                None => aligned = Some(part),
+            }
+        }
+        if let Some(a) = aligned {
+            df.replace(&name, a.into_column())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text columns of each kind, with nulls and values longer than a view holds, written in two row
+    /// groups: what is read back is the frame, and (read with the `parquet` crate, not Polars) the columns
+    /// of few values have a dictionary page, the ids none.
+    #[test]
+    fn text_columns_get_their_encoding_and_read_back_whole() {
+        let n = ROW_GROUP_ROWS + 1000;
+        let products = ["拿铁咖啡（大杯，燕麦奶）", "可颂", "拿铁咖啡（大杯，燕麦奶）", "全麦欧包配坚果与蔓越莓"];
+        let whole = df!(
+            "event_id" => (0..n).map(|i| format!("wx:4200002{i:012}")).collect::<Vec<_>>(),
+            "kind" => (0..n).map(|i| (i % 7 != 3).then_some(if i % 50 == 0 { "refund" } else { "payment" })).collect::<Vec<_>>(),
+            // Each value a string of its own: equal values in different places of the buffers.
+            "product_name" => (0..n).map(|i| products[(i / 3) % products.len()].to_string()).collect::<Vec<_>>(),
+            "customer_key" => (0..n).map(|i| format!("{:032x}", (i * 7919) % 6000)).collect::<Vec<_>>(),
+            "refund_id" => (0..n).map(|_| None::<&str>).collect::<Vec<_>>(),
+            "amount_fen" => (0..n as i64).collect::<Vec<_>>(),
+        )
+        .expect("a frame");
+        // Two chunks, as two ingest chunks of a month would be.
+        let mut df = whole.slice(0, ROW_GROUP_ROWS);
+        df.vstack_mut(&whole.slice(ROW_GROUP_ROWS as i64, n)).expect("same schema");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.parquet");
+        let mut written = df.clone();
+        write_row_groups(&File::create(&path).expect("create"), &mut written).expect("written");
+        let back = crate::store::read_parquet(&path).expect("read back");
+        assert!(back.equals_missing(&whole), "{back:?}\n{whole:?}");
+
+        let reader =
+            parquet::file::serialized_reader::SerializedFileReader::new(File::open(&path).expect("open")).expect("parquet");
+        let meta = parquet::file::reader::FileReader::metadata(&reader);
+        assert_eq!(meta.num_row_groups(), 2);
+        for g in meta.row_groups() {
+            let dictionary = |name: &str| {
+                let c = g.columns().iter().find(|c| c.column_path().string() == name).expect("column");
+                c.dictionary_page_offset().is_some()
+            };
+            assert!(dictionary("kind"));
+            assert!(dictionary("product_name"));
+            assert!(!dictionary("event_id"));
+        }
+    }
+}
