@@ -392,6 +392,7 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
             let (inputs_ref, hasher, known, shared) = (&inputs, &hasher, &known, shared.clone());
             scope.spawn(move || {
                 let mut cache = model::KeyCache::default();
+                let mut buf = Vec::new();
                 loop {
                     let (senders, token_rx, next) = &*shared;
                     let token = token_rx.lock().map(|rx| rx.recv());
@@ -401,7 +402,7 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(input) = inputs_ref.get(i) else { break };
                     // Each channel holds its one file: sending never waits.
-                    let _ = senders[i].send(parse_one(input, cfg, hasher, &mut cache, known));
+                    let _ = senders[i].send(parse_one(input, cfg, hasher, &mut cache, known, &mut buf));
                 }
             });
         }
@@ -488,17 +489,30 @@ const READ_WHOLE_MAX: u64 = 256 << 20;
 
 /// Reads and parses one input (no store access beyond the manifest as it was when the run began).
 /// The parser's `cache` holds the keys it met in earlier files: their identities went with those files.
+/// `buf` is the parser's memory for a file's bytes, reused from file to file.
 fn parse_one(
     input: &Input,
     cfg: &Config,
     hasher: &KeyHasher,
     cache: &mut model::KeyCache,
     known: &crate::store::Manifest,
+    buf: &mut Vec<u8>,
 ) -> Result<Parsed> {
     let loaded = input
-        .loaded(READ_WHOLE_MAX)
+        .loaded_into(READ_WHOLE_MAX, std::mem::take(buf))
         .with_context(|| tr!("ingest.reading", file = input.name))?;
-    let input = &*loaded;
+    let parsed = parse_loaded(&loaded, cfg, hasher, cache, known);
+    *buf = Input::give_back(loaded);
+    parsed
+}
+
+fn parse_loaded(
+    input: &Input,
+    cfg: &Config,
+    hasher: &KeyHasher,
+    cache: &mut model::KeyCache,
+    known: &crate::store::Manifest,
+) -> Result<Parsed> {
     let sha = input
         .sha256()
         .with_context(|| tr!("ingest.reading", file = input.name))?;

@@ -29,9 +29,15 @@ pub enum Payload {
 
 /// The inflated bytes of entry `index` of a zip archive.
 fn inflate_entry(archive: &[u8], index: usize) -> Result<Vec<u8>> {
+    inflate_entry_into(archive, index, Vec::new())
+}
+
+/// [`inflate_entry`] into `bytes` (emptied first; its memory is reused).
+fn inflate_entry_into(archive: &[u8], index: usize, mut bytes: Vec<u8>) -> Result<Vec<u8>> {
     let mut zip = zip::ZipArchive::new(Cursor::new(archive))?;
     let mut f = zip.by_index(index)?;
-    let mut bytes = Vec::with_capacity(f.size().min(MAX_ZIP_ENTRY) as usize);
+    bytes.clear();
+    bytes.reserve(f.size().min(MAX_ZIP_ENTRY) as usize);
     f.read_to_end(&mut bytes).context("cannot decompress zip entry")?;
     Ok(bytes)
 }
@@ -55,9 +61,15 @@ impl Input {
     /// The same input with a file's bytes read into memory when it is at most `max` bytes, so that its
     /// digest and its parse read it once; larger files (a single bill can be gigabytes) stay streamed.
     pub fn loaded(&self, max: u64) -> Result<std::borrow::Cow<'_, Input>> {
+        self.loaded_into(max, Vec::new())
+    }
+
+    /// [`Input::loaded`] into `buf` (its memory reused: a parser reads hundreds of files of megabytes, and
+    /// fresh memory for each is cleared page by page by the kernel). [`Input::give_back`] returns it.
+    pub fn loaded_into(&self, max: u64, mut buf: Vec<u8>) -> Result<std::borrow::Cow<'_, Input>> {
         Ok(match &self.payload {
             Payload::ZipEntry { archive, index } => {
-                let bytes = inflate_entry(archive, *index)?;
+                let bytes = inflate_entry_into(archive, *index, buf)?;
                 std::borrow::Cow::Owned(Input {
                     name: self.name.clone(),
                     size: bytes.len() as u64,
@@ -65,7 +77,12 @@ impl Input {
                 })
             }
             Payload::File(p) if self.size <= max => {
-                let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                buf.clear();
+                buf.reserve(self.size as usize);
+                File::open(p)
+                    .and_then(|mut f| f.read_to_end(&mut buf))
+                    .with_context(|| format!("reading {}", p.display()))?;
+                let bytes = buf;
                 std::borrow::Cow::Owned(Input {
                     name: self.name.clone(),
                     size: bytes.len() as u64,
@@ -74,6 +91,17 @@ impl Input {
             }
             _ => std::borrow::Cow::Borrowed(self),
         })
+    }
+
+    /// The memory of a loaded input, for the next [`Input::loaded_into`] (empty if it is still shared).
+    pub fn give_back(loaded: std::borrow::Cow<'_, Input>) -> Vec<u8> {
+        match loaded {
+            std::borrow::Cow::Owned(Input {
+                payload: Payload::Bytes(b),
+                ..
+            }) => std::sync::Arc::try_unwrap(b).unwrap_or_default(),
+            _ => Vec::new(),
+        }
     }
 
     /// A reader over the raw (possibly gzip-compressed) bytes.
