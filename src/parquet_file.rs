@@ -18,9 +18,9 @@ use polars::prelude::*;
 use polars_arrow::array::{Array, DictionaryArray, PrimitiveArray, Utf8ViewArray};
 use polars_arrow::datatypes::{ArrowDataType, IntegerType};
 use polars_parquet::write::{
-    array_to_columns, compress, fallible_streaming_iterator, get_dtype_encoding, to_parquet_schema,
-    CompressedPage, CompressionOptions, DynIter, DynStreamingIterator, Encoding, FileWriter, ParquetType,
-    Version, WriteOptions, ZstdLevel,
+    array_to_columns, compress, fallible_streaming_iterator, get_dtype_encoding, to_parquet_schema, CompressedPage,
+    CompressionOptions, DynIter, DynStreamingIterator, Encoding, FileWriter, ParquetType, Version, WriteOptions,
+    ZstdLevel,
 };
 use rayon::prelude::*;
 
@@ -261,7 +261,12 @@ mod tests {
     #[test]
     fn text_columns_get_their_encoding_and_read_back_whole() {
         let n = ROW_GROUP_ROWS + 1000;
-        let products = ["拿铁咖啡（大杯，燕麦奶）", "可颂", "拿铁咖啡（大杯，燕麦奶）", "全麦欧包配坚果与蔓越莓"];
+        let products = [
+            "拿铁咖啡（大杯，燕麦奶）",
+            "可颂",
+            "拿铁咖啡（大杯，燕麦奶）",
+            "全麦欧包配坚果与蔓越莓",
+        ];
         let whole = df!(
             "event_id" => (0..n).map(|i| format!("wx:4200002{i:012}")).collect::<Vec<_>>(),
             "kind" => (0..n).map(|i| (i % 7 != 3).then_some(if i % 50 == 0 { "refund" } else { "payment" })).collect::<Vec<_>>(),
@@ -274,7 +279,8 @@ mod tests {
         .expect("a frame");
         // Two chunks, as two ingest chunks of a month would be.
         let mut df = whole.slice(0, ROW_GROUP_ROWS);
-        df.vstack_mut(&whole.slice(ROW_GROUP_ROWS as i64, n)).expect("same schema");
+        df.vstack_mut(&whole.slice(ROW_GROUP_ROWS as i64, n))
+            .expect("same schema");
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("t.parquet");
         let mut written = df.clone();
@@ -282,13 +288,17 @@ mod tests {
         let back = crate::store::read_parquet(&path).expect("read back");
         assert!(back.equals_missing(&whole), "{back:?}\n{whole:?}");
 
-        let reader =
-            parquet::file::serialized_reader::SerializedFileReader::new(File::open(&path).expect("open")).expect("parquet");
+        let reader = parquet::file::serialized_reader::SerializedFileReader::new(File::open(&path).expect("open"))
+            .expect("parquet");
         let meta = parquet::file::reader::FileReader::metadata(&reader);
         assert_eq!(meta.num_row_groups(), 2);
         for g in meta.row_groups() {
             let dictionary = |name: &str| {
-                let c = g.columns().iter().find(|c| c.column_path().string() == name).expect("column");
+                let c = g
+                    .columns()
+                    .iter()
+                    .find(|c| c.column_path().string() == name)
+                    .expect("column");
                 c.dictionary_page_offset().is_some()
             };
             assert!(dictionary("kind"));

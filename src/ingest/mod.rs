@@ -501,32 +501,26 @@ fn parse_one(
     let loaded = input
         .loaded_into(READ_WHOLE_MAX, std::mem::take(buf))
         .with_context(|| tr!("ingest.reading", file = input.name))?;
-    let parsed = parse_loaded(&loaded, cfg, hasher, cache, known);
+    // The buffer is taken back whatever the outcome, so the parse is a closure over the loaded input.
+    let mut parse = |input: &Input| -> Result<Parsed> {
+        let sha = input
+            .sha256()
+            .with_context(|| tr!("ingest.reading", file = input.name))?;
+        if known.find(&sha).is_some() {
+            return Ok(Parsed::Already(sha));
+        }
+        let (format, ctx) =
+            parse_input(input, cfg, hasher, cache, &sha).with_context(|| tr!("ingest.reading", file = input.name))?;
+        Ok(Parsed::File(Box::new(ParsedFile {
+            sha,
+            format,
+            report: ctx.report,
+            parts: ctx.sink.finish(),
+        })))
+    };
+    let parsed = parse(&loaded);
     *buf = Input::give_back(loaded);
     parsed
-}
-
-fn parse_loaded(
-    input: &Input,
-    cfg: &Config,
-    hasher: &KeyHasher,
-    cache: &mut model::KeyCache,
-    known: &crate::store::Manifest,
-) -> Result<Parsed> {
-    let sha = input
-        .sha256()
-        .with_context(|| tr!("ingest.reading", file = input.name))?;
-    if known.find(&sha).is_some() {
-        return Ok(Parsed::Already(sha));
-    }
-    let (format, ctx) =
-        parse_input(input, cfg, hasher, cache, &sha).with_context(|| tr!("ingest.reading", file = input.name))?;
-    Ok(Parsed::File(Box::new(ParsedFile {
-        sha,
-        format,
-        report: ctx.report,
-        parts: ctx.sink.finish(),
-    })))
 }
 
 /// Stages a parsed input into the store and says what happened to it.
