@@ -8,8 +8,9 @@
 //! repeat the row before (most of them, in the columns of a handful of values) cost a comparison of two
 //! 16-byte views, a column of at most `SMALL_DICTIONARY` distinct values is written with the dictionary
 //! built on the way, and a column whose first `SMALL_DICTIONARY` values are all distinct (ids) is written
-//! plain without an estimate. Columns in between (customer keys), and every other type, are left to Polars' choice. The bytes differ from
-//! Polars' writer only in which encoding a column gets; what is read back is the same frame.
+//! plain without an estimate. Columns in between (customer keys), and every other type, are left to
+//! Polars' choice. The bytes differ from Polars' writer only in which encoding a column gets; what is read
+//! back is the same frame.
 
 use std::collections::HashMap;
 use std::fs::File;

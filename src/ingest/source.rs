@@ -135,11 +135,6 @@ impl Input {
 
     /// The first `n` bytes of content (gzip undone), for detection.
     pub fn head(&self, n: usize) -> Result<Vec<u8>> {
-        if let Payload::Bytes(b) = &self.payload {
-            if !b.starts_with(&[0x1f, 0x8b]) {
-                return Ok(b[..n.min(b.len())].to_vec());
-            }
-        }
         let mut out = Vec::with_capacity(n);
         self.reader()?.take(n as u64).read_to_end(&mut out)?;
         Ok(out)
