@@ -185,6 +185,8 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     let refunds = crate::analytics::inputs::refunds(upto(events.clone())).collect()?;
     let mut inputs = crate::analytics::inputs::Builder::new(&refunds, day)?;
     drop(refunds);
+    // Every payment the files held: about the payments with a key (duplicates and keyless ones fewer).
+    inputs.reserve(store.manifest.files.iter().map(|f| f.payments as usize).sum());
     phase.mark("occasions_pass");
     // A file at a time, the next one read while this one is taken in: the whole store in one frame would
     // be the largest thing the report holds (about 2 GB at 10M events).
@@ -214,9 +216,13 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
                 }
             }
         });
+        let mut clock = crate::timings::Totals::from_env();
         for part in rx {
+            clock.add("occasions: reading");
             inputs.add(&part?)?;
+            clock.add("occasions: adding");
         }
+        drop(clock);
         phase.mark("occasions_finish");
         // The weekly KPIs (Polars, over their own scan of the recent weeks) while this thread sorts the
         // buckets. (Started before the pass instead, they slowed it by as much as they gained, and the

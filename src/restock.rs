@@ -95,8 +95,8 @@ pub struct BacktestRow {
 /// days before, and the flat forecast is scored against what sold, as is the weekly seasonal naive
 /// forecast (RMSSE, scaled by the in-sample naive error as in M5). Products with under 56 days of
 /// history or no variation are left out.
-pub fn backtest(events: LazyFrame, line_items: LazyFrame, as_of: i32, holdout: usize) -> Result<Vec<BacktestRow>> {
-    let daily = velocity::daily_units(events, line_items, as_of).collect()?;
+pub fn backtest(events: &[LazyFrame], line_items: LazyFrame, as_of: i32, holdout: usize) -> Result<Vec<BacktestRow>> {
+    let daily = velocity::daily_units(events, line_items, as_of)?;
     let mut by_class: std::collections::BTreeMap<String, (usize, f64, f64)> = Default::default();
     for (_, _, _, s) in velocity::dense_series(&daily, as_of)? {
         if s.len() < holdout + 56 {
@@ -153,7 +153,7 @@ pub struct SimulationResult {
 /// before) is ordered and arrives after the product's lead time; each day's demand is what actually sold.
 /// A cycle (one product, one review period) is served when no day in it ran short.
 pub fn simulate(
-    events: LazyFrame,
+    events: &[LazyFrame],
     line_items: LazyFrame,
     inventory: &[InventoryRow],
     defaults: &RestockSettings,
@@ -166,7 +166,7 @@ pub fn simulate(
     };
     let review = defaults.review_days.max(1.0) as i32;
     let start = end - weeks * review + 1;
-    let daily = velocity::daily_units(events.clone(), line_items.clone(), end).collect()?;
+    let daily = velocity::daily_units(events, line_items.clone(), end)?;
     let actual: HashMap<String, (i32, Vec<f64>)> = velocity::dense_series(&daily, end)?
         .into_iter()
         .map(|(k, _, first, s)| (k, (first, s)))
@@ -189,7 +189,7 @@ pub fn simulate(
     let mut products = std::collections::HashSet::new();
     for week in 0..weeks {
         let review_day = start + week * review;
-        let facts = product_facts(events.clone(), line_items.clone(), review_day - 1)?;
+        let facts = product_facts(events, line_items.clone(), review_day - 1)?;
         for f in &facts {
             let Some((first, series)) = actual.get(&f.key) else {
                 continue;
@@ -251,8 +251,8 @@ const FIT_DAYS: usize = 365;
 const CLASS_DAYS: usize = 90;
 
 /// Velocity, class and forecast of every product sold up to `as_of`.
-pub fn product_facts(events: LazyFrame, line_items: LazyFrame, as_of: i32) -> Result<Vec<ProductFacts>> {
-    let daily = velocity::daily_units(events, line_items, as_of).collect()?;
+pub fn product_facts(events: &[LazyFrame], line_items: LazyFrame, as_of: i32) -> Result<Vec<ProductFacts>> {
+    let daily = velocity::daily_units(events, line_items, as_of)?;
     let series = velocity::dense_series(&daily, as_of)?;
     let revenue = revenue_by_window(&daily, as_of)?;
     let abc_input: Vec<(String, i64)> = series
@@ -395,6 +395,8 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
     }
     let events = store.scan_events()?;
     let as_of = resolve_as_of(p.as_of, &events)?;
+    // The events a file at a time: the daily units are summed file by file (`velocity::daily_units`).
+    let parts = store.scan_event_parts()?;
     let day = day_number(as_of);
     let line_items = match store.line_items()? {
         Some(df) => df.lazy(),
@@ -410,7 +412,7 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
     let folder = cfg.reports.join(iso_week_label(as_of));
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
     if let Some(holdout) = p.backtest_days {
-        let rows = backtest(events, line_items, day, holdout)?;
+        let rows = backtest(&parts, line_items, day, holdout)?;
         let df = df!(
             "demand_class" => rows.iter().map(|r| r.demand_class.clone()).collect::<Vec<_>>(),
             "products" => rows.iter().map(|r| r.products as u32).collect::<Vec<_>>(),
@@ -447,7 +449,7 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
     };
     let inventory = latest_inventory(inventory);
     if let Some(weeks) = p.simulate_weeks {
-        let r = simulate(events, line_items, &inventory, &p.settings, day, weeks)?;
+        let r = simulate(&parts, line_items, &inventory, &p.settings, day, weeks)?;
         let text = serde_json::to_string_pretty(&r)?;
         std::fs::write(folder.join("restock_simulation.json"), &text)?;
         let mut out = std::io::stdout().lock();
@@ -465,7 +467,7 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
             ..Default::default()
         });
     }
-    let facts = product_facts(events, line_items, day)?;
+    let facts = product_facts(&parts, line_items, day)?;
     write_csv(&velocity_frame(&facts)?, &folder.join("velocity.csv"))?;
     let policy = Policy {
         service_level: p.settings.service_level,

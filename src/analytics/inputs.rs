@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use anyhow::Result;
 use foldhash::fast::RandomState;
 use polars::prelude::*;
+use polars_arrow::array::{Array, PrimitiveArray, Utf8ViewArray, View};
 
 /// What [`from_events`] gives.
 pub struct Inputs {
@@ -147,38 +148,80 @@ impl Builder {
         })
     }
 
+    /// Room for `payments` payments with a key (a hint: more or fewer are fine), so that the payments'
+    /// table is not copied as it grows.
+    pub fn reserve(&mut self, payments: usize) {
+        self.slots.reserve(payments.saturating_sub(self.slots.len()));
+    }
+
     /// One part of the events (columns event_id, kind, day, customer_key, customer_key_quality,
     /// amount_fen, product_name); rows other than payments up to the as-of day are passed over.
     pub fn add(&mut self, events: &DataFrame) -> Result<()> {
-        self.slots.reserve(events.height());
-        let rows = events
-            .column("kind")?
-            .str()?
-            .iter()
-            .zip(events.column("event_id")?.str()?.iter())
-            .zip(events.column("customer_key")?.str()?.iter())
-            .zip(events.column("customer_key_quality")?.str()?.iter())
-            .zip(events.column("day")?.i32()?.iter())
-            .zip(events.column("amount_fen")?.i64()?.iter())
-            .zip(events.column("product_name")?.str()?.iter());
-        for ((((((kind, event), key), quality), day), amount), name) in rows {
-            let (Some("payment"), Some(day)) = (kind, day.filter(|&d| d <= self.as_of)) else {
-                continue;
-            };
-            let back = event.and_then(|e| self.refunded.get(e)).copied().unwrap_or(0);
-            let net = amount.map(|a| a + back);
-            let q = self.qualities.of(quality);
-            if let Some(n) = net.filter(|&n| n > 0) {
-                *self.net_by_day.entry((day, q)).or_default() += n;
-            }
-            if let Some(k) = key {
-                let slot = Slot {
-                    key: self.key_id(k),
-                    net: net.unwrap_or(i64::MIN),
-                    day,
-                    tag: self.pairs.of((q, self.labels.of(name))),
+        let mut events = events.clone();
+        events.align_chunks_par();
+        let text =
+            |name: &str| -> Result<Vec<&Utf8ViewArray>> { Ok(events.column(name)?.str()?.downcast_iter().collect()) };
+        let (kinds, ids, keys) = (text("kind")?, text("event_id")?, text("customer_key")?);
+        let (qualities, names) = (text("customer_key_quality")?, text("product_name")?);
+        let days: Vec<&PrimitiveArray<i32>> = events.column("day")?.i32()?.downcast_iter().collect();
+        let amounts: Vec<&PrimitiveArray<i64>> = events.column("amount_fen")?.i64()?.downcast_iter().collect();
+        let payment = View::new_from_bytes(b"payment", 0, 0).as_u128();
+        for c in 0..kinds.len() {
+            let (kind, id, key, quality, name) = (kinds[c], ids[c], keys[c], qualities[c], names[c]);
+            let (day, amount) = (days[c], amounts[c]);
+            // The (quality, product) pair of a row by the two cells' views: equal views in one array are
+            // equal texts, and a dictionary-encoded column gives each distinct text one view.
+            let mut pair_of_views: HashMap<(u128, u128), (u32, u32), RandomState> = HashMap::default();
+            for i in 0..kind.len() {
+                if kind.views()[i].as_u128() != payment || !kind.is_valid(i) || !day.is_valid(i) {
+                    continue;
+                }
+                let d = day.value(i);
+                if d > self.as_of {
+                    continue;
+                }
+                let back = if id.is_valid(i) {
+                    self.refunded.get(id.value(i)).copied().unwrap_or(0)
+                } else {
+                    0
                 };
-                self.slots.push(slot);
+                let net = amount.is_valid(i).then(|| amount.value(i) + back);
+                let views = (
+                    if quality.is_valid(i) {
+                        quality.views()[i].as_u128()
+                    } else {
+                        u128::MAX
+                    },
+                    if name.is_valid(i) {
+                        name.views()[i].as_u128()
+                    } else {
+                        u128::MAX
+                    },
+                );
+                let (q, tag) = match pair_of_views.get(&views) {
+                    Some(&found) => found,
+                    None => {
+                        let q = self.qualities.of(quality.get(i));
+                        let found = (q, self.pairs.of((q, self.labels.of(name.get(i)))));
+                        // Bounded: a column written without a dictionary gives every row its own view.
+                        if pair_of_views.len() < 1 << 12 {
+                            pair_of_views.insert(views, found);
+                        }
+                        found
+                    }
+                };
+                if let Some(n) = net.filter(|&n| n > 0) {
+                    *self.net_by_day.entry((d, q)).or_default() += n;
+                }
+                if key.is_valid(i) {
+                    let slot = Slot {
+                        key: self.key_id(key.value(i)),
+                        net: net.unwrap_or(i64::MIN),
+                        day: d,
+                        tag,
+                    };
+                    self.slots.push(slot);
+                }
             }
         }
         Ok(())
@@ -459,6 +502,20 @@ mod tests {
 
     fn check(events: DataFrame) {
         let got = from_events(&events).unwrap();
+        // The same events as the store gives them: read back from Parquet, a chunk per row group and the
+        // texts dictionary-encoded (a text's rows then share one view).
+        let mut file = Vec::new();
+        ParquetWriter::new(&mut file)
+            .with_row_group_size(Some(700))
+            .finish(&mut events.clone())
+            .unwrap();
+        let read = ParquetReader::new(std::io::Cursor::new(file)).finish().unwrap();
+        assert!(read.column("product_name").unwrap().as_materialized_series().n_chunks() > 1);
+        let again = from_events(&read).unwrap();
+        assert!(again.occasions.equals_missing(&got.occasions));
+        assert!(again.favourites.equals_missing(&got.favourites));
+        assert!(again.net_by_day.equals_missing(&got.net_by_day));
+        assert_eq!(again.keys, got.keys);
         // The general way: the Polars definitions over the same events.
         let lazy = events
             .clone()
