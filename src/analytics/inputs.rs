@@ -11,6 +11,7 @@
 //! ([`Builder::add`]), so that the whole store is never one frame.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use anyhow::Result;
 use foldhash::fast::RandomState;
@@ -98,6 +99,55 @@ impl Texts {
     }
 }
 
+/// A set of hashes that may answer yes wrongly (about one in 14), never no wrongly.
+struct Bits {
+    words: Vec<u64>,
+    mask: u64,
+}
+
+impl Bits {
+    fn of<'a, S: BuildHasher>(values: impl ExactSizeIterator<Item = &'a String>, hasher: &S) -> Bits {
+        let bits = (values.len() * 8).next_power_of_two().max(1 << 12);
+        let mut b = Bits {
+            words: vec![0; bits / 64],
+            mask: bits as u64 - 1,
+        };
+        for v in values {
+            let h = hasher.hash_one(v.as_str()) & b.mask;
+            b.words[(h / 64) as usize] |= 1 << (h % 64);
+        }
+        b
+    }
+
+    fn has(&self, hash: u64) -> bool {
+        let h = hash & self.mask;
+        self.words[(h / 64) as usize] & (1 << (h % 64)) != 0
+    }
+}
+
+/// Asks the processor to fetch row `i`'s text (when it is not inside the view) into the cache.
+fn prefetch_text(texts: &Utf8ViewArray, i: usize) {
+    let Some(v) = texts.views().get(i) else { return };
+    if v.length <= View::MAX_INLINE_SIZE {
+        return;
+    }
+    let Some(buffer) = texts.data_buffers().get(v.buffer_idx as usize) else {
+        return;
+    };
+    let Some(text) = buffer.get(v.offset as usize..v.offset as usize + v.length as usize) else {
+        return;
+    };
+    #[cfg(target_arch = "x86_64")]
+    for at in [0, text.len() - 1] {
+        // SAFETY: a prefetch only hints the cache; the address is inside the buffer.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch(text.as_ptr().add(at).cast(), std::arch::x86_64::_MM_HINT_T0);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = text;
+}
+
 /// The refunds among `events`, as [`Builder::new`] takes them (payment_event_id, amount_fen).
 pub fn refunds(events: LazyFrame) -> LazyFrame {
     events
@@ -110,6 +160,9 @@ pub struct Builder {
     /// The as-of day: later events are passed over.
     as_of: i32,
     refunded: HashMap<String, i64, RandomState>,
+    /// A bit per hash of the refunded payments' ids: most payments have no refund, and the bits (a few
+    /// hundred KB) answer for them from the cache where the table (megabytes) would not.
+    maybe_refunded: Bits,
     /// Set once a key that is not 32 hex digits is seen: from then on every key is numbered as text.
     text: Option<Texts>,
     /// The payments with a key, in input order.
@@ -136,9 +189,11 @@ impl Builder {
                 }
             }
         }
+        let maybe_refunded = Bits::of(refunded.keys(), refunded.hasher());
         Ok(Builder {
             as_of,
             refunded,
+            maybe_refunded,
             text: None,
             slots: Vec::new(),
             qualities: Texts::default(),
@@ -180,11 +235,15 @@ impl Builder {
                 if d > self.as_of {
                     continue;
                 }
-                let back = if id.is_valid(i) {
-                    self.refunded.get(id.value(i)).copied().unwrap_or(0)
-                } else {
-                    0
+                let back = match id.is_valid(i).then(|| id.value(i)) {
+                    Some(id) if self.maybe_refunded.has(self.refunded.hasher().hash_one(id)) => {
+                        self.refunded.get(id).copied().unwrap_or(0)
+                    }
+                    _ => 0,
                 };
+                // The key's text is read a few rows ahead: in a dictionary-encoded column the rows' texts
+                // are all over the dictionary, and each would be a wait for memory.
+                prefetch_text(key, i + 16);
                 let net = amount.is_valid(i).then(|| amount.value(i) + back);
                 let views = (
                     if quality.is_valid(i) {
