@@ -191,7 +191,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     // A file at a time, the next one read while this one is taken in: the whole store in one frame would
     // be the largest thing the report holds (about 2 GB at 10M events).
     let parts = store.scan_event_parts()?;
-    let (inputs, kpi) = std::thread::scope(|scope| -> Result<_> {
+    let inputs = std::thread::scope(|scope| -> Result<_> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         scope.spawn(move || {
             let cols = [
@@ -224,158 +224,97 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         }
         drop(clock);
         phase.mark("occasions_finish");
-        let inputs = inputs.finish()?;
-        // The weekly KPIs (Polars, over their own scan of the recent weeks) after the buckets are sorted, in
-        // the memory the sort freed. (On a thread of their own meanwhile, the 10M-event report peaked 0.3 GB
-        // higher and spent 1 s more in page faults than the overlap saved; started before the pass, they
-        // slowed it by as much as they gained.)
-        phase.mark("kpis");
-        let kpi = kpis::weekly(events.clone(), day, p.weeks).collect()?;
-        Ok((inputs, with_week_labels(kpi)?))
+        inputs.finish()
     })?;
     let (occ_df, favourites, net, keys) = (inputs.occasions, inputs.favourites, inputs.net_by_day, inputs.keys);
     let occ = occ_df.clone().lazy();
     // Each customer's first occasion: the repeat windows, the trend and the new/returning split use it.
     let first_ever = retention::first_days_sorted(&occ_df)?.lazy();
-    phase.mark("transitions");
-    // The RFM table now and at each weekly snapshot back, in one pass over the sorted occasions.
-    let weeks_back = p.weeks.clamp(1, 13);
-    let snapshot_days: Vec<i32> = (0..=weeks_back).map(|k| day - 7 * k).collect();
-    let snapshots = rfm::rfm_tables(&occ_df, &snapshot_days, p.window_days)?;
-    phase.mark("segment_snapshots");
-    let (segmented, cuts, trans) = transitions::segment_snapshots(snapshots, &map, day)?;
-    let labels = match store.identities()? {
-        Some(ids) => ids.lazy().select([col("customer_key"), col("label")]),
-        None => df!("customer_key" => Vec::<String>::new(), "label" => Vec::<String>::new())?.lazy(),
-    };
-    phase.mark("customers");
-    // Joined and ordered on the customer codes, the keys restored after: strings cost more to join, and to
-    // sort (the codes are in key order).
-    let joined = segmented
-        .clone()
-        .lazy()
-        .left_join(
-            trans.per_customer.clone().lazy(),
-            col("customer_key"),
-            col("customer_key"),
-        )
-        .collect()?;
-    let ordered = occasions::restore_keys(by_segment_then_code(&joined)?, &keys)?;
-    let mut keep_order = JoinArgs::new(JoinType::Left);
-    keep_order.maintain_order = MaintainOrderJoin::Left;
-    let customers = ordered
-        .lazy()
-        .join(labels, [col("customer_key")], [col("customer_key")], keep_order)
-        .select([
-            col("customer_key"),
-            col("label"),
-            col("quality").alias("key_quality"),
-            col("first_day").cast(DataType::Date).alias("first_purchase"),
-            col("last_day").cast(DataType::Date).alias("last_purchase"),
-            col("recency_days"),
-            col("frequency"),
-            (col("monetary_fen").cast(DataType::Float64) / lit(100.0)).alias("monetary_yuan"),
-            col("monetary_fen"),
-            col("r_score"),
-            col("f_score"),
-            col("m_score"),
-            col("segment"),
-            col("previous_segment"),
-            col("segment_since"),
-        ])
-        .collect()?;
-    // The largest outputs, the customer table and the target lists, are written on threads of their own
-    // while the rest is computed.
-    let favourites = occasions::restore_keys(favourites, &keys)?;
-    let raw_ids = if p.with_contact_ids { store.identities()? } else { None };
-    let writers = {
-        let (table, folder_t) = (customers.clone(), folder.clone());
-        let (customers, folder, settings) = (customers.clone(), folder.clone(), cfg.targets.clone());
-        [
-            std::thread::spawn(move || write_table(&folder_t, "customers", table)),
-            std::thread::spawn(move || -> Result<()> {
-                crate::targets::write(&customers, favourites, &settings, raw_ids, &folder)?;
-                Ok(())
-            }),
-        ]
-    };
-    phase.mark("summary");
-    let summary = crate::analytics::segments::summary(segmented.clone().lazy(), &map).collect()?;
+    // Two chains from here, on two threads: the customers (RFM now and back, segments, the customer table
+    // and target lists) and the history tables (KPIs, repeat rates, cohorts, latency, weekly customers);
+    // each is mostly one thread's work.
+    let (cuts, trans, customers, writers, summary, history) = std::thread::scope(|scope| -> Result<_> {
+        let history = scope.spawn(|| history_tables(&occ_df, &net, events.clone(), day, p));
+        phase.mark("transitions");
+        // The RFM table now and at each weekly snapshot back, in one pass over the sorted occasions.
+        let weeks_back = p.weeks.clamp(1, 13);
+        let snapshot_days: Vec<i32> = (0..=weeks_back).map(|k| day - 7 * k).collect();
+        let snapshots = rfm::rfm_tables(&occ_df, &snapshot_days, p.window_days)?;
+        phase.mark("segment_snapshots");
+        let (segmented, cuts, trans) = transitions::segment_snapshots(snapshots, &map, day)?;
+        let labels = match store.identities()? {
+            Some(ids) => ids.lazy().select([col("customer_key"), col("label")]),
+            None => df!("customer_key" => Vec::<String>::new(), "label" => Vec::<String>::new())?.lazy(),
+        };
+        phase.mark("customers");
+        // Joined and ordered on the customer codes, the keys restored after: strings cost more to join, and to
+        // sort (the codes are in key order).
+        let joined = segmented
+            .clone()
+            .lazy()
+            .left_join(
+                trans.per_customer.clone().lazy(),
+                col("customer_key"),
+                col("customer_key"),
+            )
+            .collect()?;
+        let ordered = occasions::restore_keys(by_segment_then_code(&joined)?, &keys)?;
+        let mut keep_order = JoinArgs::new(JoinType::Left);
+        keep_order.maintain_order = MaintainOrderJoin::Left;
+        let customers = ordered
+            .lazy()
+            .join(labels, [col("customer_key")], [col("customer_key")], keep_order)
+            .select([
+                col("customer_key"),
+                col("label"),
+                col("quality").alias("key_quality"),
+                col("first_day").cast(DataType::Date).alias("first_purchase"),
+                col("last_day").cast(DataType::Date).alias("last_purchase"),
+                col("recency_days"),
+                col("frequency"),
+                (col("monetary_fen").cast(DataType::Float64) / lit(100.0)).alias("monetary_yuan"),
+                col("monetary_fen"),
+                col("r_score"),
+                col("f_score"),
+                col("m_score"),
+                col("segment"),
+                col("previous_segment"),
+                col("segment_since"),
+            ])
+            .collect()?;
+        // The largest outputs, the customer table and the target lists, are written on threads of their own
+        // while the rest is computed.
+        let favourites = occasions::restore_keys(favourites, &keys)?;
+        let raw_ids = if p.with_contact_ids { store.identities()? } else { None };
+        let writers = {
+            let (table, folder_t) = (customers.clone(), folder.clone());
+            let (customers, folder, settings) = (customers.clone(), folder.clone(), cfg.targets.clone());
+            [
+                std::thread::spawn(move || write_table(&folder_t, "customers", table)),
+                std::thread::spawn(move || -> Result<()> {
+                    crate::targets::write(&customers, favourites, &settings, raw_ids, &folder)?;
+                    Ok(())
+                }),
+            ]
+        };
+        phase.mark("summary");
+        let summary = crate::analytics::segments::summary(segmented.clone().lazy(), &map).collect()?;
 
-    // Repeat purchase over three windows, labelled.
-    let week_from = day - 6;
-    let windows = [
-        ("as-of week", week_from),
-        ("last 28 days", day - 27),
-        ("last 365 days", day - 364),
-    ];
-    let rates = retention::repeat_windows_sorted(&occ_df, &windows.map(|(_, from)| (from, day)))?;
-    let mut repeat = Vec::new();
-    for (i, (label, from)) in windows.into_iter().enumerate() {
-        let coverage = occasions::key_coverage_from_net(net.clone().lazy(), Some(from)).select([
-            col("none_share").alias("no_key_sales_share"),
-            col("weak_share").alias("weak_key_sales_share"),
-        ]);
-        repeat.push(
-            rates
-                .slice(i as i64, 1)
-                .lazy()
-                .with_column(lit(label).alias("window"))
-                .with_column(lit(1i32).alias("__j"))
-                .inner_join(coverage.with_column(lit(1i32).alias("__j")), col("__j"), col("__j")),
-        );
-    }
-    phase.mark("repeat");
-    let repeat = concat(repeat, UnionArgs::default())?
-        .select([
-            col("window"),
-            col("from_day").cast(DataType::Date).alias("from"),
-            col("to_day").cast(DataType::Date).alias("to"),
-            col("customers"),
-            col("repeat_customers"),
-            col("repeat_rate").alias("in_window_repeat_rate"),
-            col("returning_customers"),
-            col("returning_rate").alias("returning_customer_rate_shopify"),
-            col("no_key_sales_share"),
-            col("weak_key_sales_share"),
-        ])
-        .collect()?;
-    let coverage = concat(
-        [
-            occasions::key_coverage_from_net(net.clone().lazy(), None).with_column(lit("all history").alias("window")),
-            occasions::key_coverage_from_net(net.clone().lazy(), Some(week_from))
-                .with_column(lit("as-of week").alias("window")),
-        ],
-        UnionArgs::default(),
-    )?
-    .collect()?;
-    phase.mark("cohorts_monthly");
-    let monthly = cohort_frame(
-        &retention::cohorts_sorted(&occ_df, retention::Period::Month, day)?,
-        retention::Period::Month,
-    )?;
-    phase.mark("cohorts_weekly");
-    let weekly_cohorts = cohort_frame(
-        &retention::cohorts_sorted(&occ_df, retention::Period::Week, day)?,
-        retention::Period::Week,
-    )?;
-    phase.mark("latency");
-    let latency = retention::latency_sorted(&occ_df)?;
-    phase.mark("weekly_customers");
-    let weekly_customers = with_week_labels(retention::weekly_customers_sorted(&occ_df, day, p.weeks, p.lapse_days)?)?;
-    phase.mark("trend");
-    let trend = retention::repeat_trend_sorted(&occ_df, day, p.weeks, REPEAT_TREND_DAYS)?
-        .lazy()
-        .select([
-            col("week"),
-            col("from_day").cast(DataType::Date).alias("from"),
-            col("to_day").cast(DataType::Date).alias("to"),
-            col("customers"),
-            col("repeat_rate").alias("in_window_repeat_rate"),
-            col("returning_rate").alias("returning_customer_rate_shopify"),
-        ])
-        .collect()?;
-    let trend = with_week_labels(trend)?;
+        let history = history
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread of the history tables panicked"))??;
+        Ok((cuts, trans, customers, writers, summary, history))
+    })?;
+    let History {
+        kpi,
+        repeat,
+        coverage,
+        monthly,
+        weekly_cohorts,
+        latency,
+        weekly_customers,
+        trend,
+    } = history;
     let cut_table = df!(
         "measure" => ["recency_days", "frequency", "monetary_fen"],
         "levels" => [cuts.recency.len() as i64 + 1, cuts.frequency.len() as i64 + 1, cuts.monetary.len() as i64 + 1],
@@ -431,6 +370,116 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         print_summary(&outcome, &map, &cuts, &repeat, &coverage, &kpi)?;
     }
     Ok(outcome)
+}
+
+/// The tables of the customers' history, from the sorted occasions, net sales by day and the events.
+struct History {
+    kpi: DataFrame,
+    repeat: DataFrame,
+    coverage: DataFrame,
+    monthly: DataFrame,
+    weekly_cohorts: DataFrame,
+    latency: DataFrame,
+    weekly_customers: DataFrame,
+    trend: DataFrame,
+}
+
+fn history_tables(
+    occ_df: &DataFrame,
+    net: &DataFrame,
+    events: LazyFrame,
+    day: i32,
+    p: &AnalyzeParams,
+) -> Result<History> {
+    let mut phase = crate::timings::Phases::from_env();
+    phase.mark("history: kpis");
+    // The weekly KPIs: Polars, over their own scan of the recent weeks.
+    let kpi = with_week_labels(kpis::weekly(events, day, p.weeks).collect()?)?;
+    phase.mark("history: repeat");
+    // Repeat purchase over three windows, labelled.
+    let week_from = day - 6;
+    let windows = [
+        ("as-of week", week_from),
+        ("last 28 days", day - 27),
+        ("last 365 days", day - 364),
+    ];
+    let rates = retention::repeat_windows_sorted(occ_df, &windows.map(|(_, from)| (from, day)))?;
+    let mut repeat = Vec::new();
+    for (i, (label, from)) in windows.into_iter().enumerate() {
+        let coverage = occasions::key_coverage_from_net(net.clone().lazy(), Some(from)).select([
+            col("none_share").alias("no_key_sales_share"),
+            col("weak_share").alias("weak_key_sales_share"),
+        ]);
+        repeat.push(
+            rates
+                .slice(i as i64, 1)
+                .lazy()
+                .with_column(lit(label).alias("window"))
+                .with_column(lit(1i32).alias("__j"))
+                .inner_join(coverage.with_column(lit(1i32).alias("__j")), col("__j"), col("__j")),
+        );
+    }
+    phase.mark("history: repeat");
+    let repeat = concat(repeat, UnionArgs::default())?
+        .select([
+            col("window"),
+            col("from_day").cast(DataType::Date).alias("from"),
+            col("to_day").cast(DataType::Date).alias("to"),
+            col("customers"),
+            col("repeat_customers"),
+            col("repeat_rate").alias("in_window_repeat_rate"),
+            col("returning_customers"),
+            col("returning_rate").alias("returning_customer_rate_shopify"),
+            col("no_key_sales_share"),
+            col("weak_key_sales_share"),
+        ])
+        .collect()?;
+    let coverage = concat(
+        [
+            occasions::key_coverage_from_net(net.clone().lazy(), None).with_column(lit("all history").alias("window")),
+            occasions::key_coverage_from_net(net.clone().lazy(), Some(week_from))
+                .with_column(lit("as-of week").alias("window")),
+        ],
+        UnionArgs::default(),
+    )?
+    .collect()?;
+    phase.mark("history: cohorts_monthly");
+    let monthly = cohort_frame(
+        &retention::cohorts_sorted(occ_df, retention::Period::Month, day)?,
+        retention::Period::Month,
+    )?;
+    phase.mark("history: cohorts_weekly");
+    let weekly_cohorts = cohort_frame(
+        &retention::cohorts_sorted(occ_df, retention::Period::Week, day)?,
+        retention::Period::Week,
+    )?;
+    phase.mark("history: latency");
+    let latency = retention::latency_sorted(occ_df)?;
+    phase.mark("history: weekly_customers");
+    let weekly_customers = with_week_labels(retention::weekly_customers_sorted(occ_df, day, p.weeks, p.lapse_days)?)?;
+    phase.mark("history: trend");
+    let trend = retention::repeat_trend_sorted(occ_df, day, p.weeks, REPEAT_TREND_DAYS)?
+        .lazy()
+        .select([
+            col("week"),
+            col("from_day").cast(DataType::Date).alias("from"),
+            col("to_day").cast(DataType::Date).alias("to"),
+            col("customers"),
+            col("repeat_rate").alias("in_window_repeat_rate"),
+            col("returning_rate").alias("returning_customer_rate_shopify"),
+        ])
+        .collect()?;
+    let trend = with_week_labels(trend)?;
+    Ok(History {
+        kpi,
+        repeat,
+        coverage,
+        monthly,
+        weekly_cohorts,
+        latency,
+        weekly_customers,
+        trend,
+    })
 }
 
 /// The rows ordered by segment name (a missing one first), then by customer code.
