@@ -187,6 +187,8 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     drop(refunds);
     // Every payment the files held: about the payments with a key (duplicates and keyless ones fewer).
     inputs.reserve(store.manifest.files.iter().map(|f| f.payments as usize).sum());
+    // The weekly KPIs' sums come from the same pass.
+    inputs.count_weeks_from(kpis::first_week(day, p.weeks));
     phase.mark("occasions_pass");
     // A file at a time, the next one read while this one is taken in: the whole store in one frame would
     // be the largest thing the report holds (about 2 GB at 10M events).
@@ -202,6 +204,8 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
                 "customer_key_quality",
                 "amount_fen",
                 "product_name",
+                "channel",
+                "fee_millifen",
             ];
             // The pass leaves out what is after as-of itself: a filter here would make Polars decode every
             // column through a mask, though most files hold nothing to leave out.
@@ -227,6 +231,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         inputs.finish()
     })?;
     let (occ_df, favourites, net, keys) = (inputs.occasions, inputs.favourites, inputs.net_by_day, inputs.keys);
+    let weekly_sums = inputs.weekly_sums.context("the occasion pass summed no weeks")?;
     let occ = occ_df.clone().lazy();
     // Each customer's first occasion: the repeat windows, the trend and the new/returning split use it.
     let first_ever = retention::first_days_sorted(&occ_df)?.lazy();
@@ -234,7 +239,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     // and target lists) and the history tables (KPIs, repeat rates, cohorts, latency, weekly customers);
     // each is mostly one thread's work.
     let (cuts, trans, customers, writers, summary, history) = std::thread::scope(|scope| -> Result<_> {
-        let history = scope.spawn(|| history_tables(&occ_df, &net, events.clone(), day, p));
+        let history = scope.spawn(|| history_tables(&occ_df, &net, weekly_sums, day, p));
         phase.mark("transitions");
         // The RFM table now and at each weekly snapshot back, in one pass over the sorted occasions.
         let weeks_back = p.weeks.clamp(1, 13);
@@ -372,7 +377,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     Ok(outcome)
 }
 
-/// The tables of the customers' history, from the sorted occasions, net sales by day and the events.
+/// The tables of the customers' history, from the sorted occasions, net sales by day and the weekly sums.
 struct History {
     kpi: DataFrame,
     repeat: DataFrame,
@@ -387,14 +392,13 @@ struct History {
 fn history_tables(
     occ_df: &DataFrame,
     net: &DataFrame,
-    events: LazyFrame,
+    weekly_sums: DataFrame,
     day: i32,
     p: &AnalyzeParams,
 ) -> Result<History> {
     let mut phase = crate::timings::Phases::from_env();
     phase.mark("history: kpis");
-    // The weekly KPIs: Polars, over their own scan of the recent weeks.
-    let kpi = with_week_labels(kpis::weekly(events, day, p.weeks).collect()?)?;
+    let kpi = with_week_labels(kpis::from_sums(weekly_sums.lazy(), day, p.weeks).collect()?)?;
     phase.mark("history: repeat");
     // Repeat purchase over three windows, labelled.
     let week_from = day - 6;

@@ -1,8 +1,8 @@
 //! The customer analytics' inputs from the events in one pass and a bucket sort: the purchase occasions
-//! on dense customer codes, each customer's favourite product, and net sales by day and key quality for
-//! the coverage rows. The definitions are the Polars ones in `occasions` (payments netted with their
-//! refunds, occasions per customer and day) and `targets::favourite_products_of`; a test checks this pass
-//! against them.
+//! on dense customer codes, each customer's favourite product, net sales by day and key quality for the
+//! coverage rows, and the weekly KPIs' sums. The definitions are the Polars ones in `occasions` (payments
+//! netted with their refunds, occasions per customer and day), `targets::favourite_products_of` and
+//! `kpis::weekly_sums`; tests check this pass against them.
 //!
 //! 10M payments carry about a million customer keys, too many for a hash table keyed by customer to stay in
 //! the cache: each payment is bucketed by its key's leading bits instead (a counting sort that keeps input
@@ -31,6 +31,8 @@ pub struct Inputs {
     pub net_by_day: DataFrame,
     /// The customer keys by code, for `occasions::restore_keys`.
     pub keys: Vec<String>,
+    /// With [`Builder::count_weeks_from`]: `kpis::weekly_sums` of the events.
+    pub weekly_sums: Option<DataFrame>,
 }
 
 /// One payment with a customer key, as bucketed.
@@ -42,7 +44,7 @@ struct Slot {
     /// Net of refunds; `i64::MIN` for a payment without an amount.
     net: i64,
     day: i32,
-    /// The (quality, product label) pair's number in `Builder::pairs`.
+    /// The (quality, product label, channel) triple's number in `Builder::pairs`.
     tag: u32,
 }
 
@@ -169,8 +171,24 @@ pub struct Builder {
     slots: Vec<Slot>,
     qualities: Texts,
     labels: Texts,
-    pairs: Interner<(u32, u32)>,
+    pairs: Interner<(u32, u32, u32)>,
     net_by_day: HashMap<(i32, u32), i64, RandomState>,
+    /// The first week summed for the weekly KPIs, if they are asked for.
+    weeks_from: Option<i32>,
+    channels: Texts,
+    /// Per week and channel from `weeks_from` on.
+    week_sums: HashMap<(i32, u32), WeekSums, RandomState>,
+}
+
+/// One week's and channel's events summed, as `kpis::weekly_sums` sums them.
+#[derive(Default, Clone, Copy)]
+struct WeekSums {
+    orders: i64,
+    payments_fen: i64,
+    refunds: i64,
+    refunds_fen: i64,
+    fees_millifen: i64,
+    customers: i64,
 }
 
 impl Builder {
@@ -200,7 +218,16 @@ impl Builder {
             labels: Texts::default(),
             pairs: Interner::new(),
             net_by_day: HashMap::default(),
+            weeks_from: None,
+            channels: Texts::default(),
+            week_sums: HashMap::default(),
         })
+    }
+
+    /// Sums the events of the weeks from `first` (`kpis::first_week`) as `kpis::weekly_sums` does: the
+    /// parts then need the columns channel and fee_millifen too.
+    pub fn count_weeks_from(&mut self, first: i32) {
+        self.weeks_from = Some(first);
     }
 
     /// Room for `payments` payments with a key (a hint: more or fewer are fine), so that the payments'
@@ -210,29 +237,77 @@ impl Builder {
     }
 
     /// One part of the events (columns event_id, kind, day, customer_key, customer_key_quality,
-    /// amount_fen, product_name); rows other than payments up to the as-of day are passed over.
+    /// amount_fen, product_name; channel and fee_millifen when weeks are counted); rows after the as-of
+    /// day are passed over, and rows other than payments but for the weekly sums.
     pub fn add(&mut self, events: &DataFrame) -> Result<()> {
         let mut events = events.clone();
         events.align_chunks_par();
         let text =
             |name: &str| -> Result<Vec<&Utf8ViewArray>> { Ok(events.column(name)?.str()?.downcast_iter().collect()) };
+        let int64 = |name: &str| -> Result<Vec<&PrimitiveArray<i64>>> {
+            Ok(events.column(name)?.i64()?.downcast_iter().collect())
+        };
         let (kinds, ids, keys) = (text("kind")?, text("event_id")?, text("customer_key")?);
         let (qualities, names) = (text("customer_key_quality")?, text("product_name")?);
         let days: Vec<&PrimitiveArray<i32>> = events.column("day")?.i32()?.downcast_iter().collect();
-        let amounts: Vec<&PrimitiveArray<i64>> = events.column("amount_fen")?.i64()?.downcast_iter().collect();
+        let amounts = int64("amount_fen")?;
+        let (channels, fees) = match self.weeks_from {
+            Some(_) => (Some(text("channel")?), Some(int64("fee_millifen")?)),
+            None => (None, None),
+        };
         let payment = View::new_from_bytes(b"payment", 0, 0).as_u128();
+        let refund = View::new_from_bytes(b"refund", 0, 0).as_u128();
+        // A cell's view, u128::MAX for a missing one (no view is: its length would be 4 GiB).
+        let view = |texts: &Utf8ViewArray, i: usize| {
+            if texts.is_valid(i) {
+                texts.views()[i].as_u128()
+            } else {
+                u128::MAX
+            }
+        };
         for c in 0..kinds.len() {
             let (kind, id, key, quality, name) = (kinds[c], ids[c], keys[c], qualities[c], names[c]);
             let (day, amount) = (days[c], amounts[c]);
-            // The (quality, product) pair of a row by the two cells' views: equal views in one array are
+            let (channel, fee) = (channels.as_ref().map(|a| a[c]), fees.as_ref().map(|a| a[c]));
+            // The (quality, product, channel) of a row by the cells' views: equal views in one array are
             // equal texts, and a dictionary-encoded column gives each distinct text one view.
-            let mut pair_of_views: HashMap<(u128, u128), (u32, u32), RandomState> = HashMap::default();
+            let mut triple_of_views: HashMap<(u128, u128, u128), (u32, u32), RandomState> = HashMap::default();
+            let mut channel_of_view: HashMap<u128, u32, RandomState> = HashMap::default();
             for i in 0..kind.len() {
-                if kind.views()[i].as_u128() != payment || !kind.is_valid(i) || !day.is_valid(i) {
+                if !day.is_valid(i) {
                     continue;
                 }
                 let d = day.value(i);
                 if d > self.as_of {
+                    continue;
+                }
+                let kind_view = view(kind, i);
+                if let (Some(first), Some(channel), Some(fee)) = (self.weeks_from, channel, fee) {
+                    let week = super::retention::week_of(d);
+                    if week >= first {
+                        let ch = match channel_of_view.get(&view(channel, i)) {
+                            Some(&ch) => ch,
+                            None => {
+                                let ch = self.channels.of(channel.get(i));
+                                if channel_of_view.len() < 1 << 12 {
+                                    channel_of_view.insert(view(channel, i), ch);
+                                }
+                                ch
+                            }
+                        };
+                        let sums = self.week_sums.entry((week, ch)).or_default();
+                        let fen = amount.get(i).unwrap_or(0);
+                        if kind_view == payment {
+                            sums.orders += 1;
+                            sums.payments_fen += fen;
+                        } else if kind_view == refund {
+                            sums.refunds += 1;
+                            sums.refunds_fen += fen;
+                        }
+                        sums.fees_millifen += fee.get(i).unwrap_or(0);
+                    }
+                }
+                if kind_view != payment {
                     continue;
                 }
                 let back = match id.is_valid(i).then(|| id.value(i)) {
@@ -246,25 +321,20 @@ impl Builder {
                 prefetch_text(key, i + 16);
                 let net = amount.is_valid(i).then(|| amount.value(i) + back);
                 let views = (
-                    if quality.is_valid(i) {
-                        quality.views()[i].as_u128()
-                    } else {
-                        u128::MAX
-                    },
-                    if name.is_valid(i) {
-                        name.views()[i].as_u128()
-                    } else {
-                        u128::MAX
-                    },
+                    view(quality, i),
+                    view(name, i),
+                    channel.map_or(u128::MAX, |ch| view(ch, i)),
                 );
-                let (q, tag) = match pair_of_views.get(&views) {
+                let (q, tag) = match triple_of_views.get(&views) {
                     Some(&found) => found,
                     None => {
                         let q = self.qualities.of(quality.get(i));
-                        let found = (q, self.pairs.of((q, self.labels.of(name.get(i)))));
+                        let label = self.labels.of(name.get(i));
+                        let ch = self.channels.of(channel.and_then(|ch| ch.get(i)));
+                        let found = (q, self.pairs.of((q, label, ch)));
                         // Bounded: a column written without a dictionary gives every row its own view.
-                        if pair_of_views.len() < 1 << 12 {
-                            pair_of_views.insert(views, found);
+                        if triple_of_views.len() < 1 << 12 {
+                            triple_of_views.insert(views, found);
                         }
                         found
                     }
@@ -309,6 +379,9 @@ impl Builder {
             labels,
             pairs,
             net_by_day,
+            weeks_from,
+            channels,
+            mut week_sums,
             ..
         } = self;
         // Text keys renumbered in key order; `key_text` gives a slot key's text.
@@ -358,12 +431,17 @@ impl Builder {
         // Each label folded into its product; products ranked alphabetically, so that the smallest rank
         // among the most bought is the alphabetical tie-break.
         let (rank, products) = product_ranks(&labels.values)?;
-        let pair_rank: Vec<Option<u32>> = pairs.values.iter().map(|&(_, l)| rank[l as usize]).collect();
+        let pair_rank: Vec<Option<u32>> = pairs.values.iter().map(|&(_, l, _)| rank[l as usize]).collect();
 
         let mut occ = OccasionColumns::default();
         let (mut fav_keys, mut fav_products) = (Vec::new(), Vec::new());
         let mut by_code: Vec<String> = Vec::new();
         let mut bought: Vec<u32> = Vec::new();
+        // Each customer's weeks and channels with a payment, for the weekly customer counts (`ALL`: any
+        // channel).
+        const ALL: u32 = u32::MAX;
+        let mut customer_weeks: HashMap<(i32, u32), i64, RandomState> = HashMap::default();
+        let mut seen: Vec<(i32, u32)> = Vec::new();
         for w in start.windows(2) {
             let run = &mut bucketed[w[0]..w[1]];
             run.sort_by_key(|s| (s.key, s.day));
@@ -380,6 +458,20 @@ impl Builder {
                     fav_products.push(products[best as usize].as_str());
                 }
                 occ.push_customer(code, customer, |tag| pairs.values[tag as usize].0);
+                if let Some(first) = weeks_from {
+                    seen.clear();
+                    for s in customer {
+                        let week = super::retention::week_of(s.day);
+                        if week >= first {
+                            seen.extend([(week, pairs.values[s.tag as usize].2), (week, ALL)]);
+                        }
+                    }
+                    seen.sort_unstable();
+                    seen.dedup();
+                    for wc in &seen {
+                        *customer_weeks.entry(*wc).or_default() += 1;
+                    }
+                }
                 a = b;
             }
         }
@@ -391,11 +483,44 @@ impl Builder {
             "customer_key_quality" => by_day.iter().map(|((_, q), _)| qualities.get(*q)).collect::<Vec<_>>(),
             "net_fen" => by_day.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
         )?;
+        let weekly_sums = match weeks_from {
+            None => None,
+            Some(_) => {
+                // The all-channel rows: every channel's sums added, customers counted once a week.
+                let per_channel: Vec<((i32, u32), WeekSums)> = week_sums.iter().map(|(k, v)| (*k, *v)).collect();
+                for ((week, _), s) in per_channel {
+                    let all = week_sums.entry((week, ALL)).or_default();
+                    all.orders += s.orders;
+                    all.payments_fen += s.payments_fen;
+                    all.refunds += s.refunds;
+                    all.refunds_fen += s.refunds_fen;
+                    all.fees_millifen += s.fees_millifen;
+                }
+                for (k, n) in customer_weeks {
+                    week_sums.entry(k).or_default().customers = n;
+                }
+                let mut rows: Vec<((i32, u32), WeekSums)> = week_sums.into_iter().collect();
+                rows.sort_unstable_by_key(|(k, _)| *k);
+                let channel = |c: u32| if c == ALL { Some("all") } else { channels.get(c) };
+                let col = |f: fn(&WeekSums) -> i64| rows.iter().map(|(_, s)| f(s)).collect::<Vec<i64>>();
+                Some(df!(
+                    "week" => rows.iter().map(|((w, _), _)| *w).collect::<Vec<i32>>(),
+                    "channel" => rows.iter().map(|((_, c), _)| channel(*c)).collect::<Vec<_>>(),
+                    "orders" => col(|s| s.orders),
+                    "payments_fen" => col(|s| s.payments_fen),
+                    "refunds" => col(|s| s.refunds),
+                    "refunds_fen" => col(|s| s.refunds_fen),
+                    "fees_millifen" => col(|s| s.fees_millifen),
+                    "customers" => col(|s| s.customers),
+                )?)
+            }
+        };
         Ok(Inputs {
             occasions: occ.frame(&qualities.values)?,
             favourites: df!("customer_key" => fav_keys, "favourite_product" => fav_products)?,
             net_by_day,
             keys: by_code,
+            weekly_sums,
         })
     }
 }
@@ -650,5 +775,44 @@ mod tests {
         check(random_events_with(true, |i| {
             (i > 4000 && i % 7 == 0).then(|| format!("k{}", i % 50))
         }));
+    }
+
+    #[test]
+    fn weekly_sums_equal_the_polars_definition() {
+        // Two channels, fees on most events (refunds' negative), some missing; weeks cut by as-of.
+        let events = random_events(true);
+        let n = events.height();
+        let mut next = crate::analytics::testing::pseudo_random(11);
+        let channel: Vec<&str> = (0..n).map(|_| ["wechat_pay", "alipay"][next(2) as usize]).collect();
+        let fee: Vec<Option<i64>> = (0..n).map(|_| (next(9) > 0).then(|| next(400) as i64 - 50)).collect();
+        let mut events = events;
+        events.with_column(Column::new("channel".into(), channel)).unwrap();
+        events.with_column(Column::new("fee_millifen".into(), fee)).unwrap();
+        let (as_of, weeks) = (60, 4);
+        let first = crate::analytics::kpis::first_week(as_of, weeks);
+        let refunds = refunds(events.clone().lazy().filter(col("day").lt_eq(lit(as_of))))
+            .collect()
+            .unwrap();
+        let mut b = Builder::new(&refunds, as_of).unwrap();
+        b.count_weeks_from(first);
+        // In two parts, as the store gives them.
+        b.add(&events.slice(0, n / 3)).unwrap();
+        b.add(&events.slice((n / 3) as i64, n)).unwrap();
+        let got = b.finish().unwrap().weekly_sums.unwrap();
+        let sorted = |d: DataFrame| d.sort(["week", "channel"], SortMultipleOptions::default()).unwrap();
+        let want = crate::analytics::kpis::weekly_sums(
+            events
+                .lazy()
+                .with_column(col("day").cast(DataType::Date).alias("local_date")),
+            as_of,
+            weeks,
+        )
+        .collect()
+        .unwrap();
+        assert_eq!(want.height(), 3 * 5, "five weeks, two channels and all");
+        assert!(
+            sorted(got.clone()).equals_missing(&sorted(want.clone())),
+            "{got}\n{want}"
+        );
     }
 }

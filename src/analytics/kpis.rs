@@ -38,12 +38,16 @@ fn per_week(events: LazyFrame, by_channel: bool) -> LazyFrame {
     }
 }
 
-/// KPIs for the `weeks` weeks ending with the week of `as_of` (a day number), one row per week and
-/// channel plus `all`. Money in fen; fees in 1/1000 fen; rates as fractions; `*_wow` the relative change
-/// on the same channel's previous week (null where there is none).
-pub fn weekly(events: LazyFrame, as_of: i32, weeks: i32) -> LazyFrame {
-    let last = week_of(as_of);
-    let first = last - weeks; // one more week, for the first row's week-over-week change
+/// The first week [`weekly`] sums (one before the weeks it shows, for the first week-over-week change).
+pub fn first_week(as_of: i32, weeks: i32) -> i32 {
+    week_of(as_of) - weeks
+}
+
+/// The weekly sums [`weekly`] starts from, per week from [`first_week`] to the week of `as_of` (a day
+/// number): week, channel (`all` for all channels), orders, payments_fen, refunds, refunds_fen,
+/// fees_millifen, customers. A week and channel with no events has no row.
+pub fn weekly_sums(events: LazyFrame, as_of: i32, weeks: i32) -> LazyFrame {
+    let first = first_week(as_of, weeks);
     let ev = events
         .with_column(col("local_date").cast(DataType::Int32).alias("day"))
         .filter(col("day").lt_eq(lit(as_of)))
@@ -51,21 +55,35 @@ pub fn weekly(events: LazyFrame, as_of: i32, weeks: i32) -> LazyFrame {
         .filter(col("week").gt_eq(lit(first)));
     let all = per_week(ev.clone(), false);
     let channels = per_week(ev, true);
-    let cols_order = [
-        "week",
-        "channel",
-        "orders",
-        "payments_fen",
-        "refunds",
-        "refunds_fen",
-        "fees_millifen",
-        "customers",
-    ];
-    let stacked = concat(
-        [all.select(cols_order.map(col)), channels.select(cols_order.map(col))],
+    concat(
+        [all.select(SUM_COLUMNS.map(col)), channels.select(SUM_COLUMNS.map(col))],
         UnionArgs::default(),
     )
-    .expect("same columns");
+    .expect("same columns")
+}
+
+/// The columns of [`weekly_sums`].
+pub const SUM_COLUMNS: [&str; 8] = [
+    "week",
+    "channel",
+    "orders",
+    "payments_fen",
+    "refunds",
+    "refunds_fen",
+    "fees_millifen",
+    "customers",
+];
+
+/// KPIs for the `weeks` weeks ending with the week of `as_of` (a day number), one row per week and
+/// channel plus `all`. Money in fen; fees in 1/1000 fen; rates as fractions; `*_wow` the relative change
+/// on the same channel's previous week (null where there is none).
+pub fn weekly(events: LazyFrame, as_of: i32, weeks: i32) -> LazyFrame {
+    from_sums(weekly_sums(events, as_of, weeks), as_of, weeks)
+}
+
+/// [`weekly`] from its [`weekly_sums`] (however they were summed).
+pub fn from_sums(stacked: LazyFrame, as_of: i32, weeks: i32) -> LazyFrame {
+    let first = first_week(as_of, weeks);
     let wow = |c: &str| {
         let prev = col(c).shift(lit(1)).over([col("channel")]).expect("valid window");
         ((col(c).cast(DataType::Float64) - prev.clone().cast(DataType::Float64)) / prev.cast(DataType::Float64))
