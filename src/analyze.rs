@@ -310,16 +310,6 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
             .map_err(|_| anyhow::anyhow!("the thread of the history tables panicked"))??;
         Ok((cuts, trans, customers, writers, summary, history))
     })?;
-    let History {
-        kpi,
-        repeat,
-        coverage,
-        monthly,
-        weekly_cohorts,
-        latency,
-        weekly_customers,
-        trend,
-    } = history;
     let cut_table = df!(
         "measure" => ["recency_days", "frequency", "monetary_fen"],
         "levels" => [cuts.recency.len() as i64 + 1, cuts.frequency.len() as i64 + 1, cuts.monetary.len() as i64 + 1],
@@ -331,14 +321,14 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         ("segments", summary.clone()),
         ("rfm_cut_points", cut_table),
         ("segment_transitions", trans.matrix.clone()),
-        ("repeat_purchase", repeat.clone()),
-        ("key_coverage", coverage.clone()),
-        ("cohorts_monthly", monthly.clone()),
-        ("cohorts_weekly", weekly_cohorts),
-        ("purchase_latency", latency),
-        ("customers_weekly", weekly_customers.clone()),
-        ("kpis_weekly", kpi.clone()),
-        ("repeat_trend", trend.clone()),
+        ("repeat_purchase", history.repeat.clone()),
+        ("key_coverage", history.coverage.clone()),
+        ("cohorts_monthly", history.monthly.clone()),
+        ("cohorts_weekly", history.weekly_cohorts),
+        ("purchase_latency", history.latency),
+        ("customers_weekly", history.weekly_customers.clone()),
+        ("kpis_weekly", history.kpi.clone()),
+        ("repeat_trend", history.trend.clone()),
     ];
     for (name, df) in tables {
         write_table(&folder, name, df)?;
@@ -357,13 +347,13 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         folder,
         customers: customers.height(),
         segments: summary,
-        kpis: kpi.clone(),
+        kpis: history.kpi.clone(),
         transitions: trans.matrix.clone(),
-        repeat: repeat.clone(),
-        coverage: coverage.clone(),
-        cohorts_monthly: monthly.clone(),
-        customers_weekly: weekly_customers.clone(),
-        repeat_trend: trend,
+        repeat: history.repeat.clone(),
+        coverage: history.coverage.clone(),
+        cohorts_monthly: history.monthly.clone(),
+        customers_weekly: history.weekly_customers.clone(),
+        repeat_trend: history.trend,
         split: WeekSplit {
             new_now,
             returning_now,
@@ -372,7 +362,7 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         },
     };
     if !p.quiet {
-        print_summary(&outcome, &map, &cuts, &repeat, &coverage, &kpi)?;
+        print_summary(&outcome, &map, &cuts, &history.repeat, &history.coverage, &history.kpi)?;
     }
     Ok(outcome)
 }

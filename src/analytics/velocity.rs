@@ -409,6 +409,24 @@ mod tests {
         assert_eq!(trend(&s), Some(1.0));
     }
 
+    /// The rows of `daily_units` as (product_key, day, units, revenue_fen).
+    fn daily_rows(d: &DataFrame) -> Vec<(String, i32, f64, i64)> {
+        let keys = d.column("product_key").unwrap().str().unwrap();
+        let days = d.column("day").unwrap().i32().unwrap();
+        let units = d.column("units").unwrap().f64().unwrap();
+        let revenue = d.column("revenue_fen").unwrap().i64().unwrap();
+        (0..d.height())
+            .map(|i| {
+                (
+                    keys.get(i).unwrap().to_string(),
+                    days.get(i).unwrap(),
+                    units.get(i).unwrap(),
+                    revenue.get(i).unwrap(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn units_from_line_items_else_bills_with_full_refunds_returned() {
         let events = df!(
@@ -434,22 +452,7 @@ mod tests {
         .unwrap()
         .lazy();
         let d = daily_units(&[events], items, 110).unwrap();
-        let rows: Vec<(String, i32, f64, i64)> = (0..d.height())
-            .map(|i| {
-                (
-                    d.column("product_key")
-                        .unwrap()
-                        .str()
-                        .unwrap()
-                        .get(i)
-                        .unwrap()
-                        .to_string(),
-                    d.column("day").unwrap().i32().unwrap().get(i).unwrap(),
-                    d.column("units").unwrap().f64().unwrap().get(i).unwrap(),
-                    d.column("revenue_fen").unwrap().i64().unwrap().get(i).unwrap(),
-                )
-            })
-            .collect();
+        let rows = daily_rows(&d);
         // O2 (no items) counts one 可颂 from the bill, under the sku the POS gives 可颂; p3 (拿铁 by bill,
         // SKU1) is fully refunded on day 102: its unit comes back that day.
         assert_eq!(
@@ -508,22 +511,7 @@ mod tests {
         .unwrap()
         .lazy();
         let d = daily_units(&[first, second], no_items, 110).unwrap();
-        let rows: Vec<(String, i32, f64, i64)> = (0..d.height())
-            .map(|i| {
-                (
-                    d.column("product_key")
-                        .unwrap()
-                        .str()
-                        .unwrap()
-                        .get(i)
-                        .unwrap()
-                        .to_string(),
-                    d.column("day").unwrap().i32().unwrap().get(i).unwrap(),
-                    d.column("units").unwrap().f64().unwrap().get(i).unwrap(),
-                    d.column("revenue_fen").unwrap().i64().unwrap().get(i).unwrap(),
-                )
-            })
-            .collect();
+        let rows = daily_rows(&d);
         // Day 101's lattes: p3 (1 unit, nothing kept) and p5 (1 unit, 28.00 - 8.00); p3's unit comes back on
         // day 102; p6 is after as-of.
         assert_eq!(
