@@ -389,7 +389,7 @@ fn history_tables(
     let mut phase = crate::timings::Phases::from_env();
     phase.mark("history: kpis");
     let kpi = with_week_labels(kpis::from_sums(weekly_sums.lazy(), day, p.weeks).collect()?)?;
-    phase.mark("history: repeat");
+    phase.mark("history: repeat_windows");
     // Repeat purchase over three windows, labelled.
     let week_from = day - 6;
     let windows = [

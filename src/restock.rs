@@ -400,14 +400,7 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
     let day = day_number(as_of);
     let line_items = match store.line_items()? {
         Some(df) => df.lazy(),
-        None => df!(
-            "merchant_order_id" => Vec::<String>::new(),
-            "sku" => Vec::<Option<String>>::new(),
-            "name" => Vec::<String>::new(),
-            "quantity" => Vec::<f64>::new(),
-            "unit_price_fen" => Vec::<i64>::new(),
-        )?
-        .lazy(),
+        None => velocity::no_line_items()?,
     };
     let folder = cfg.reports.join(iso_week_label(as_of));
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;

@@ -127,6 +127,32 @@ impl Bits {
     }
 }
 
+/// What was worked out from a row's cells, kept by the cells' views for the rows after: equal views in
+/// one array are equal texts, and a dictionary-encoded column gives each distinct text one view. Bounded:
+/// a column written without a dictionary gives every row its own view.
+struct ByViews<K, V> {
+    known: HashMap<K, V, RandomState>,
+}
+
+impl<K: std::hash::Hash + Eq, V: Copy> ByViews<K, V> {
+    fn new() -> Self {
+        ByViews {
+            known: HashMap::default(),
+        }
+    }
+
+    fn get_or(&mut self, views: K, work_out: impl FnOnce() -> V) -> V {
+        if let Some(&v) = self.known.get(&views) {
+            return v;
+        }
+        let v = work_out();
+        if self.known.len() < 1 << 12 {
+            self.known.insert(views, v);
+        }
+        v
+    }
+}
+
 /// Asks the processor to fetch row `i`'s text (when it is not inside the view) into the cache.
 fn prefetch_text(texts: &Utf8ViewArray, i: usize) {
     let Some(v) = texts.views().get(i) else { return };
@@ -269,10 +295,9 @@ impl Builder {
             let (kind, id, key, quality, name) = (kinds[c], ids[c], keys[c], qualities[c], names[c]);
             let (day, amount) = (days[c], amounts[c]);
             let (channel, fee) = (channels.as_ref().map(|a| a[c]), fees.as_ref().map(|a| a[c]));
-            // The (quality, product, channel) of a row by the cells' views: equal views in one array are
-            // equal texts, and a dictionary-encoded column gives each distinct text one view.
-            let mut triple_of_views: HashMap<(u128, u128, u128), (u32, u32), RandomState> = HashMap::default();
-            let mut channel_of_view: HashMap<u128, u32, RandomState> = HashMap::default();
+            // A row's (quality, product, channel) and its channel alone, by the cells' views.
+            let mut triple_of_views = ByViews::new();
+            let mut channel_of_view = ByViews::new();
             for i in 0..kind.len() {
                 if !day.is_valid(i) {
                     continue;
@@ -285,16 +310,7 @@ impl Builder {
                 if let (Some(first), Some(channel), Some(fee)) = (self.weeks_from, channel, fee) {
                     let week = super::retention::week_of(d);
                     if week >= first {
-                        let ch = match channel_of_view.get(&view(channel, i)) {
-                            Some(&ch) => ch,
-                            None => {
-                                let ch = self.channels.of(channel.get(i));
-                                if channel_of_view.len() < 1 << 12 {
-                                    channel_of_view.insert(view(channel, i), ch);
-                                }
-                                ch
-                            }
-                        };
+                        let ch = channel_of_view.get_or(view(channel, i), || self.channels.of(channel.get(i)));
                         let sums = self.week_sums.entry((week, ch)).or_default();
                         let fen = amount.get(i).unwrap_or(0);
                         if kind_view == payment {
@@ -325,20 +341,12 @@ impl Builder {
                     view(name, i),
                     channel.map_or(u128::MAX, |ch| view(ch, i)),
                 );
-                let (q, tag) = match triple_of_views.get(&views) {
-                    Some(&found) => found,
-                    None => {
-                        let q = self.qualities.of(quality.get(i));
-                        let label = self.labels.of(name.get(i));
-                        let ch = self.channels.of(channel.and_then(|ch| ch.get(i)));
-                        let found = (q, self.pairs.of((q, label, ch)));
-                        // Bounded: a column written without a dictionary gives every row its own view.
-                        if triple_of_views.len() < 1 << 12 {
-                            triple_of_views.insert(views, found);
-                        }
-                        found
-                    }
-                };
+                let (q, tag) = triple_of_views.get_or(views, || {
+                    let q = self.qualities.of(quality.get(i));
+                    let label = self.labels.of(name.get(i));
+                    let ch = self.channels.of(channel.and_then(|ch| ch.get(i)));
+                    (q, self.pairs.of((q, label, ch)))
+                });
                 if let Some(n) = net.filter(|&n| n > 0) {
                     *self.net_by_day.entry((d, q)).or_default() += n;
                 }

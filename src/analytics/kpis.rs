@@ -63,7 +63,7 @@ pub fn weekly_sums(events: LazyFrame, as_of: i32, weeks: i32) -> LazyFrame {
 }
 
 /// The columns of [`weekly_sums`].
-pub const SUM_COLUMNS: [&str; 8] = [
+const SUM_COLUMNS: [&str; 8] = [
     "week",
     "channel",
     "orders",

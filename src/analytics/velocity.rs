@@ -27,6 +27,18 @@ fn line_items_count(items: &LazyFrame) -> Option<u32> {
     df.column("len").ok()?.u32().ok()?.get(0)
 }
 
+/// The line items of a shop without POS data: the columns [`daily_units`] reads, no rows.
+pub fn no_line_items() -> Result<LazyFrame> {
+    Ok(df!(
+        "merchant_order_id" => Vec::<String>::new(),
+        "sku" => Vec::<Option<String>>::new(),
+        "name" => Vec::<String>::new(),
+        "quantity" => Vec::<f64>::new(),
+        "unit_price_fen" => Vec::<i64>::new(),
+    )?
+    .lazy())
+}
+
 /// Net units and revenue per product and day up to `as_of`: product_key, product_name, day, units,
 /// revenue_fen. `events` is the store's events, whole or a file a time (one lazy frame per file, in
 /// store order); `line_items` may be empty.
@@ -47,7 +59,7 @@ pub fn daily_units(events: &[LazyFrame], line_items: LazyFrame, as_of: i32) -> R
         })
     };
     let items = Items::new(line_items);
-    if items.is_some() || events.len() < 2 {
+    if items.any || events.len() < 2 {
         let ev = upto(whole()?);
         return Ok(per_product_day(sold(ev.clone(), refunds_by_payment(ev), &items)).collect()?);
     }
@@ -80,6 +92,7 @@ fn refunds_by_payment(ev: LazyFrame) -> LazyFrame {
 struct Items {
     items: LazyFrame,
     orders: LazyFrame,
+    /// Whether there are any.
     any: bool,
 }
 
@@ -100,10 +113,6 @@ impl Items {
         // on its order number saved). The line items are in memory, so counting them costs nothing.
         let any = line_items_count(&orders) != Some(0);
         Items { items, orders, any }
-    }
-
-    fn is_some(&self) -> bool {
-        self.any
     }
 }
 
@@ -127,7 +136,6 @@ fn sold(ev: LazyFrame, refunds: LazyFrame, items: &Items) -> LazyFrame {
                 .lt_eq(lit(0i64))
                 .alias("fully_refunded"),
         ]);
-    let (ordered_items, items_for_names) = (items.orders.clone(), items.items.clone());
     // Payments with line items: one row per item.
     let from_items = pay
         .clone()
@@ -144,14 +152,16 @@ fn sold(ev: LazyFrame, refunds: LazyFrame, items: &Items) -> LazyFrame {
             .alias("revenue"),
         ]);
     // Payments without: one unit of the bill's product, under the sku the POS data gives that name.
-    let name_to_sku = items_for_names
+    let name_to_sku = items
+        .items
+        .clone()
         .filter(col("sku").is_not_null())
         .select([col("name").alias("bill_name"), col("sku").alias("known_sku")])
         .unique(Some(cols(["bill_name"])), UniqueKeepStrategy::First);
-    let has_items = items.is_some();
+    let has_items = items.any;
     let bills = if has_items {
         pay.clone().join(
-            ordered_items,
+            items.orders.clone(),
             [col("merchant_order_id")],
             [col("merchant_order_id")],
             JoinArgs::new(JoinType::Anti),
@@ -501,16 +511,7 @@ mod tests {
             &[-2800, 3200, -800, 1600],
             &[Some("p3"), None, Some("p5"), None],
         );
-        let no_items = df!(
-            "merchant_order_id" => Vec::<String>::new(),
-            "sku" => Vec::<Option<String>>::new(),
-            "name" => Vec::<String>::new(),
-            "quantity" => Vec::<f64>::new(),
-            "unit_price_fen" => Vec::<i64>::new(),
-        )
-        .unwrap()
-        .lazy();
-        let d = daily_units(&[first, second], no_items, 110).unwrap();
+        let d = daily_units(&[first, second], no_line_items().unwrap(), 110).unwrap();
         let rows = daily_rows(&d);
         // Day 101's lattes: p3 (1 unit, nothing kept) and p5 (1 unit, 28.00 - 8.00); p3's unit comes back on
         // day 102; p6 is after as-of.
