@@ -452,17 +452,111 @@ pub fn markdown_to_html(md: &str) -> String {
 }
 
 /// One self-contained page: the summary with the charts inline as SVG.
-fn report_html(
-    a: &AnalyzeOutcome,
-    r: &RestockOutcome,
-    md: &str,
-    cfg: &Config,
-) -> Result<(String, Vec<(&'static str, String)>)> {
+/// The report's charts in the order the page shows them.
+const CHART_ORDER: [&str; 12] = [
+    "daily_revenue",
+    "channel_revenue",
+    "weekday_hour",
+    "customers_weekly",
+    "repeat_trend",
+    "segments",
+    "cohorts_monthly",
+    "segment_moves",
+    "channel_fees",
+    "restock_urgency",
+    "top_movers",
+    "abc_pareto",
+];
+
+/// Charts as (name, SVG).
+type Charts = Vec<(&'static str, String)>;
+
+/// The charts drawn from the store and the restock list alone, with their PNG copies: the report draws
+/// them on the restock thread, which is done well before the customer analytics.
+struct Drawn {
+    raster: crate::raster::Rasteriser,
+    charts: Charts,
+    pngs: Vec<Vec<u8>>,
+}
+
+impl Drawn {
+    fn new(r: &RestockOutcome, cfg: &Config, as_of: NaiveDate) -> Result<Drawn> {
+        let raster = crate::raster::Rasteriser::new(cfg.chart_font.as_deref())?;
+        let charts = restock_charts(r, cfg, as_of)?;
+        let pngs = rasterise(&raster, &charts)?;
+        Ok(Drawn { raster, charts, pngs })
+    }
+}
+
+/// Daily revenue and the weekday-hour heatmap (from the store), what to order, the top movers and the ABC
+/// curve (from the restock list).
+fn restock_charts(r: &RestockOutcome, cfg: &Config, as_of: NaiveDate) -> Result<Charts> {
     let daily = crate::charts::daily_revenue(
-        &daily_revenue(cfg, a.as_of, 84)?,
+        &daily_revenue(cfg, as_of, 84)?,
         tr!("chart.daily_revenue"),
         tr!("chart.yuan"),
     )?;
+    let hours = crate::charts::weekday_hour_heatmap(&weekday_hours(cfg, as_of)?, tr!("chart.weekday_hour"))?;
+    let urgency_colour = |u: crate::analytics::restock::Urgency| match u {
+        crate::analytics::restock::Urgency::Out => 1,
+        crate::analytics::restock::Urgency::BeforeDelivery => 4,
+        crate::analytics::restock::Urgency::OrderThisWeek => 0,
+        crate::analytics::restock::Urgency::Fine => 2,
+    };
+    let order_rows: Vec<(String, f64, usize)> = r
+        .to_order
+        .iter()
+        .take(15)
+        .map(|o| (o.name.clone(), o.qty, urgency_colour(o.urgency)))
+        .collect();
+    let restock = crate::charts::hbars(&order_rows, tr!("chart.units_to_order"), tr!("chart.to_order"))?;
+    let mut mover_rows: Vec<(String, f64, usize)> =
+        r.movers.iter().take(5).map(|m| (m.0.clone(), m.1 * 100.0, 2)).collect();
+    let falling: Vec<(String, f64, usize)> = r
+        .movers
+        .iter()
+        .rev()
+        .take(5)
+        .filter(|m| m.1 < 0.0)
+        .map(|m| (m.0.clone(), m.1 * 100.0, 1))
+        .collect();
+    mover_rows.retain(|m| m.1 > 0.0);
+    mover_rows.extend(falling.into_iter().rev());
+    let movers = crate::charts::hbars(&mover_rows, tr!("chart.movers_axis"), tr!("chart.top_movers"))?;
+    // ABC: cumulative share of 90-day revenue by product rank.
+    let total: i64 = r.revenue_90.iter().map(|x| x.1.max(0)).sum();
+    let mut running = 0i64;
+    let pareto: Vec<f64> = r
+        .revenue_90
+        .iter()
+        .map(|x| {
+            running += x.1.max(0);
+            if total > 0 {
+                running as f64 / total as f64 * 100.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let ranks: Vec<String> = (1..=pareto.len()).map(|i| i.to_string()).collect();
+    let abc = crate::charts::lines(
+        &ranks,
+        &[(tr!("chart.abc_legend").to_string(), pareto)],
+        "%",
+        tr!("chart.abc"),
+    )?;
+    Ok(vec![
+        ("daily_revenue", daily),
+        ("weekday_hour", hours),
+        ("restock_urgency", restock),
+        ("top_movers", movers),
+        ("abc_pareto", abc),
+    ])
+}
+
+/// The charts of the customer analytics: segments, cohorts, weekly customers, channels, segment moves,
+/// fees and the repeat trend.
+fn customer_charts(a: &AnalyzeOutcome) -> Result<Charts> {
     let seg = &a.segments;
     let mut rows = Vec::new();
     for i in 0..seg.height() {
@@ -538,33 +632,6 @@ fn report_html(
         tr!("chart.yuan"),
         tr!("chart.channel_revenue"),
     )?;
-    let hours = crate::charts::weekday_hour_heatmap(&weekday_hours(cfg, a.as_of)?, tr!("chart.weekday_hour"))?;
-    let urgency_colour = |u: crate::analytics::restock::Urgency| match u {
-        crate::analytics::restock::Urgency::Out => 1,
-        crate::analytics::restock::Urgency::BeforeDelivery => 4,
-        crate::analytics::restock::Urgency::OrderThisWeek => 0,
-        crate::analytics::restock::Urgency::Fine => 2,
-    };
-    let order_rows: Vec<(String, f64, usize)> = r
-        .to_order
-        .iter()
-        .take(15)
-        .map(|o| (o.name.clone(), o.qty, urgency_colour(o.urgency)))
-        .collect();
-    let restock = crate::charts::hbars(&order_rows, tr!("chart.units_to_order"), tr!("chart.to_order"))?;
-    let mut mover_rows: Vec<(String, f64, usize)> =
-        r.movers.iter().take(5).map(|m| (m.0.clone(), m.1 * 100.0, 2)).collect();
-    let falling: Vec<(String, f64, usize)> = r
-        .movers
-        .iter()
-        .rev()
-        .take(5)
-        .filter(|m| m.1 < 0.0)
-        .map(|m| (m.0.clone(), m.1 * 100.0, 1))
-        .collect();
-    mover_rows.retain(|m| m.1 > 0.0);
-    mover_rows.extend(falling.into_iter().rev());
-    let movers = crate::charts::hbars(&mover_rows, tr!("chart.movers_axis"), tr!("chart.top_movers"))?;
     // Segment moves since last week, the largest first.
     let m = &a.transitions;
     let mut moves: Vec<(String, f64, usize)> = Vec::new();
@@ -615,28 +682,6 @@ fn report_html(
         ));
     }
     let fee_chart = crate::charts::hbars(&fees, tr!("chart.fees_axis"), tr!("chart.channel_fees"))?;
-    // ABC: cumulative share of 90-day revenue by product rank.
-    let total: i64 = r.revenue_90.iter().map(|x| x.1.max(0)).sum();
-    let mut running = 0i64;
-    let pareto: Vec<f64> = r
-        .revenue_90
-        .iter()
-        .map(|x| {
-            running += x.1.max(0);
-            if total > 0 {
-                running as f64 / total as f64 * 100.0
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let ranks: Vec<String> = (1..=pareto.len()).map(|i| i.to_string()).collect();
-    let abc = crate::charts::lines(
-        &ranks,
-        &[(tr!("chart.abc_legend").to_string(), pareto)],
-        "%",
-        tr!("chart.abc"),
-    )?;
     let (trend_weeks, trend) = weekly_series(
         &a.repeat_trend,
         &[
@@ -651,26 +696,26 @@ fn report_html(
         tr!("chart.repeat_axis"),
         tr!("chart.repeat_trend"),
     )?;
-    let charts = vec![
-        ("daily_revenue", daily),
+    Ok(vec![
         ("channel_revenue", channels),
-        ("weekday_hour", hours),
         ("customers_weekly", customers),
         ("repeat_trend", repeat),
         ("segments", segments),
         ("cohorts_monthly", heatmap),
         ("segment_moves", transitions),
         ("channel_fees", fee_chart),
-        ("restock_urgency", restock),
-        ("top_movers", movers),
-        ("abc_pareto", abc),
-    ];
+    ])
+}
+
+/// The page: the summary's headline, every chart (in `CHART_ORDER`), then the rest of the summary.
+fn report_html(a: &AnalyzeOutcome, md: &str, charts: &[(&str, String)]) -> String {
     let body = markdown_to_html(md);
     // The headline paragraph first, then the charts, then the rest.
     let split_at = body.find("<h2>").unwrap_or(body.len());
     let (head, rest) = body.split_at(split_at);
-    let figures: String = charts
+    let figures: String = CHART_ORDER
         .iter()
+        .filter_map(|want| charts.iter().find(|(name, _)| name == want))
         .map(|(name, svg)| format!("<div class=\"chart\" id=\"{name}\">{svg}</div>\n"))
         .collect();
     let html = format!(
@@ -683,30 +728,42 @@ fn report_html(
         week = iso_week_label(a.as_of),
         lang = i18n::current().tag(),
     );
-    Ok((html, charts))
+    html
 }
 
-/// Writes each chart as `charts/<name>.png` (replacing the folder's PNGs); returns how many, or a note
-/// when there is no font to draw text with.
-fn write_pngs(folder: &std::path::Path, charts: &[(&str, String)], cfg: &Config) -> Result<Option<String>> {
-    let raster = crate::raster::Rasteriser::new(cfg.chart_font.as_deref())?;
+/// Each chart as PNG bytes, drawn on two threads (every other chart each).
+fn rasterise(raster: &crate::raster::Rasteriser, charts: &[(&str, String)]) -> Result<Vec<Vec<u8>>> {
+    let draw = |start: usize| -> Result<Vec<Vec<u8>>> {
+        charts.iter().skip(start).step_by(2).map(|(_, svg)| raster.png(svg)).collect()
+    };
+    let (even, odd) = std::thread::scope(|scope| -> Result<_> {
+        let other = scope.spawn(|| draw(1));
+        let even = draw(0)?;
+        let odd = other
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread drawing charts panicked"))??;
+        Ok((even, odd))
+    })?;
+    let (mut even, mut odd) = (even.into_iter(), odd.into_iter());
+    Ok((0..charts.len())
+        .filter_map(|i| if i % 2 == 0 { even.next() } else { odd.next() })
+        .collect())
+}
+
+/// Writes each chart as `charts/<name>.png` (replacing the folder's PNGs); returns a note when there was
+/// no font to draw text with.
+fn write_pngs(
+    folder: &std::path::Path,
+    charts: &[(&str, String)],
+    pngs: &[Vec<u8>],
+    raster: &crate::raster::Rasteriser,
+) -> Result<Option<String>> {
     let dir = folder.join("charts");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    // Two threads, each rasterising every other chart.
-    let write = |start: usize| -> Result<()> {
-        for (name, svg) in charts.iter().skip(start).step_by(2) {
-            let path = dir.join(format!("{name}.png"));
-            std::fs::write(&path, raster.png(svg)?).with_context(|| format!("writing {}", path.display()))?;
-        }
-        Ok(())
-    };
-    std::thread::scope(|scope| -> Result<()> {
-        let other = scope.spawn(|| write(1));
-        write(0)?;
-        other
-            .join()
-            .map_err(|_| anyhow::anyhow!("the thread drawing charts panicked"))?
-    })?;
+    for ((name, _), png) in charts.iter().zip(pngs) {
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(if !raster.has_fonts() {
         Some(tr!("report.no_fonts").to_string())
     } else if raster.cjk_family.is_none() {
@@ -743,13 +800,19 @@ pub fn run(as_of: Option<NaiveDate>, cfg: &Config, quiet: bool) -> Result<PathBu
         settings: cfg.restock.clone(),
         quiet: true,
     };
-    let (a, r) = std::thread::scope(|scope| -> Result<_> {
-        let background = as_of.map(|d| scope.spawn(move || crate::restock::run(&restock(d), cfg)));
+    // The restock thread also draws the charts that need only the store and the restock list.
+    let restock_and_draw = |as_of: NaiveDate| -> Result<(RestockOutcome, Drawn)> {
+        let r = crate::restock::run(&restock(as_of), cfg)?;
+        let drawn = Drawn::new(&r, cfg, as_of)?;
+        Ok((r, drawn))
+    };
+    let (a, (r, drawn)) = std::thread::scope(|scope| -> Result<_> {
+        let background = as_of.map(|d| scope.spawn(move || restock_and_draw(d)));
         // An empty store fails here, with analyze's message.
         let a = crate::analyze::run(&analysis, cfg)?;
         let r = match background {
             Some(h) => h.join().map_err(|_| anyhow::anyhow!("the restock thread panicked"))??,
-            None => crate::restock::run(&restock(a.as_of), cfg)?,
+            None => restock_and_draw(a.as_of)?,
         };
         Ok((a, r))
     })?;
@@ -758,11 +821,19 @@ pub fn run(as_of: Option<NaiveDate>, cfg: &Config, quiet: bool) -> Result<PathBu
     let md = summary_markdown(&a, &r)?;
     let path = a.folder.join("summary.md");
     std::fs::write(&path, &md).with_context(|| format!("writing {}", path.display()))?;
-    let (html, charts) = report_html(&a, &r, &md, cfg)?;
+    let Drawn {
+        raster,
+        mut charts,
+        mut pngs,
+    } = drawn;
+    let drawn_already = charts.len();
+    charts.extend(customer_charts(&a)?);
+    let html = report_html(&a, &md, &charts);
     let path = a.folder.join("report.html");
     std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
     phase.mark("pngs");
-    let font_note = write_pngs(&a.folder, &charts, cfg)?;
+    pngs.extend(rasterise(&raster, &charts[drawn_already..])?);
+    let font_note = write_pngs(&a.folder, &charts, &pngs, &raster)?;
     drop(phase);
     if !quiet {
         let mut out = std::io::stdout().lock();
