@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::Write;
 
 use polars::prelude::*;
 use polars_arrow::array::{Array, DictionaryArray, PrimitiveArray, Utf8ViewArray};
@@ -55,7 +56,9 @@ pub fn write_row_groups(f: &File, df: &mut DataFrame) -> PolarsResult<()> {
     };
     let parquet_schema = to_parquet_schema(&schema)?;
     let fields = parquet_schema.fields().to_vec();
-    let mut writer = FileWriter::new_with_parquet_schema(f, schema, parquet_schema, options);
+    // Buffered: the page headers and the footer are thrift, written a field (often one byte) at a time.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, f);
+    let mut writer = FileWriter::new_with_parquet_schema(&mut out, schema, parquet_schema, options);
     // Chunks are gathered until they make a row group: a full ingest chunk alone (written as it is, a
     // frame of one chunk is not copied), a day's bill with the ones after it.
     let mut group: Vec<DataFrame> = Vec::new();
@@ -70,6 +73,7 @@ pub fn write_row_groups(f: &File, df: &mut DataFrame) -> PolarsResult<()> {
     }
     write_row_group(&mut group, &mut writer, &fields, options)?;
     writer.end(None)?;
+    out.flush()?;
     Ok(())
 }
 
@@ -77,7 +81,7 @@ pub fn write_row_groups(f: &File, df: &mut DataFrame) -> PolarsResult<()> {
 /// compressed in parallel; the file is written in column order.
 fn write_row_group(
     group: &mut Vec<DataFrame>,
-    writer: &mut FileWriter<&File>,
+    writer: &mut FileWriter<&mut std::io::BufWriter<&File>>,
     fields: &[ParquetType],
     options: WriteOptions,
 ) -> PolarsResult<()> {
