@@ -263,7 +263,11 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
                 col("customer_key"),
             )
             .collect()?;
-        let ordered = occasions::restore_keys(by_segment_then_code(&joined)?, &keys)?;
+        let by_segment = by_segment_then_code(&joined)?;
+        // Each customer's favourite product, for the target lists, found by code in the table's order.
+        let favourite = favourites_in_order(&by_segment, &favourites)?;
+        drop(favourites);
+        let ordered = occasions::restore_keys(by_segment, &keys)?;
         let mut keep_order = JoinArgs::new(JoinType::Left);
         keep_order.maintain_order = MaintainOrderJoin::Left;
         let customers = ordered
@@ -289,15 +293,22 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
             .collect()?;
         // The largest outputs, the customer table and the target lists, are written on threads of their own
         // while the rest is computed.
-        let favourites = occasions::restore_keys(favourites, &keys)?;
         let raw_ids = if p.with_contact_ids { store.identities()? } else { None };
         let writers = {
             let (table, folder_t) = (customers.clone(), folder.clone());
-            let (customers, folder, settings) = (customers.clone(), folder.clone(), cfg.targets.clone());
+            let mut customers = customers.clone();
+            customers.with_column(favourite)?;
+            let (folder, settings) = (folder.clone(), cfg.targets.clone());
             [
-                std::thread::spawn(move || write_table(&folder_t, "customers", table)),
+                std::thread::spawn(move || {
+                    let mut phase = crate::timings::Phases::from_env();
+                    phase.mark("writer: customers");
+                    write_table(&folder_t, "customers", table)
+                }),
                 std::thread::spawn(move || -> Result<()> {
-                    crate::targets::write(&customers, favourites, &settings, raw_ids, &folder)?;
+                    let mut phase = crate::timings::Phases::from_env();
+                    phase.mark("writer: targets");
+                    crate::targets::write(&customers, &settings, raw_ids, &folder)?;
                     Ok(())
                 }),
             ]
@@ -492,6 +503,32 @@ fn by_segment_then_code(df: &DataFrame) -> Result<DataFrame> {
     order.sort_unstable();
     let idx = IdxCa::from_vec("".into(), order.into_iter().map(|(_, i)| i).collect());
     Ok(df.take(&idx)?)
+}
+
+/// The `favourite_product` of each row of `table` (customer codes), from `favourites` (customer codes and
+/// their favourite product): a lookup by code, no join.
+fn favourites_in_order(table: &DataFrame, favourites: &DataFrame) -> Result<Column> {
+    let (codes, products) = (
+        favourites.column("customer_key")?.u32()?,
+        favourites.column("favourite_product")?.str()?,
+    );
+    let mut by_code: Vec<Option<&str>> = Vec::new();
+    for (code, product) in codes.iter().zip(products.iter()) {
+        if let Some(code) = code {
+            let code = code as usize;
+            if by_code.len() <= code {
+                by_code.resize(code + 1, None);
+            }
+            by_code[code] = product;
+        }
+    }
+    let in_order: StringChunked = table
+        .column("customer_key")?
+        .u32()?
+        .iter()
+        .map(|c| c.and_then(|c| by_code.get(c as usize).copied().flatten()))
+        .collect();
+    Ok(in_order.with_name("favourite_product".into()).into_column())
 }
 
 /// One result table as `<name>.parquet` and `<name>.csv` in the folder.

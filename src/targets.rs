@@ -74,11 +74,12 @@ fn file_name(segment: &str) -> String {
     s.trim_matches('_').to_lowercase()
 }
 
-/// Writes the lists under `folder/targets/`. `customers` is analyze's customer table; `raw_ids`, when
-/// given, maps keys to raw buyer ids (the identities table).
+/// Writes the lists under `folder/targets/`. `customers` is analyze's customer table with each customer's
+/// `favourite_product` (null when none), ordered by segment, then key: each segment is one run of rows, and
+/// the lists keep that order among equal spends. `raw_ids`, when given, maps keys to raw buyer ids (the
+/// identities table).
 pub fn write(
     customers: &DataFrame,
-    favourites: DataFrame,
     settings: &TargetSettings,
     raw_ids: Option<DataFrame>,
     folder: &Path,
@@ -88,29 +89,6 @@ pub fn write(
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    // The customer table comes ordered by segment, then key: the joins keep that order, so ties in spend
-    // stay in key order.
-    let segment_names: std::collections::BTreeSet<&str> =
-        customers.column("segment")?.str()?.iter().flatten().collect();
-    let actions = df!(
-        "suggested_action" => segment_names.iter().map(|s| settings.action(s)).collect::<Vec<_>>(),
-        "segment" => segment_names.iter().copied().collect::<Vec<_>>(),
-    )?;
-    let keep_order = || {
-        let mut args = JoinArgs::new(JoinType::Left);
-        args.maintain_order = MaintainOrderJoin::Left;
-        args
-    };
-    let mut list = customers
-        .clone()
-        .lazy()
-        .join(
-            favourites.lazy(),
-            [col("customer_key")],
-            [col("customer_key")],
-            keep_order(),
-        )
-        .join(actions.lazy(), [col("segment")], [col("segment")], keep_order());
     let mut columns = vec![
         col("customer_key"),
         col("label"),
@@ -123,25 +101,35 @@ pub fn write(
         col("favourite_product"),
         col("suggested_action"),
     ];
-    if let Some(ids) = raw_ids {
-        list = list.join(
-            ids.lazy().select([col("customer_key"), col("raw_id")]),
-            [col("customer_key")],
-            [col("customer_key")],
-            keep_order(),
-        );
-        columns.push(col("raw_id").alias("contact_id"));
-    }
-    let list = list.select(columns).collect()?;
-    // A list per segment (the left joins keep every customer, so the segments are those of the table),
-    // biggest spenders first (ties in key order), and those who moved this week.
+    let list = match raw_ids {
+        Some(ids) => {
+            let mut keep_order = JoinArgs::new(JoinType::Left);
+            keep_order.maintain_order = MaintainOrderJoin::Left;
+            columns.push(col("raw_id").alias("contact_id"));
+            customers
+                .clone()
+                .lazy()
+                .join(
+                    ids.lazy().select([col("customer_key"), col("raw_id")]),
+                    [col("customer_key")],
+                    [col("customer_key")],
+                    keep_order,
+                )
+                .collect()?
+        }
+        None => customers.clone(),
+    };
+    // A list per segment (customers without one are in none), biggest spenders first (ties in key order),
+    // and those who moved this week.
     let mut files = 0;
     let mut moved: Option<DataFrame> = None;
-    for &seg in &segment_names {
-        let part = list
-            .clone()
+    for (segment, start, len) in segment_runs(&list)? {
+        let mut part = list.slice(start as i64, len);
+        let action = Column::new("suggested_action".into(), vec![settings.action(segment); len]);
+        part.with_column(action)?;
+        let part = part
             .lazy()
-            .filter(col("segment").eq(lit(seg)))
+            .select(columns.clone())
             .sort(
                 ["spend_yuan"],
                 SortMultipleOptions::default()
@@ -149,7 +137,7 @@ pub fn write(
                     .with_maintain_order(true),
             )
             .collect()?;
-        write_csv(&part, &dir.join(format!("{}.csv", file_name(seg))))?;
+        write_csv(&part, &dir.join(format!("{}.csv", file_name(segment))))?;
         files += 1;
         let moved_here = part
             .lazy()
@@ -168,15 +156,47 @@ pub fn write(
     }
     let moved = match moved {
         Some(m) => m,
-        None => list.clear(),
+        None => list
+            .clear()
+            .lazy()
+            .with_column(lit(NULL).cast(DataType::String).alias("suggested_action"))
+            .select(columns)
+            .collect()?,
     };
     write_csv(&moved, &dir.join("moved_this_week.csv"))?;
     Ok(files + 1)
 }
 
+/// The runs of rows of each segment: (segment, first row, rows). Fails when a segment's rows are not in
+/// one run.
+fn segment_runs(list: &DataFrame) -> Result<Vec<(&str, usize, usize)>> {
+    let segments = list.column("segment")?.str()?;
+    let mut runs: Vec<(Option<&str>, usize, usize)> = Vec::new();
+    for (i, s) in segments.iter().enumerate() {
+        match runs.last_mut() {
+            Some((last, _, len)) if *last == s => *len += 1,
+            _ => runs.push((s, i, 1)),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some((s, ..)) = runs.iter().find(|(s, ..)| !seen.insert(*s)) {
+        anyhow::bail!("the customer table is not ordered by segment ({} in two places)", s.unwrap_or("none"));
+    }
+    Ok(runs.into_iter().filter_map(|(s, start, len)| Some((s?, start, len))).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_are_runs_of_rows() {
+        let df = df!("segment" => [Some("Lost"), Some("Lost"), None, Some("New")]).unwrap();
+        assert_eq!(segment_runs(&df).unwrap(), [("Lost", 0, 2), ("New", 3, 1)]);
+        let scattered = df!("segment" => ["Lost", "New", "Lost"]).unwrap();
+        let e = segment_runs(&scattered).unwrap_err();
+        assert!(e.to_string().contains("Lost in two places"), "{e}");
+    }
 
     #[test]
     fn file_names_are_safe() {
