@@ -39,11 +39,15 @@ pub fn write_csv(df: &DataFrame, path: &Path) -> Result<()> {
 fn write_to(df: &DataFrame, path: &Path) -> Result<()> {
     let file = std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 18, file);
-    out.write_all(&[0xEF, 0xBB, 0xBF])
-        .with_context(|| format!("writing {}", path.display()))?;
-    let mut w = csv::Writer::from_writer(out);
     let names = df.get_column_names();
-    w.write_record(names.iter().map(|s| crate::i18n::name("column", s)))?;
+    let mut rows = vec![0xEF, 0xBB, 0xBF];
+    let header: Vec<String> = names.iter().map(|s| crate::i18n::name("column", s)).collect();
+    for (j, name) in header.iter().enumerate() {
+        push_field(&mut rows, name.as_bytes(), j + 1 == header.len(), header.len() == 1);
+    }
+    if header.is_empty() {
+        rows.push(b'\n');
+    }
     let mut columns: Vec<Cells> = names
         .iter()
         .map(|n| Cells {
@@ -57,16 +61,52 @@ fn write_to(df: &DataFrame, path: &Path) -> Result<()> {
         for (c, cells) in part.columns().iter().zip(&mut columns) {
             cells.fill(c)?;
         }
+        // A column none of whose cells needs quotes (numbers, dates, most text) is copied cell by cell
+        // as it is.
+        let plain: Vec<bool> = columns.iter().map(|c| !needs_quotes(c.text.as_bytes())).collect();
+        let last = columns.len() - 1;
         for i in 0..part.height() {
-            w.write_record(columns.iter().map(|c| c.get(i)))?;
+            for (j, cells) in columns.iter().enumerate() {
+                let cell = cells.get(i);
+                if plain[j] && !(cell.is_empty() && last == 0) {
+                    rows.extend_from_slice(cell);
+                    rows.push(if j == last { b'\n' } else { b',' });
+                } else {
+                    push_field(&mut rows, cell, j == last, last == 0);
+                }
+            }
         }
+        out.write_all(&rows).with_context(|| format!("writing {}", path.display()))?;
+        rows.clear();
         offset += SLICE_ROWS;
     }
-    w.into_inner()
-        .map_err(|e| anyhow::anyhow!("{}", e.error()))?
-        .flush()
+    out.write_all(&rows)
+        .and_then(|()| out.flush())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// Whether a cell needs quotes in CSV: it holds a comma, a quote or a line break.
+fn needs_quotes(cell: &[u8]) -> bool {
+    cell.iter().any(|&b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
+}
+
+/// Appends one cell and the comma or line end after it, quoted as the `csv` crate quotes (only when
+/// needed, quotes doubled; the one cell of a one-column row quoted when empty, so the row is not blank).
+fn push_field(out: &mut Vec<u8>, cell: &[u8], last: bool, only: bool) {
+    if needs_quotes(cell) || (only && cell.is_empty()) {
+        out.push(b'"');
+        for &b in cell {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(cell);
+    }
+    out.push(if last { b'\n' } else { b',' });
 }
 
 /// The catalogue table a column's values are translated with, if any.
@@ -94,9 +134,9 @@ struct Cells {
 }
 
 impl Cells {
-    fn get(&self, i: usize) -> &str {
+    fn get(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
+        &self.text.as_bytes()[start..self.ends[i]]
     }
 
     /// Formats the cells of `c`, replacing the previous slice's.
@@ -269,6 +309,41 @@ mod tests {
         );
         assert!(text.starts_with('\u{feff}'));
         assert!(!dir.path().join("t.csv.tmp").exists());
+    }
+
+    /// The `csv` crate's writer as the independent reference for quoting: random text cells with commas,
+    /// quotes, line breaks and empties, in frames of one and of three columns.
+    #[test]
+    fn quoting_matches_the_csv_crate() {
+        let mut next = crate::analytics::testing::pseudo_random(11);
+        let pieces = ["a", "拿铁", ",", "\"", "\r", "\n", " ", ""];
+        let mut cell = || -> Option<String> {
+            match next(10) {
+                0 => None,
+                _ => Some((0..next(4)).map(|_| pieces[next(pieces.len() as u64) as usize]).collect()),
+            }
+        };
+        for width in [1, 3] {
+            let n = 500;
+            let columns: Vec<Column> = (0..width)
+                .map(|j| Column::new(format!("c{j}").into(), (0..n).map(|_| cell()).collect::<Vec<_>>()))
+                .collect();
+            let df = DataFrame::new(n, columns).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t.csv");
+            write_csv(&df, &path).unwrap();
+            let mut want = csv::Writer::from_writer(vec![0xEF, 0xBB, 0xBF]);
+            want.write_record(df.get_column_names().iter().map(|s| s.as_str())).unwrap();
+            for i in 0..n {
+                let row: Vec<String> = df
+                    .columns()
+                    .iter()
+                    .map(|c| c.str().unwrap().get(i).unwrap_or("").to_string())
+                    .collect();
+                want.write_record(&row).unwrap();
+            }
+            assert_eq!(std::fs::read(&path).unwrap(), want.into_inner().unwrap(), "{width} columns");
+        }
     }
 
     #[test]
