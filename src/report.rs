@@ -451,7 +451,6 @@ pub fn markdown_to_html(md: &str) -> String {
     html
 }
 
-/// One self-contained page: the summary with the charts inline as SVG.
 /// The report's charts in the order the page shows them.
 const CHART_ORDER: [&str; 12] = [
     "daily_revenue",
@@ -707,7 +706,8 @@ fn customer_charts(a: &AnalyzeOutcome) -> Result<Charts> {
     ])
 }
 
-/// The page: the summary's headline, every chart (in `CHART_ORDER`), then the rest of the summary.
+/// One self-contained page: the summary's headline, every chart inline as SVG (in `CHART_ORDER`), then
+/// the rest of the summary.
 fn report_html(a: &AnalyzeOutcome, md: &str, charts: &[(&str, String)]) -> String {
     let body = markdown_to_html(md);
     // The headline paragraph first, then the charts, then the rest.
