@@ -121,9 +121,11 @@ pub fn write(
     };
     // A list per segment (customers without one are in none), biggest spenders first (ties in key order),
     // and those who moved this week.
-    let mut files = 0;
-    let mut moved: Option<DataFrame> = None;
-    for (segment, start, len) in segment_runs(&list)? {
+    // One list per segment, on two threads: each takes the largest segment not yet taken.
+    let runs = segment_runs(&list)?;
+    let mut by_size: Vec<usize> = (0..runs.len()).collect();
+    by_size.sort_by_key(|&i| std::cmp::Reverse(runs[i].2));
+    let write_list = |(segment, start, len): (&str, usize, usize)| -> Result<DataFrame> {
         let mut part = list.slice(start as i64, len);
         let action = Column::new("suggested_action".into(), vec![settings.action(segment); len]);
         part.with_column(action)?;
@@ -138,15 +140,39 @@ pub fn write(
             )
             .collect()?;
         write_csv(&part, &dir.join(format!("{}.csv", file_name(segment))))?;
-        files += 1;
-        let moved_here = part
+        // Those who moved this week, from this segment.
+        Ok(part
             .lazy()
             .filter(
                 col("previous_segment")
                     .neq(col("segment"))
                     .and(col("previous_segment").neq(lit(NEW))),
             )
-            .collect()?;
+            .collect()?)
+    };
+    let taken = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> Result<Vec<(usize, DataFrame)>> {
+        let mut done = Vec::new();
+        while let Some(&i) = by_size.get(taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+            done.push((i, write_list(runs[i])?));
+        }
+        Ok(done)
+    };
+    let mut moved_parts = std::thread::scope(|scope| -> Result<_> {
+        let other = scope.spawn(work);
+        let mut done = work()?;
+        done.extend(
+            other
+                .join()
+                .map_err(|_| anyhow::anyhow!("the thread writing target lists panicked"))??,
+        );
+        Ok(done)
+    })?;
+    let files = moved_parts.len();
+    // The moved list in segment order.
+    moved_parts.sort_by_key(|(i, _)| *i);
+    let mut moved: Option<DataFrame> = None;
+    for (_, moved_here) in moved_parts {
         match &mut moved {
             Some(m) => {
                 m.vstack_mut_owned(moved_here)?;
