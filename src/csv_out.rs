@@ -76,7 +76,8 @@ fn write_to(df: &DataFrame, path: &Path) -> Result<()> {
                 }
             }
         }
-        out.write_all(&rows).with_context(|| format!("writing {}", path.display()))?;
+        out.write_all(&rows)
+            .with_context(|| format!("writing {}", path.display()))?;
         rows.clear();
         offset += SLICE_ROWS;
     }
@@ -320,7 +321,11 @@ mod tests {
         let mut cell = || -> Option<String> {
             match next(10) {
                 0 => None,
-                _ => Some((0..next(4)).map(|_| pieces[next(pieces.len() as u64) as usize]).collect()),
+                _ => Some(
+                    (0..next(4))
+                        .map(|_| pieces[next(pieces.len() as u64) as usize])
+                        .collect(),
+                ),
             }
         };
         for width in [1, 3] {
@@ -333,7 +338,8 @@ mod tests {
             let path = dir.path().join("t.csv");
             write_csv(&df, &path).unwrap();
             let mut want = csv::Writer::from_writer(vec![0xEF, 0xBB, 0xBF]);
-            want.write_record(df.get_column_names().iter().map(|s| s.as_str())).unwrap();
+            want.write_record(df.get_column_names().iter().map(|s| s.as_str()))
+                .unwrap();
             for i in 0..n {
                 let row: Vec<String> = df
                     .columns()
@@ -342,7 +348,11 @@ mod tests {
                     .collect();
                 want.write_record(&row).unwrap();
             }
-            assert_eq!(std::fs::read(&path).unwrap(), want.into_inner().unwrap(), "{width} columns");
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                want.into_inner().unwrap(),
+                "{width} columns"
+            );
         }
     }
 

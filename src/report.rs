@@ -734,7 +734,12 @@ fn report_html(a: &AnalyzeOutcome, md: &str, charts: &[(&str, String)]) -> Strin
 /// Each chart as PNG bytes, drawn on two threads (every other chart each).
 fn rasterise(raster: &crate::raster::Rasteriser, charts: &[(&str, String)]) -> Result<Vec<Vec<u8>>> {
     let draw = |start: usize| -> Result<Vec<Vec<u8>>> {
-        charts.iter().skip(start).step_by(2).map(|(_, svg)| raster.png(svg)).collect()
+        charts
+            .iter()
+            .skip(start)
+            .step_by(2)
+            .map(|(_, svg)| raster.png(svg))
+            .collect()
     };
     let (even, odd) = std::thread::scope(|scope| -> Result<_> {
         let other = scope.spawn(|| draw(1));

@@ -206,9 +206,15 @@ fn segment_runs(list: &DataFrame) -> Result<Vec<(&str, usize, usize)>> {
     }
     let mut seen = std::collections::HashSet::new();
     if let Some((s, ..)) = runs.iter().find(|(s, ..)| !seen.insert(*s)) {
-        anyhow::bail!("the customer table is not ordered by segment ({} in two places)", s.unwrap_or("none"));
+        anyhow::bail!(
+            "the customer table is not ordered by segment ({} in two places)",
+            s.unwrap_or("none")
+        );
     }
-    Ok(runs.into_iter().filter_map(|(s, start, len)| Some((s?, start, len))).collect())
+    Ok(runs
+        .into_iter()
+        .filter_map(|(s, start, len)| Some((s?, start, len)))
+        .collect())
 }
 
 #[cfg(test)]
