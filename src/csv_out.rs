@@ -43,7 +43,13 @@ fn write_to(df: &DataFrame, path: &Path) -> Result<()> {
     let mut rows = vec![0xEF, 0xBB, 0xBF];
     let header: Vec<String> = names.iter().map(|s| crate::i18n::name("column", s)).collect();
     for (j, name) in header.iter().enumerate() {
-        push_field(&mut rows, name.as_bytes(), j + 1 == header.len(), header.len() == 1);
+        push_field(
+            &mut rows,
+            name.as_bytes(),
+            true,
+            j + 1 == header.len(),
+            header.len() == 1,
+        );
     }
     if header.is_empty() {
         rows.push(b'\n');
@@ -61,19 +67,13 @@ fn write_to(df: &DataFrame, path: &Path) -> Result<()> {
         for (c, cells) in part.columns().iter().zip(&mut columns) {
             cells.fill(c)?;
         }
-        // A column none of whose cells needs quotes (numbers, dates, most text) is copied cell by cell
-        // as it is.
-        let plain: Vec<bool> = columns.iter().map(|c| !needs_quotes(c.text.as_bytes())).collect();
+        // A column none of whose cells needs quotes (numbers, dates, most text) is not looked at cell by
+        // cell.
+        let may_need_quotes: Vec<bool> = columns.iter().map(|c| needs_quotes(c.text.as_bytes())).collect();
         let last = columns.len() - 1;
         for i in 0..part.height() {
             for (j, cells) in columns.iter().enumerate() {
-                let cell = cells.get(i);
-                if plain[j] && !(cell.is_empty() && last == 0) {
-                    rows.extend_from_slice(cell);
-                    rows.push(if j == last { b'\n' } else { b',' });
-                } else {
-                    push_field(&mut rows, cell, j == last, last == 0);
-                }
+                push_field(&mut rows, cells.get(i), may_need_quotes[j], j == last, last == 0);
             }
         }
         out.write_all(&rows)
@@ -94,8 +94,9 @@ fn needs_quotes(cell: &[u8]) -> bool {
 
 /// Appends one cell and the comma or line end after it, quoted as the `csv` crate quotes (only when
 /// needed, quotes doubled; the one cell of a one-column row quoted when empty, so the row is not blank).
-fn push_field(out: &mut Vec<u8>, cell: &[u8], last: bool, only: bool) {
-    if needs_quotes(cell) || (only && cell.is_empty()) {
+/// `may_need_quotes`: false when the cell is known to hold nothing that needs them.
+fn push_field(out: &mut Vec<u8>, cell: &[u8], may_need_quotes: bool, last: bool, only: bool) {
+    if (may_need_quotes && needs_quotes(cell)) || (only && cell.is_empty()) {
         out.push(b'"');
         for &b in cell {
             if b == b'"' {

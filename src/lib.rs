@@ -33,6 +33,37 @@ use config::{Config, Overrides};
 #[error("{0}")]
 pub struct UserError(pub String);
 
+/// `f` of each item, on this thread and one more: each takes the next item of `order` (indexes into
+/// `items`) not yet taken, so the first in `order` start first. The results come back in the items' order.
+/// `what` names the work for the message when the other thread panics.
+pub(crate) fn on_two_threads<T: Sync, R: Send>(
+    items: &[T],
+    order: &[usize],
+    what: &str,
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let taken = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> Result<Vec<(usize, R)>> {
+        let mut done = Vec::new();
+        while let Some(&i) = order.get(taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+            done.push((i, f(&items[i])?));
+        }
+        Ok(done)
+    };
+    let mut done = std::thread::scope(|scope| -> Result<_> {
+        let other = scope.spawn(work);
+        let mut done = work()?;
+        done.extend(
+            other
+                .join()
+                .map_err(|_| anyhow::anyhow!("the thread {what} panicked"))??,
+        );
+        Ok(done)
+    })?;
+    done.sort_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, r)| r).collect())
+}
+
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let reports = match &cli.command {
         Command::Analyze(a) => a.reports.clone(),
@@ -151,5 +182,23 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             status::run(a.json, &cfg)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn two_threads_give_results_in_item_order_and_pass_errors_on() {
+        let items: Vec<u64> = (0..50).collect();
+        let order: Vec<usize> = (0..50).rev().collect();
+        let squares = super::on_two_threads(&items, &order, "squaring", |&x| Ok(x * x)).unwrap();
+        assert_eq!(squares, (0..50u64).map(|x| x * x).collect::<Vec<_>>());
+        let failed = super::on_two_threads(&items, &order, "failing", |&x| {
+            if x == 7 {
+                anyhow::bail!("item 7")
+            }
+            Ok(x)
+        });
+        assert_eq!(failed.unwrap_err().to_string(), "item 7");
     }
 }

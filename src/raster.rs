@@ -53,11 +53,9 @@ impl Rasteriser {
                 .find(|want| db.faces().any(|f| f.families.iter().any(|(name, _)| name == *want)))
                 .map(|s| s.to_string());
         }
-        if let Some(family) = &chosen {
-            share_family(&mut db, family);
-        }
         let mut options = usvg::Options::default();
         if let Some(family) = &chosen {
+            share_family(&mut db, family);
             db.set_sans_serif_family(family.clone());
             options.font_family = family.clone();
         } else {

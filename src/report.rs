@@ -731,28 +731,10 @@ fn report_html(a: &AnalyzeOutcome, md: &str, charts: &[(&str, String)]) -> Strin
     html
 }
 
-/// Each chart as PNG bytes, drawn on two threads (every other chart each).
+/// Each chart as PNG bytes, drawn on two threads.
 fn rasterise(raster: &crate::raster::Rasteriser, charts: &[(&str, String)]) -> Result<Vec<Vec<u8>>> {
-    let draw = |start: usize| -> Result<Vec<Vec<u8>>> {
-        charts
-            .iter()
-            .skip(start)
-            .step_by(2)
-            .map(|(_, svg)| raster.png(svg))
-            .collect()
-    };
-    let (even, odd) = std::thread::scope(|scope| -> Result<_> {
-        let other = scope.spawn(|| draw(1));
-        let even = draw(0)?;
-        let odd = other
-            .join()
-            .map_err(|_| anyhow::anyhow!("the thread drawing charts panicked"))??;
-        Ok((even, odd))
-    })?;
-    let (mut even, mut odd) = (even.into_iter(), odd.into_iter());
-    Ok((0..charts.len())
-        .filter_map(|i| if i % 2 == 0 { even.next() } else { odd.next() })
-        .collect())
+    let order: Vec<usize> = (0..charts.len()).collect();
+    crate::on_two_threads(charts, &order, "drawing charts", |(_, svg)| raster.png(svg))
 }
 
 /// Writes each chart as `charts/<name>.png` (replacing the folder's PNGs); returns a note when there was

@@ -120,12 +120,11 @@ pub fn write(
         None => customers.clone(),
     };
     // A list per segment (customers without one are in none), biggest spenders first (ties in key order),
-    // and those who moved this week.
-    // One list per segment, on two threads: each takes the largest segment not yet taken.
+    // and those who moved this week. The lists are written on two threads, the largest first.
     let runs = segment_runs(&list)?;
     let mut by_size: Vec<usize> = (0..runs.len()).collect();
     by_size.sort_by_key(|&i| std::cmp::Reverse(runs[i].2));
-    let write_list = |(segment, start, len): (&str, usize, usize)| -> Result<DataFrame> {
+    let write_list = |&(segment, start, len): &(&str, usize, usize)| -> Result<DataFrame> {
         let mut part = list.slice(start as i64, len);
         let action = Column::new("suggested_action".into(), vec![settings.action(segment); len]);
         part.with_column(action)?;
@@ -150,29 +149,11 @@ pub fn write(
             )
             .collect()?)
     };
-    let taken = std::sync::atomic::AtomicUsize::new(0);
-    let work = || -> Result<Vec<(usize, DataFrame)>> {
-        let mut done = Vec::new();
-        while let Some(&i) = by_size.get(taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
-            done.push((i, write_list(runs[i])?));
-        }
-        Ok(done)
-    };
-    let mut moved_parts = std::thread::scope(|scope| -> Result<_> {
-        let other = scope.spawn(work);
-        let mut done = work()?;
-        done.extend(
-            other
-                .join()
-                .map_err(|_| anyhow::anyhow!("the thread writing target lists panicked"))??,
-        );
-        Ok(done)
-    })?;
+    // Those who moved, in segment order.
+    let moved_parts = crate::on_two_threads(&runs, &by_size, "writing target lists", write_list)?;
     let files = moved_parts.len();
-    // The moved list in segment order.
-    moved_parts.sort_by_key(|(i, _)| *i);
     let mut moved: Option<DataFrame> = None;
-    for (_, moved_here) in moved_parts {
+    for moved_here in moved_parts {
         match &mut moved {
             Some(m) => {
                 m.vstack_mut_owned(moved_here)?;
