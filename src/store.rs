@@ -277,6 +277,8 @@ struct Staged {
     inventory: Vec<(String, InventoryRow)>,
     files: Vec<FileEntry>,
     rejects: Vec<(String, Vec<u8>)>,
+    /// Event parts already written for this generation (month, path, rows), not yet in any manifest.
+    spilled: Vec<(String, String, u64)>,
 }
 
 /// Write access: holds the lock for its lifetime.
@@ -294,6 +296,9 @@ pub struct StoreWriter {
     known_customers: Option<IdSet>,
     /// The commit being written in the background, if any.
     pending: Option<std::thread::JoinHandle<Result<(Manifest, CommitStats)>>>,
+    /// Staged events being written ahead of their commit ([`StoreWriter::spill`]), if any.
+    spilling: Option<std::thread::JoinHandle<Result<()>>>,
+    spills: u64,
 }
 
 impl StoreWriter {
@@ -338,6 +343,8 @@ impl StoreWriter {
             known: HashMap::new(),
             known_customers: None,
             pending: None,
+            spilling: None,
+            spills: 0,
         };
         w.remove_unreferenced()?;
         Ok(w)
@@ -461,10 +468,63 @@ impl StoreWriter {
             + self.staged.line_items.len()
     }
 
+    /// Writes the staged events into parts of the generation being built, on a thread of their own, and
+    /// lets them go: a large file's rows leave memory while it is still being read. The parts are in no
+    /// manifest until that generation is committed, and are removed if it never is.
+    pub fn spill(&mut self) -> Result<()> {
+        self.finish_spill()?;
+        let gen = self.manifest.generation + 1 + u64::from(self.pending.is_some());
+        let mut jobs = Vec::new();
+        for (month, frames) in std::mem::take(&mut self.staged.events) {
+            self.spills += 1;
+            let rel = format!("events/month={month}/part-{gen:06}-{:04}.parquet", self.spills);
+            let rows = frames.iter().map(DataFrame::height).sum::<usize>() as u64;
+            self.staged.spilled.push((month, rel.clone(), rows));
+            jobs.push((rel, frames));
+        }
+        let root = self.root.clone();
+        self.spilling = Some(std::thread::spawn(move || {
+            let mut written = Vec::new();
+            for (rel, frames) in jobs {
+                let mut all = vstack_all(frames)?;
+                write_parquet_atomic(&root.join(rel), &mut all, &mut written)?;
+            }
+            Ok(())
+        }));
+        Ok(())
+    }
+
+    fn finish_spill(&mut self) -> Result<()> {
+        match self.spilling.take() {
+            Some(handle) => handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("the store's spill thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Takes back every event staged since the last commit, spilled parts included (a large file that
+    /// failed part-way, whose caller committed what came before it): the ids it had marked as known are
+    /// read again from the store. Identities stay staged. Returns what a background commit that had to
+    /// be waited for wrote.
+    pub fn abort_events(&mut self) -> Result<CommitStats> {
+        let _ = self.finish_spill(); // whatever it wrote is removed below
+        for (_, rel, _) in std::mem::take(&mut self.staged.spilled) {
+            let path = self.root.join(rel);
+            let _ = fs::remove_file(path.with_extension("parquet.tmp"));
+            let _ = fs::remove_file(path);
+        }
+        self.staged.events.clear();
+        let stats = self.finish_background()?;
+        self.known.clear();
+        Ok(stats)
+    }
+
     /// Writes every staged change under new names, then switches the manifest (after the commit running
     /// in the background, if any, has finished). On error the store is left as the last finished commit
     /// left it (new files removed).
     pub fn commit(&mut self) -> Result<CommitStats> {
+        self.finish_spill()?;
         let mut stats = self.finish_background()?;
         if self.has_staged() {
             let (manifest, s) = self.take_generation().write()?;
@@ -479,6 +539,7 @@ impl StoreWriter {
     /// goes on; returns what the previous background commit wrote. One runs at a time, generations in
     /// order: each builds on the manifest the previous one switched to.
     pub fn commit_in_background(&mut self) -> Result<CommitStats> {
+        self.finish_spill()?;
         let done = self.finish_background()?;
         let generation = self.take_generation();
         self.pending = Some(std::thread::spawn(move || generation.write()));
@@ -508,12 +569,18 @@ impl StoreWriter {
 
     /// Removes files the manifest does not name (left by a crash or an older generation).
     fn remove_unreferenced(&self) -> Result<()> {
-        let referenced: std::collections::HashSet<PathBuf> = self
+        let mut referenced: std::collections::HashSet<PathBuf> = self
             .manifest
             .referenced()
             .into_iter()
             .map(|r| self.root.join(r))
             .collect();
+        // Parts spilled for the generation being built, and the one being written now.
+        for (_, rel, _) in &self.staged.spilled {
+            let path = self.root.join(rel);
+            referenced.insert(path.with_extension("parquet.tmp"));
+            referenced.insert(path);
+        }
         let _ = fs::remove_file(self.root.join(format!("{MANIFEST}.tmp")));
         for table in ["events", "identities", "line_items", "inventory", "rejects"] {
             let dir = self.root.join(table);
@@ -531,6 +598,8 @@ impl Drop for StoreWriter {
         if let Some(handle) = self.pending.take() {
             let _ = handle.join();
         }
+        // Parts spilled for a generation that was never committed.
+        let _ = self.abort_events();
     }
 }
 
@@ -563,6 +632,15 @@ impl Generation {
         let fail_after: Option<usize> = std::env::var("PAYLENS_TEST_FAIL_AFTER_PARTITIONS")
             .ok()
             .and_then(|v| v.parse().ok());
+        // Parts spilled while the generation was staged come first in their months, and go with it if it
+        // fails.
+        for (month, rel, rows) in &self.staged.spilled {
+            let path = self.root.join(rel);
+            written.push(path.with_extension("parquet.tmp"));
+            written.push(path);
+            next.events.entry(month.clone()).or_default().push(rel.clone());
+            stats.new_events += rows;
+        }
         // The generation is written once: its staged rows are taken, not copied.
         for (i, (month, frames)) in std::mem::take(&mut self.staged.events).into_iter().enumerate() {
             if fail_after == Some(i) {
@@ -570,16 +648,14 @@ impl Generation {
             }
             // The month's new rows, in file order, go into a part of their own: what is stored is not read
             // or rewritten.
-            let mut frames = frames.into_iter();
-            let Some(mut all) = frames.next() else { continue };
-            for f in frames {
-                all.vstack_mut_owned(f)?;
+            if frames.is_empty() {
+                continue;
             }
+            let mut all = vstack_all(frames)?;
             stats.new_events += all.height() as u64;
             let rel = format!("events/month={month}/part-{gen:06}.parquet");
             write_parquet_atomic(&self.root.join(&rel), &mut all, written)?;
             next.events.entry(month).or_default().push(rel);
-            stats.months += 1;
         }
         if !self.staged.identities.is_empty() {
             let mut df = self.new_identities()?;
@@ -786,14 +862,22 @@ fn remove_unreferenced_in(dir: &Path, keep: &std::collections::HashSet<PathBuf>)
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CommitStats {
     pub new_events: u64,
-    pub months: u64,
 }
 
 impl CommitStats {
     fn add(&mut self, other: CommitStats) {
         self.new_events += other.new_events;
-        self.months += other.months;
     }
+}
+
+/// The frames one after another (the first frame's chunks extended, nothing copied).
+fn vstack_all(frames: Vec<DataFrame>) -> Result<DataFrame> {
+    let mut frames = frames.into_iter();
+    let mut all = frames.next().unwrap_or_default();
+    for f in frames {
+        all.vstack_mut_owned(f)?;
+    }
+    Ok(all)
 }
 
 fn write_file_synced(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -7,6 +7,7 @@ mod generic;
 pub mod model;
 pub mod normalise;
 mod personal;
+mod pieces;
 pub mod source;
 mod wechat_merchant;
 
@@ -24,6 +25,8 @@ use crate::config::{Config, GenericMapping};
 use crate::privacy::KeyHasher;
 use crate::store::{FileEntry, StoreWriter};
 use model::{Event, EventSink, FileReport};
+use pieces::{in_pieces, parse_in_pieces, PieceGate, PieceStaging, PIECE_BYTES};
+use std::sync::Arc;
 use normalise::TextEncoding;
 use source::Input;
 
@@ -117,7 +120,22 @@ pub struct Ctx<'a> {
     pub report: FileReport,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A context for one file (or piece of one) of `format`, whose events name `sha` as their source.
+    fn new(cfg: &'a Config, hasher: &'a KeyHasher, cache: &'a mut model::KeyCache, sha: &str, format: &Format) -> Self {
+        let mut sink = EventSink::new(hasher, cache, sha);
+        sink.set_format(&format.name());
+        Ctx {
+            cfg,
+            tz: cfg.timezone,
+            sink,
+            report: FileReport {
+                format: format.name(),
+                ..Default::default()
+            },
+        }
+    }
+
     pub fn push(&mut self, e: Event<'_>) {
         self.sink.push(e, &mut self.report);
     }
@@ -240,17 +258,7 @@ fn parse_input<'a>(
     sha: &str,
 ) -> Result<(Format, Ctx<'a>)> {
     let (format, enc) = detect(input, cfg)?;
-    let mut sink = EventSink::new(hasher, cache, sha);
-    sink.set_format(&format.name());
-    let mut ctx = Ctx {
-        cfg,
-        tz: cfg.timezone,
-        sink,
-        report: FileReport {
-            format: format.name(),
-            ..Default::default()
-        },
-    };
+    let mut ctx = Ctx::new(cfg, hasher, cache, sha, &format);
     match &format {
         Format::WechatMerchant => wechat_merchant::parse(input, enc, &mut ctx)?,
         Format::AlipayMerchant => alipay_merchant::parse(input, enc, &mut ctx)?,
@@ -365,6 +373,10 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(COMMIT_BATCH_ROWS);
+    let piece_bytes = std::env::var("PAYLENS_TEST_PIECE_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PIECE_BYTES);
     // Two stages: parser threads read and parse files, this thread stages each parsed file into the store
     // (dedupe, identities) in input order and commits batches.
     let hasher = store.hasher.clone();
@@ -390,6 +402,7 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
         ));
         for _ in 0..parsers {
             let (inputs_ref, hasher, known, shared) = (&inputs, &hasher, &known, shared.clone());
+            let piece_bytes = piece_bytes;
             scope.spawn(move || {
                 let mut cache = model::KeyCache::default();
                 let mut buf = Vec::new();
@@ -401,21 +414,43 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
                     }
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(input) = inputs_ref.get(i) else { break };
-                    // Each channel holds its one file: sending never waits.
-                    let _ = senders[i].send(parse_one(input, cfg, hasher, &mut cache, known, &mut buf));
+                    match in_pieces(input, cfg, piece_bytes) {
+                        Some((format, enc)) => {
+                            parse_in_pieces(input, format, enc, cfg, hasher, &mut cache, known, &senders[i], piece_bytes)
+                        }
+                        // Each channel holds its one file: sending never waits.
+                        None => {
+                            let _ = senders[i].send(parse_one(input, cfg, hasher, &mut cache, known, &mut buf));
+                        }
+                    }
                 }
             });
         }
         drop(shared);
+        let mut done_bytes = 0;
         for (input, parsed) in inputs.iter().zip(receivers) {
             progress.set_message(input.name.clone());
             clock.start();
-            let parsed = parsed.recv().map_err(|_| anyhow::anyhow!("a parser thread stopped"))?;
+            let receiver = parsed;
+            let parsed = receiver.recv().map_err(|_| anyhow::anyhow!(PARSER_STOPPED))?;
             let _ = token_tx.send(());
             clock.add("waiting for parsers");
-            let outcome = parsed.and_then(|p| stage_one(input, cfg, &mut store, p));
+            let outcome = match parsed {
+                Ok(Parsed::Pieces(gate, format)) => {
+                    let mut staging = PieceStaging {
+                        store: &mut store,
+                        strict: params.strict,
+                        batch_rows,
+                        new_events: &mut new_events,
+                        progress: &progress,
+                    };
+                    staging.stage(input, cfg, &receiver, &gate, format)
+                }
+                parsed => parsed.and_then(|p| stage_one(input, cfg, &mut store, p)),
+            };
             clock.add("staging");
-            progress.inc(input.size);
+            progress.set_position(done_bytes + input.size);
+            done_bytes += input.size;
             let outcome = match outcome {
                 Ok(o) => o,
                 Err(e) => refused(&input.name, &e),
@@ -471,11 +506,29 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
     Ok(outcome)
 }
 
-/// A file read and parsed, ready to stage; or found in the store already.
+/// A file read and parsed, ready to stage; or found in the store already. A large file comes as a
+/// stream: `Pieces` first, then its `Digest` and its pieces (in any order), then `End`.
 enum Parsed {
     Already(String),
     File(Box<ParsedFile>),
+    Pieces(Arc<PieceGate>, Format),
+    Digest(String),
+    Piece(Box<ParsedPiece>),
+    /// The number of pieces the file was cut into.
+    End(usize),
 }
+
+/// One piece of a large file, parsed.
+struct ParsedPiece {
+    index: usize,
+    report: FileReport,
+    parts: model::SinkParts,
+    totals: wechat_merchant::Totals,
+    /// The piece's length in bytes.
+    bytes: u64,
+}
+
+const PARSER_STOPPED: &str = "a parser thread stopped";
 
 struct ParsedFile {
     sha: String,
@@ -528,25 +581,10 @@ fn stage_one(input: &Input, cfg: &Config, store: &mut StoreWriter, parsed: Parse
     let sha = match &parsed {
         Parsed::Already(sha) => sha.clone(),
         Parsed::File(f) => f.sha.clone(),
+        _ => anyhow::bail!("{}: a piece of a large file out of turn", input.name),
     };
-    if let Some(prev) = store.manifest.find(&sha) {
-        // Nothing is read again: every event of the file is already stored.
-        let again = FileEntry {
-            path: input.name.clone(),
-            payments: 0,
-            refunds: 0,
-            skipped: 0,
-            rejected: 0,
-            duplicates: prev.payments + prev.refunds,
-            payments_fen: 0,
-            refunds_fen: 0,
-            ..prev.clone()
-        };
-        let note = format!(
-            "already ingested on {} as {}: nothing to do",
-            prev.ingested_at, prev.path
-        );
-        return Ok(FileOutcome::from_entry(&again, "already_ingested", vec![note]));
+    if let Some(outcome) = already_ingested(input, store, &sha) {
+        return Ok(outcome);
     }
     let Parsed::File(file) = parsed else {
         anyhow::bail!(
@@ -564,9 +602,44 @@ fn stage_one(input: &Input, cfg: &Config, store: &mut StoreWriter, parsed: Parse
     let duplicates = store.stage_events(events)?;
     store.stage_line_items(&sha, line_items);
     store.stage_inventory(&sha, inventory);
+    Ok(record_file(input, cfg, store, &sha, &format, report, duplicates))
+}
+
+/// The outcome of a file the store has already (nothing is read again: every event of it is stored).
+fn already_ingested(input: &Input, store: &StoreWriter, sha: &str) -> Option<FileOutcome> {
+    store.manifest.find(sha).map(|prev| {
+        let again = FileEntry {
+            path: input.name.clone(),
+            payments: 0,
+            refunds: 0,
+            skipped: 0,
+            rejected: 0,
+            duplicates: prev.payments + prev.refunds,
+            payments_fen: 0,
+            refunds_fen: 0,
+            ..prev.clone()
+        };
+        let note = format!(
+            "already ingested on {} as {}: nothing to do",
+            prev.ingested_at, prev.path
+        );
+        FileOutcome::from_entry(&again, "already_ingested", vec![note])
+    })
+}
+
+/// Stages the manifest entry (and rejects) of a file whose rows are staged, and says what happened to it.
+fn record_file(
+    input: &Input,
+    cfg: &Config,
+    store: &mut StoreWriter,
+    sha: &str,
+    format: &Format,
+    report: FileReport,
+    duplicates: u64,
+) -> FileOutcome {
     let rejects_file = (!report.rejects.is_empty()).then(|| format!("rejects/{}.csv", &sha[..16]));
     let entry = FileEntry {
-        sha256: sha.clone(),
+        sha256: sha.to_string(),
         path: input.name.clone(),
         format: format.name(),
         rows: report.payments + report.refunds + report.skipped_total() + report.rejects.len() as u64,
@@ -595,7 +668,7 @@ fn stage_one(input: &Input, cfg: &Config, store: &mut StoreWriter, parsed: Parse
         entry,
         rejects_file.as_ref().map(|_| rejects_csv(&input.name, &report.rejects)),
     );
-    Ok(outcome)
+    outcome
 }
 
 fn details(r: &FileReport, rejects_file: Option<&str>, store: &std::path::Path) -> Vec<String> {

@@ -218,6 +218,25 @@ impl FileReport {
         }
         Some(self.checks.iter().all(TotalCheck::ok))
     }
+    /// Adds what a later piece of the same file found.
+    pub fn absorb(&mut self, later: FileReport) {
+        self.payments += later.payments;
+        self.refunds += later.refunds;
+        self.payments_fen += later.payments_fen;
+        self.refunds_fen += later.refunds_fen;
+        for (reason, n) in later.skipped {
+            *self.skipped.entry(reason).or_default() += n;
+        }
+        self.rejects.extend(later.rejects);
+        self.checks.extend(later.checks);
+        for t in [later.first, later.last].into_iter().flatten() {
+            self.see_time(t);
+        }
+        self.line_items += later.line_items;
+        self.inventory_rows += later.inventory_rows;
+        self.notes.extend(later.notes);
+        self.expects_totals |= later.expects_totals;
+    }
     fn see_time(&mut self, t: NaiveDateTime) {
         self.first = Some(self.first.map_or(t, |f| f.min(t)));
         self.last = Some(self.last.map_or(t, |l| l.max(t)));
@@ -617,6 +636,17 @@ impl<'a> EventSink<'a> {
         };
         (df, self.identities, self.line_items, self.inventory)
     }
+}
+
+/// The events of a file parsed before its digest was known, given it as their `source_file`.
+pub fn set_source_file(mut events: DataFrame, sha: &str) -> PolarsResult<DataFrame> {
+    let n = events.height();
+    events.with_column(Column::new_scalar(
+        "source_file".into(),
+        Scalar::new(DataType::String, AnyValue::StringOwned(sha.into())),
+        n,
+    ))?;
+    Ok(events)
 }
 
 pub fn days_since_epoch(d: NaiveDate) -> i32 {

@@ -133,6 +133,24 @@ impl Input {
         })
     }
 
+    /// Whether the bytes as stored are gzip-compressed.
+    pub fn is_gzip(&self) -> Result<bool> {
+        let mut magic = Vec::with_capacity(2);
+        self.raw_reader()?.take(2).read_to_end(&mut magic)?;
+        Ok(magic == [0x1f, 0x8b])
+    }
+
+    /// A buffered reader over bytes `start..end` of a file as stored (one piece of a large bill).
+    fn range_reader(&self, start: u64, end: u64) -> Result<Box<dyn BufRead + Send + '_>> {
+        let Payload::File(p) = &self.payload else {
+            anyhow::bail!("{}: only a file on disk is read in pieces", self.name);
+        };
+        let mut f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start))
+            .with_context(|| format!("reading {}", p.display()))?;
+        Ok(Box::new(BufReader::with_capacity(1 << 20, f.take(end - start))))
+    }
+
     /// The first `n` bytes of content (gzip undone), for detection.
     pub fn head(&self, n: usize) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(n);
@@ -359,6 +377,16 @@ impl<'a> Lines<'a> {
         })
     }
 
+    /// The lines of one piece of a file, numbered as in the whole file.
+    pub fn piece(input: &'a Input, enc: TextEncoding, piece: Piece) -> Result<Self> {
+        Ok(Lines {
+            reader: input.range_reader(piece.start, piece.end)?,
+            enc,
+            buf: Vec::with_capacity(4096),
+            line_no: piece.line0,
+        })
+    }
+
     /// The next line, or `None` at the end. A read error ends the file with an error.
     pub fn next_line(&mut self) -> Result<Option<String>> {
         let mut line = String::new();
@@ -407,6 +435,78 @@ impl<'a> Lines<'a> {
         decode_into(&self.buf, self.enc, line);
         Ok(true)
     }
+}
+
+/// Whole lines `start..end` of a large file, after its first `line0` lines: the unit a large bill is
+/// parsed in on more than one thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    pub index: usize,
+    pub start: u64,
+    pub end: u64,
+    pub line0: u64,
+}
+
+/// No cut leaves fewer bytes than this after it: a bill's closing summary (a few hundred bytes) stays in
+/// one piece with its last rows.
+const PIECE_TAIL: u64 = 64 * 1024;
+
+/// Reads a file once as stored, returning its SHA-256 and cutting it at line ends into pieces of about
+/// `piece_bytes`, each handed to `on_piece` as soon as it has been read (so it can be parsed while the
+/// rest is read). The pieces cover the file in order; the last ends where the file does. In both
+/// encodings read here (UTF-8, GB18030) a `\n` byte is always a line end, never part of a character.
+/// `on_piece` returns `false` to stop: the digest is then not needed (`None`).
+pub fn digest_and_cut(input: &Input, piece_bytes: u64, mut on_piece: impl FnMut(Piece) -> bool) -> Result<Option<String>> {
+    let mut r = input.raw_reader()?;
+    let mut h = Sha256::new();
+    let mut block = vec![0u8; 1 << 20];
+    let (mut pos, mut lines) = (0u64, 0u64);
+    let mut piece = Piece {
+        index: 0,
+        start: 0,
+        end: 0,
+        line0: 0,
+    };
+    loop {
+        let n = match r.read(&mut block) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", input.name)),
+        };
+        let block = &block[..n];
+        h.update(block);
+        let end = pos + n as u64;
+        // A cut after the last line end of the block, once the piece is long enough and enough follows.
+        let cut = (end - piece.start >= piece_bytes && input.size.saturating_sub(end) >= PIECE_TAIL)
+            .then(|| memchr::memrchr(b'\n', block))
+            .flatten();
+        match cut {
+            Some(i) => {
+                lines += memchr::memchr_iter(b'\n', &block[..=i]).count() as u64;
+                piece.end = pos + i as u64 + 1;
+                if !on_piece(piece) {
+                    return Ok(None);
+                }
+                piece = Piece {
+                    index: piece.index + 1,
+                    start: piece.end,
+                    end: 0,
+                    line0: lines,
+                };
+                lines += memchr::memchr_iter(b'\n', &block[i + 1..]).count() as u64;
+            }
+            None => lines += memchr::memchr_iter(b'\n', block).count() as u64,
+        }
+        pos = end;
+    }
+    piece.end = pos;
+    if piece.end > piece.start || piece.index == 0 {
+        if !on_piece(piece) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(hex::encode(h.finalize())))
 }
 
 /// The first lines of an input, decoded, for detection; with the encoding found.

@@ -4,11 +4,11 @@
 
 use anyhow::{bail, Result};
 
-use super::model::{Event, KeyQuality, Kind, RawIdentity, RowText, Text, TotalCheck};
+use super::model::{Event, FileReport, KeyQuality, Kind, RawIdentity, RowText, Text, TotalCheck};
 use super::normalise::{
     check_id, line_cells, parse_fen, parse_fen_or_zero, parse_millifen_or_zero, split_csv_line, Header, TextEncoding,
 };
-use super::source::{Input, Lines};
+use super::source::{Input, Lines, Piece};
 use super::Ctx;
 
 pub const FORMAT: &str = "wechat_merchant";
@@ -127,26 +127,124 @@ impl Cols {
 
 /// Running sums of the detail rows, for checking the summary: the row count and one sum per column of
 /// `Cols::summed`, in its order.
+#[derive(Debug, Clone, Default)]
 struct Sums {
     rows: i64,
+    columns: Vec<&'static str>,
     by_column: Vec<i64>,
 }
 
 impl Sums {
-    fn get(&self, cols: &Cols, column: &str) -> i64 {
-        cols.summed
+    fn new(cols: &Cols) -> Sums {
+        Sums {
+            rows: 0,
+            columns: cols.summed.iter().map(|(c, _)| *c).collect(),
+            by_column: vec![0; cols.summed.len()],
+        }
+    }
+
+    fn get(&self, column: &str) -> i64 {
+        self.columns
             .iter()
-            .position(|(c, _)| *c == column)
+            .position(|c| *c == column)
             .map_or(0, |i| self.by_column[i])
+    }
+
+    fn add(&mut self, other: &Sums) {
+        if self.columns.is_empty() {
+            self.columns = other.columns.clone();
+            self.by_column = vec![0; other.by_column.len()];
+        }
+        self.rows += other.rows;
+        for (s, o) in self.by_column.iter_mut().zip(&other.by_column) {
+            *s += o;
+        }
     }
 }
 
+/// A summary met in the bill: its field names, its values line, the line it was on, and the sums of the
+/// rows before it.
+#[derive(Debug, Clone)]
+struct Summary {
+    names: Vec<String>,
+    values: Option<String>,
+    line: u64,
+    sums: Sums,
+}
+
+/// What the rows of a bill, or of one piece of it, add up to; the summary is checked against it once
+/// every piece has been read ([`finish`]).
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    sums: Sums,
+    summaries: Vec<Summary>,
+}
+
+impl Totals {
+    /// Adds the totals of the piece that follows.
+    pub fn add(&mut self, later: Totals) {
+        for mut s in later.summaries {
+            let before = std::mem::replace(&mut s.sums, self.sums.clone());
+            s.sums.add(&before);
+            self.summaries.push(s);
+        }
+        self.sums.add(&later.sums);
+    }
+}
+
+/// Parses a whole bill.
 pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
+    let totals = parse_piece(input, enc, None, ctx)?;
+    finish(totals, &mut ctx.report);
+    Ok(())
+}
+
+/// Checks the bill's summary against the totals of all its rows.
+pub fn finish(totals: Totals, report: &mut FileReport) {
+    for s in &totals.summaries {
+        check_summary(&s.names, s.values.as_deref(), &s.sums, report, s.line);
+    }
+    report.expects_totals = true;
+}
+
+/// The column map of a header line, `None` for a line that is not one.
+fn header_cols(line: &str, n: u64) -> Result<Option<Cols>> {
+    if !(line.contains("公众账号ID") && line.contains("交易时间")) {
+        return Ok(None);
+    }
+    let h = Header::new(&split_csv_line(line), ALIASES);
+    let missing = h.missing(REQUIRED);
+    if !missing.is_empty() {
+        bail!("line {n}: the WeChat merchant header lacks {}", missing.join(", "));
+    }
+    Ok(Some(Cols::new(&h)))
+}
+
+const NO_HEADER: &str = "no WeChat merchant header line (交易时间,公众账号ID,...) found";
+
+/// The header of a bill whose rows are read from line `first_row` on: it is among the lines ahead of it.
+fn header_before(input: &Input, enc: TextEncoding, first_row: u64) -> Result<Cols> {
     let mut lines = Lines::new(input, enc)?;
-    let mut header: Option<Cols> = None;
-    let mut sums = Sums {
-        rows: 0,
-        by_column: Vec::new(),
+    let mut line = String::new();
+    while lines.line_no < first_row && lines.next_line_into(&mut line)? {
+        if let Some(cols) = header_cols(&line, lines.line_no)? {
+            return Ok(cols);
+        }
+    }
+    bail!(NO_HEADER)
+}
+
+/// Parses the rows of a bill, or of one piece of it (whole lines; any piece after the first finds the
+/// header ahead of it), into `ctx`, and returns what they add up to.
+pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: &mut Ctx) -> Result<Totals> {
+    let (mut lines, mut header) = match piece {
+        None => (Lines::new(input, enc)?, None),
+        Some(p) if p.start == 0 => (Lines::piece(input, enc, p)?, None),
+        Some(p) => (Lines::piece(input, enc, p)?, Some(header_before(input, enc, p.line0 + 1)?)),
+    };
+    let mut totals = Totals {
+        sums: header.as_ref().map(Sums::new).unwrap_or_default(),
+        summaries: Vec::new(),
     };
     let mut line = String::new();
     let mut text = RowText::default();
@@ -156,22 +254,19 @@ pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
             continue;
         }
         let Some(cols) = &header else {
-            if line.contains("公众账号ID") && line.contains("交易时间") {
-                let h = Header::new(&split_csv_line(&line), ALIASES);
-                let missing = h.missing(REQUIRED);
-                if !missing.is_empty() {
-                    bail!("line {n}: the WeChat merchant header lacks {}", missing.join(", "));
-                }
-                let cols = Cols::new(&h);
-                sums.by_column = vec![0; cols.summed.len()];
-                header = Some(cols);
-            }
+            header = header_cols(&line, n)?;
+            totals.sums = header.as_ref().map(Sums::new).unwrap_or_default();
             continue;
         };
         if line.starts_with("总交易单数") {
-            let summary_header = split_csv_line(&line);
+            let names = split_csv_line(&line);
             let values = next_non_empty(&mut lines)?;
-            check_summary(&summary_header, values.as_deref(), cols, &sums, ctx, lines.line_no);
+            totals.summaries.push(Summary {
+                names,
+                values,
+                line: lines.line_no,
+                sums: totals.sums.clone(),
+            });
             continue;
         }
         let mut quoted = Vec::new();
@@ -179,17 +274,16 @@ pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
         // Totals are recomputed over the rows read: a rejected row shows as a mismatch.
         match read_row(cols, &cells, n, &mut text, ctx) {
             Ok(()) => {
-                sums.rows += 1;
-                add_sums(cols, &cells, &mut sums);
+                totals.sums.rows += 1;
+                add_sums(cols, &cells, &mut totals.sums);
             }
             Err(reason) => ctx.report.reject(n, reason, &line),
         }
     }
     if header.is_none() {
-        bail!("no WeChat merchant header line (交易时间,公众账号ID,...) found");
+        bail!(NO_HEADER);
     }
-    ctx.report.expects_totals = true;
-    Ok(())
+    Ok(totals)
 }
 
 fn next_non_empty(lines: &mut Lines) -> Result<Option<String>> {
@@ -212,9 +306,9 @@ fn add_sums(cols: &Cols, cells: &[&str], sums: &mut Sums) {
     }
 }
 
-fn check_summary(names: &[String], values: Option<&str>, cols: &Cols, sums: &Sums, ctx: &mut Ctx, line: u64) {
+fn check_summary(names: &[String], values: Option<&str>, sums: &Sums, report: &mut FileReport, line: u64) {
     let Some(values) = values else {
-        ctx.report
+        report
             .notes
             .push(format!("line {line}: the summary header has no values row"));
         return;
@@ -223,26 +317,26 @@ fn check_summary(names: &[String], values: Option<&str>, cols: &Cols, sums: &Sum
     for (name, value) in names.iter().zip(values.iter()) {
         let name = super::normalise::clean_cell(name);
         let Some((_, column)) = SUMMARY.iter().find(|(s, _)| *s == name) else {
-            ctx.report.notes.push(format!("summary field {name} is not checked"));
+            report.notes.push(format!("summary field {name} is not checked"));
             continue;
         };
         let (stated, computed, unit) = match column {
             None => (super::normalise::parse_scaled(value, 0), sums.rows, "rows"),
             Some("手续费") => (
                 super::normalise::parse_millifen(value),
-                sums.get(cols, "手续费"),
+                sums.get("手续费"),
                 "millifen",
             ),
-            Some(c) => (parse_fen(value), sums.get(cols, c), "fen"),
+            Some(c) => (parse_fen(value), sums.get(c), "fen"),
         };
         match stated {
-            Ok(stated) => ctx.report.checks.push(TotalCheck {
+            Ok(stated) => report.checks.push(TotalCheck {
                 what: name.to_string(),
                 stated,
                 computed,
                 unit,
             }),
-            Err(e) => ctx.report.notes.push(format!("line {line}: summary {name}: {e}")),
+            Err(e) => report.notes.push(format!("line {line}: summary {name}: {e}")),
         }
     }
 }

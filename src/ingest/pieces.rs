@@ -1,0 +1,308 @@
+//! A large bill read on more than one thread: one thread reads the file once for its digest and cuts it
+//! at line ends into pieces; it and a helper parse the pieces, which the stager takes in order as they
+//! come, spilling their rows to the store as it goes. Memory stays bounded by the pieces in flight, not
+//! the file. The file is still stored whole or not at all: its rows are a generation of their own, taken
+//! back if any piece fails, and its summary is checked once every piece is in.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use anyhow::{Context, Result};
+
+use super::model::{self, FileReport};
+use super::normalise::TextEncoding;
+use super::source::{self, Input, Payload, Piece};
+use super::{wechat_merchant, Ctx, FileOutcome, Format, Parsed, ParsedPiece, PARSER_STOPPED};
+use crate::config::Config;
+use crate::privacy::KeyHasher;
+use crate::store::StoreWriter;
+use crate::tr;
+
+/// The size of a piece. Files over eight pieces (256 MiB: more than is read into memory whole) are read
+/// in pieces.
+pub const PIECE_BYTES: u64 = 32 << 20;
+
+/// Pieces parsed and not yet staged, at most, per file (about 40 MB of rows each).
+const PIECES_AHEAD: usize = 8;
+
+/// Whether an input is read in pieces, with its format and encoding: a WeChat Pay merchant bill (the
+/// one export that reaches gigabytes) on disk, uncompressed, of more than eight pieces.
+pub fn in_pieces(input: &Input, cfg: &Config, piece_bytes: u64) -> Option<(Format, TextEncoding)> {
+    if !matches!(input.payload, Payload::File(_)) || input.size <= piece_bytes.saturating_mul(8) {
+        return None;
+    }
+    if input.is_gzip().unwrap_or(true) {
+        return None;
+    }
+    match super::detect(input, cfg) {
+        Ok((Format::WechatMerchant, enc)) => Some((Format::WechatMerchant, enc)),
+        _ => None,
+    }
+}
+
+/// How far the stager has got with a file's pieces: piece `i` is started once fewer than
+/// `PIECES_AHEAD` pieces before it wait to be staged; and whether the stager wants no more.
+#[derive(Default)]
+pub struct PieceGate {
+    staged: Mutex<usize>,
+    turn: Condvar,
+    stop: AtomicBool,
+}
+
+impl PieceGate {
+    /// Waits until piece `index` may be parsed; `false` if the file is given up.
+    fn wait_turn(&self, index: usize) -> bool {
+        let mut staged = self.staged.lock().unwrap_or_else(PoisonError::into_inner);
+        while !self.stopped() && index >= *staged + PIECES_AHEAD {
+            staged = self.turn.wait(staged).unwrap_or_else(PoisonError::into_inner);
+        }
+        !self.stopped()
+    }
+
+    fn set_staged(&self, n: usize) {
+        *self.staged.lock().unwrap_or_else(PoisonError::into_inner) = n;
+        self.turn.notify_all();
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _held = self.staged.lock().unwrap_or_else(PoisonError::into_inner);
+        self.turn.notify_all();
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads a large file in pieces and sends, on `out`: `Pieces`, then its digest and its pieces as they are
+/// done, then `End`. This thread reads the file for the digest and the cuts, then parses pieces too; a
+/// helper parses from the first cut on.
+#[allow(clippy::too_many_arguments)]
+pub fn parse_in_pieces(
+    input: &Input,
+    format: Format,
+    enc: TextEncoding,
+    cfg: &Config,
+    hasher: &KeyHasher,
+    cache: &mut model::KeyCache,
+    known: &crate::store::Manifest,
+    out: &SyncSender<Result<Parsed>>,
+    piece_bytes: u64,
+) {
+    let gate = Arc::new(PieceGate::default());
+    if out.send(Ok(Parsed::Pieces(gate.clone(), format.clone()))).is_err() {
+        return;
+    }
+    let send = |msg: Result<Parsed>| {
+        if out.send(msg).is_err() {
+            gate.stop(); // the stager has stopped
+        }
+    };
+    let (piece_tx, piece_rx) = std::sync::mpsc::channel::<Piece>();
+    let piece_rx = Mutex::new(piece_rx);
+    let parse_pieces = |cache: &mut model::KeyCache| loop {
+        let next = piece_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(piece) = next else { break };
+        if !gate.wait_turn(piece.index) {
+            continue;
+        }
+        let parsed = parse_piece(input, &format, enc, piece, cfg, hasher, cache)
+            .with_context(|| tr!("ingest.reading", file = input.name));
+        if parsed.is_err() {
+            gate.stop();
+        }
+        send(parsed.map(|p| Parsed::Piece(Box::new(p))));
+    };
+    let mut pieces = 0;
+    std::thread::scope(|scope| {
+        let helper = scope.spawn(|| parse_pieces(&mut model::KeyCache::default()));
+        let digest = source::digest_and_cut(input, piece_bytes, |p| {
+            pieces += 1;
+            piece_tx.send(p).is_ok() && !gate.stopped()
+        });
+        drop(piece_tx);
+        match digest {
+            Ok(Some(sha)) => {
+                if known.find(&sha).is_some() {
+                    gate.stop(); // stored already: the stager says so without its rows
+                }
+                send(Ok(Parsed::Digest(sha)));
+            }
+            Ok(None) => {} // given up
+            Err(e) => {
+                gate.stop();
+                send(Err(e.context(tr!("ingest.reading", file = input.name))));
+            }
+        }
+        parse_pieces(cache);
+        if helper.join().is_err() {
+            gate.stop();
+            send(Err(anyhow::anyhow!("a parser thread panicked reading {}", input.name)));
+        }
+    });
+    send(Ok(Parsed::End(pieces)));
+}
+
+/// Parses one piece of a large file.
+fn parse_piece(
+    input: &Input,
+    format: &Format,
+    enc: TextEncoding,
+    piece: Piece,
+    cfg: &Config,
+    hasher: &KeyHasher,
+    cache: &mut model::KeyCache,
+) -> Result<ParsedPiece> {
+    let fail = std::env::var("PAYLENS_TEST_FAIL_PIECE").ok();
+    if fail.and_then(|f| f.parse().ok()) == Some(piece.index) {
+        anyhow::bail!("injected failure in piece {} (PAYLENS_TEST_FAIL_PIECE)", piece.index);
+    }
+    // The digest is not known yet: the stager names the source file when it stages the rows.
+    let mut ctx = Ctx::new(cfg, hasher, cache, "", format);
+    let totals = match format {
+        Format::WechatMerchant => wechat_merchant::parse_piece(input, enc, Some(piece), &mut ctx)?,
+        other => anyhow::bail!("{} is not read in pieces", other.name()),
+    };
+    Ok(ParsedPiece {
+        index: piece.index,
+        report: ctx.report,
+        parts: ctx.sink.finish(),
+        totals,
+        bytes: piece.end - piece.start,
+    })
+}
+
+/// The stager's side of a file read in pieces.
+pub struct PieceStaging<'a> {
+    pub store: &'a mut StoreWriter,
+    pub strict: bool,
+    pub batch_rows: usize,
+    /// Events committed so far in the run (a commit this file waits for adds to it).
+    pub new_events: &'a mut u64,
+    /// Moved on as each piece is staged.
+    pub progress: &'a indicatif::ProgressBar,
+}
+
+/// Stops the parsers of a file however its staging ends.
+struct StopOnDrop<'a>(&'a PieceGate);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+impl PieceStaging<'_> {
+    /// Stages the pieces of a file in order as they arrive on `rx`, and the file once they are all in.
+    pub fn stage(
+        &mut self,
+        input: &Input,
+        cfg: &Config,
+        rx: &Receiver<Result<Parsed>>,
+        gate: &PieceGate,
+        format: Format,
+    ) -> Result<FileOutcome> {
+        let _stop = StopOnDrop(gate);
+        // The file's rows make a generation of their own, so that a failure part-way takes back its rows
+        // alone (under --strict nothing is committed unless every file is good, so nothing is taken back).
+        if !self.strict && (self.store.has_staged() || self.store.staged_rows() > 0) {
+            *self.new_events += self.store.commit_in_background()?.new_events;
+        }
+        let mut file = FileState {
+            report: FileReport {
+                format: format.name(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut sha: Option<String> = None;
+        let mut waiting = BTreeMap::new();
+        let mut failure: Option<anyhow::Error> = None;
+        let mut already = false;
+        let pieces = loop {
+            match rx.recv().map_err(|_| anyhow::anyhow!(PARSER_STOPPED))? {
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+                Ok(Parsed::Digest(d)) => {
+                    already = self.store.manifest.find(&d).is_some();
+                    sha = Some(d);
+                }
+                Ok(Parsed::Piece(p)) => {
+                    waiting.insert(p.index, p);
+                }
+                Ok(Parsed::End(n)) => break n,
+                Ok(_) => {
+                    failure.get_or_insert(anyhow::anyhow!("{}: a parser's message out of turn", input.name));
+                }
+            }
+            if failure.is_some() || already {
+                gate.stop();
+                waiting.clear();
+                continue;
+            }
+            // Rows are staged once the digest is known (they name it), each piece after the one before.
+            let Some(sha) = &sha else { continue };
+            while let Some(piece) = waiting.remove(&file.pieces) {
+                if let Err(e) = self.stage_piece(&mut file, *piece, sha) {
+                    failure = Some(e);
+                    break;
+                }
+                gate.set_staged(file.pieces);
+            }
+        };
+        if failure.is_none() && !already && file.pieces != pieces {
+            failure = Some(anyhow::anyhow!(
+                "{}: {} of {pieces} pieces read",
+                input.name,
+                file.pieces
+            ));
+        }
+        if let Some(e) = failure {
+            if !self.strict {
+                *self.new_events += self.store.abort_events()?.new_events;
+            }
+            return Err(e);
+        }
+        let sha = sha.context("a file read in pieces without its digest")?;
+        if let Some(outcome) = super::already_ingested(input, self.store, &sha) {
+            return Ok(outcome);
+        }
+        let FileState {
+            mut report,
+            totals,
+            duplicates,
+            ..
+        } = file;
+        wechat_merchant::finish(totals, &mut report);
+        Ok(super::record_file(
+            input, cfg, self.store, &sha, &format, report, duplicates,
+        ))
+    }
+
+    fn stage_piece(&mut self, file: &mut FileState, piece: ParsedPiece, sha: &str) -> Result<()> {
+        let (events, identities, ..) = piece.parts;
+        self.store.stage_identities(identities)?;
+        file.duplicates += self.store.stage_events(model::set_source_file(events, sha)?)?;
+        file.report.absorb(piece.report);
+        file.totals.add(piece.totals);
+        file.pieces += 1;
+        self.progress.inc(piece.bytes);
+        if self.store.staged_rows() >= self.batch_rows {
+            self.store.spill()?;
+        }
+        Ok(())
+    }
+}
+
+/// A file's pieces staged so far, and what they add up to.
+#[derive(Default)]
+struct FileState {
+    pieces: usize,
+    report: FileReport,
+    totals: wechat_merchant::Totals,
+    duplicates: u64,
+}
