@@ -25,10 +25,10 @@ use crate::config::{Config, GenericMapping};
 use crate::privacy::KeyHasher;
 use crate::store::{FileEntry, StoreWriter};
 use model::{Event, EventSink, FileReport};
-use pieces::{in_pieces, parse_in_pieces, PieceGate, PieceStaging, PIECE_BYTES};
-use std::sync::Arc;
 use normalise::TextEncoding;
+use pieces::{in_pieces, parse_in_pieces, PieceGate, PieceStaging, PIECE_BYTES};
 use source::Input;
+use std::sync::Arc;
 
 pub use model::Kind;
 
@@ -415,9 +415,17 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(input) = inputs_ref.get(i) else { break };
                     match in_pieces(input, cfg, piece_bytes) {
-                        Some((format, enc)) => {
-                            parse_in_pieces(input, format, enc, cfg, hasher, &mut cache, known, &senders[i], piece_bytes)
-                        }
+                        Some((format, enc)) => parse_in_pieces(
+                            input,
+                            format,
+                            enc,
+                            cfg,
+                            hasher,
+                            &mut cache,
+                            known,
+                            &senders[i],
+                            piece_bytes,
+                        ),
                         // Each channel holds its one file: sending never waits.
                         None => {
                             let _ = senders[i].send(parse_one(input, cfg, hasher, &mut cache, known, &mut buf));

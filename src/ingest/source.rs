@@ -456,7 +456,12 @@ const PIECE_TAIL: u64 = 64 * 1024;
 /// rest is read). The pieces cover the file in order; the last ends where the file does. In both
 /// encodings read here (UTF-8, GB18030) a `\n` byte is always a line end, never part of a character.
 /// `on_piece` returns `false` to stop: the digest is then not needed (`None`).
-pub fn digest_and_cut(input: &Input, piece_bytes: u64, mut on_piece: impl FnMut(Piece) -> bool) -> Result<Option<String>> {
+pub fn digest_and_cut(
+    input: &Input,
+    piece_bytes: u64,
+    mut on_piece: impl FnMut(Piece) -> bool,
+) -> Result<Option<String>> {
+    let piece_bytes = piece_bytes.max(1);
     let mut r = input.raw_reader()?;
     let mut h = Sha256::new();
     let mut block = vec![0u8; 1 << 20];
@@ -477,27 +482,31 @@ pub fn digest_and_cut(input: &Input, piece_bytes: u64, mut on_piece: impl FnMut(
         let block = &block[..n];
         h.update(block);
         let end = pos + n as u64;
-        // A cut after the last line end of the block, once the piece is long enough and enough follows.
-        let cut = (end - piece.start >= piece_bytes && input.size.saturating_sub(end) >= PIECE_TAIL)
-            .then(|| memchr::memrchr(b'\n', block))
-            .flatten();
-        match cut {
-            Some(i) => {
-                lines += memchr::memchr_iter(b'\n', &block[..=i]).count() as u64;
-                piece.end = pos + i as u64 + 1;
-                if !on_piece(piece) {
-                    return Ok(None);
-                }
-                piece = Piece {
-                    index: piece.index + 1,
-                    start: piece.end,
-                    end: 0,
-                    line0: lines,
-                };
-                lines += memchr::memchr_iter(b'\n', &block[i + 1..]).count() as u64;
+        // Cuts at the first line end at or past each piece's length, while enough of the file follows.
+        let mut counted = 0;
+        while piece.start + piece_bytes <= end {
+            let from = (piece.start + piece_bytes).saturating_sub(1).max(pos) - pos;
+            let Some(i) = memchr::memchr(b'\n', &block[from as usize..]).map(|i| from as usize + i) else {
+                break; // the line goes on into the next block
+            };
+            let cut = pos + i as u64 + 1;
+            if input.size.saturating_sub(cut) < PIECE_TAIL {
+                break;
             }
-            None => lines += memchr::memchr_iter(b'\n', block).count() as u64,
+            lines += memchr::memchr_iter(b'\n', &block[counted..=i]).count() as u64;
+            counted = i + 1;
+            piece.end = cut;
+            if !on_piece(piece) {
+                return Ok(None);
+            }
+            piece = Piece {
+                index: piece.index + 1,
+                start: cut,
+                end: 0,
+                line0: lines,
+            };
         }
+        lines += memchr::memchr_iter(b'\n', &block[counted..]).count() as u64;
         pos = end;
     }
     piece.end = pos;
@@ -571,6 +580,68 @@ mod tests {
             assert_eq!(input.sha256().expect("digest"), hex::encode(Sha256::digest(want)));
             assert_eq!(loaded.sha256().expect("digest"), hex::encode(Sha256::digest(want)));
         }
+    }
+
+    /// Pieces cover the file in order, end at line ends, carry the lines before them, leave the last
+    /// PIECE_TAIL bytes whole, and the digest is the file's; for pieces smaller and larger than a block
+    /// and lines longer than a piece.
+    #[test]
+    fn a_file_is_cut_at_line_ends_into_numbered_pieces() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bill.csv");
+        let mut content = Vec::new();
+        for i in 0..60_000u32 {
+            let len = if i % 5000 == 7 { 70_000 } else { (i % 97) as usize };
+            content.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, len));
+            content.extend_from_slice(if i % 2 == 0 { b"\r\n" } else { b"\n" });
+        }
+        content.extend_from_slice(b"last line without an end");
+        std::fs::write(&path, &content).expect("write");
+        let input = Input {
+            name: "bill.csv".into(),
+            payload: Payload::File(path),
+            size: content.len() as u64,
+        };
+        for piece_bytes in [1, 4096, 100_000, 3 << 20, 1 << 40] {
+            let mut pieces = Vec::new();
+            let sha = digest_and_cut(&input, piece_bytes, |p| {
+                pieces.push(p);
+                true
+            })
+            .expect("read");
+            assert_eq!(sha.as_deref(), Some(hex::encode(Sha256::digest(&content)).as_str()));
+            assert_eq!(pieces[0].start, 0);
+            assert_eq!(pieces.last().map(|p| p.end), Some(content.len() as u64));
+            for (i, p) in pieces.iter().enumerate() {
+                assert_eq!(p.index, i);
+                let (start, end) = (p.start as usize, p.end as usize);
+                assert!(end > start, "{p:?}");
+                let newlines = memchr::memchr_iter(b'\n', &content[..start]).count() as u64;
+                assert_eq!(p.line0, newlines, "{p:?}");
+                if i + 1 < pieces.len() {
+                    assert_eq!(pieces[i + 1].start, p.end);
+                    assert_eq!(content[end - 1], b'\n');
+                    assert!(end - start >= piece_bytes as usize, "{p:?}");
+                    assert!(content.len() - end >= PIECE_TAIL as usize);
+                }
+            }
+            let expected = match piece_bytes {
+                1 => 55_000, // about one a line, but for the lines in the tail (64 KiB of ~50 bytes)
+                4096 => content.len() / 4096 / 2,
+                _ => 1,
+            };
+            assert!(pieces.len() >= expected, "{piece_bytes}: {} pieces", pieces.len());
+        }
+        // Stopped part-way: no digest.
+        let mut n = 0;
+        assert_eq!(
+            digest_and_cut(&input, 4096, |_| {
+                n += 1;
+                n < 3
+            })
+            .expect("read"),
+            None
+        );
     }
 
     /// A file read whole and a file streamed have the same digest and the same content.

@@ -240,7 +240,10 @@ pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: 
     let (mut lines, mut header) = match piece {
         None => (Lines::new(input, enc)?, None),
         Some(p) if p.start == 0 => (Lines::piece(input, enc, p)?, None),
-        Some(p) => (Lines::piece(input, enc, p)?, Some(header_before(input, enc, p.line0 + 1)?)),
+        Some(p) => (
+            Lines::piece(input, enc, p)?,
+            Some(header_before(input, enc, p.line0 + 1)?),
+        ),
     };
     let mut totals = Totals {
         sums: header.as_ref().map(Sums::new).unwrap_or_default(),
@@ -322,11 +325,7 @@ fn check_summary(names: &[String], values: Option<&str>, sums: &Sums, report: &m
         };
         let (stated, computed, unit) = match column {
             None => (super::normalise::parse_scaled(value, 0), sums.rows, "rows"),
-            Some("手续费") => (
-                super::normalise::parse_millifen(value),
-                sums.get("手续费"),
-                "millifen",
-            ),
+            Some("手续费") => (super::normalise::parse_millifen(value), sums.get("手续费"), "millifen"),
             Some(c) => (parse_fen(value), sums.get(c), "fen"),
         };
         match stated {

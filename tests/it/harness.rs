@@ -21,6 +21,9 @@ pub fn bin() -> Command {
         .env_remove("PAYLENS_CONFIG")
         .env_remove("PAYLENS_CHART_FONT")
         .env_remove("PAYLENS_TEST_FAIL_AFTER_PARTITIONS")
+        .env_remove("PAYLENS_TEST_FAIL_PIECE")
+        .env_remove("PAYLENS_TEST_PIECE_BYTES")
+        .env_remove("PAYLENS_TEST_COMMIT_BATCH_ROWS")
         .env_remove("LC_ALL")
         .env_remove("LC_MESSAGES")
         .env("LANG", "C.UTF-8");
@@ -102,6 +105,8 @@ pub struct EventRow {
     pub channel: String,
     pub product_name: Option<String>,
     pub merchant_order_id: Option<String>,
+    pub source_file: String,
+    pub source_line: i64,
 }
 
 pub fn manifest(store: &Path) -> serde_json::Value {
@@ -164,6 +169,8 @@ pub fn events(store: &Path) -> Vec<EventRow> {
             let channel = strings(&b, "channel");
             let product = strings(&b, "product_name");
             let order = strings(&b, "merchant_order_id");
+            let source = strings(&b, "source_file");
+            let line = ints(&b, "source_line");
             for i in 0..b.num_rows() {
                 rows.push(EventRow {
                     event_id: ids[i].clone().unwrap(),
@@ -178,6 +185,8 @@ pub fn events(store: &Path) -> Vec<EventRow> {
                     channel: channel[i].clone().unwrap(),
                     product_name: product[i].clone(),
                     merchant_order_id: order[i].clone(),
+                    source_file: source[i].clone().unwrap(),
+                    source_line: line[i],
                 });
             }
         }

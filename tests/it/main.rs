@@ -7,6 +7,7 @@ mod harness;
 mod analyze;
 mod demo;
 mod ingest;
+mod pieces;
 mod report;
 mod restock;
 mod store;

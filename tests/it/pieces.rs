@@ -1,0 +1,258 @@
+//! A large WeChat Pay merchant bill is read in pieces on two threads and its rows spilled to the store as
+//! it is read. Small pieces and batches (test settings) make a bill of a few thousand rows take that path:
+//! what it stores must be what a whole read stores, its totals must be those worked out here as the bill
+//! is written, and a failure part-way must take back that file alone.
+
+use std::path::{Path, PathBuf};
+
+use crate::harness::*;
+
+/// A WeChat Pay ALL bill as the merchant platform exports it (BOM, the 27-column header of the fixture,
+/// a backtick before every cell, CRLF, the closing summary), with what its rows add up to.
+struct Bill {
+    bytes: Vec<u8>,
+    payments: u64,
+    refunds: u64,
+    revoked: u64,
+    payments_fen: i64,
+    refunds_fen: i64,
+    /// The line of the one row with an unquoted comma (left out of the stated totals).
+    bad_line: u64,
+    first: String,
+    last: String,
+}
+
+fn yuan(fen: i64) -> String {
+    format!(
+        "{}{}.{:02}",
+        if fen < 0 { "-" } else { "" },
+        fen.abs() / 100,
+        fen.abs() % 100
+    )
+}
+
+fn yuan5(millifen: i64) -> String {
+    let sign = if millifen < 0 { "-" } else { "" };
+    format!("{sign}{}.{:05}", millifen.abs() / 100_000, millifen.abs() % 100_000)
+}
+
+/// `n` detail rows over October and November 2026: every 40th a full refund of the payment five
+/// payments back, every 70th a REVOKED payment, row `bad` with an unquoted comma.
+fn wechat_bill(n: usize, bad: usize) -> Bill {
+    let fixture = std::fs::read_to_string(fixture("wechat_merchant/all_27col_bom_crlf.csv")).unwrap();
+    let lines: Vec<&str> = fixture.split("\r\n").filter(|l| !l.is_empty()).collect();
+    let (header, summary_header) = (lines[0], lines[lines.len() - 2]);
+    assert!(header.starts_with('\u{feff}') && summary_header.starts_with("总交易单数"));
+    let mut bill = Bill {
+        bytes: format!("{header}\r\n").into_bytes(),
+        payments: 0,
+        refunds: 0,
+        revoked: 0,
+        payments_fen: 0,
+        refunds_fen: 0,
+        bad_line: bad as u64 + 2,
+        first: String::new(),
+        last: String::new(),
+    };
+    // The stated totals: 总交易单数, 应结订单总金额, 退款总金额, 手续费总金额, 订单总金额, 申请退款总金额.
+    let (mut rows, mut settled, mut refunded, mut fees, mut ordered) = (0i64, 0i64, 0i64, 0i64, 0i64);
+    let mut paid: Vec<(String, i64)> = Vec::new();
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 10, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    for i in 0..n {
+        let t = start + chrono::Duration::minutes((i * 61 * 24 * 60 / n) as i64);
+        let t = t.format("%Y-%m-%d %H:%M:%S").to_string();
+        let openid = format!("oUser{:022}", i % 97);
+        let product = ["拿铁", "美式咖啡", "可颂"][i % 3];
+        let cells: Vec<String> = if i % 40 == 39 {
+            let (tx, amount) = paid[paid.len() - 5].clone();
+            let refund_no = format!("503{i:026}");
+            let fee = -amount * 6;
+            if i != bad {
+                bill.refunds += 1;
+                bill.refunds_fen -= amount;
+                rows += 1;
+                refunded += amount;
+                fees += fee;
+            }
+            #[rustfmt::skip]
+            let v = vec![t.clone(), "wx8888888888888888".into(), "1900000109".into(), "0".into(), "".into(),
+                tx.clone(), format!("P{tx}"), openid, "JSAPI".into(), "REFUND".into(), "OTHERS".into(), "CNY".into(),
+                "0.00".into(), "0.00".into(), refund_no, format!("R{tx}"), yuan(amount), "0.00".into(),
+                "ORIGINAL".into(), "SUCCESS".into(), product.into(), "".into(), yuan5(fee), "0.60%".into(),
+                "0.00".into(), yuan(amount), "".into()];
+            v
+        } else {
+            let tx = format!("42000026262026{i:014}");
+            let amount = 500 + (i as i64 * 37) % 3000;
+            let revoked = i % 70 == 69;
+            let fee = if revoked { 0 } else { amount * 6 };
+            if i != bad {
+                rows += 1;
+                settled += amount;
+                ordered += amount;
+                fees += fee;
+                if revoked {
+                    bill.revoked += 1;
+                } else {
+                    bill.payments += 1;
+                    bill.payments_fen += amount;
+                    paid.push((tx.clone(), amount));
+                }
+            }
+            let status = if revoked { "REVOKED" } else { "SUCCESS" };
+            #[rustfmt::skip]
+            let v = vec![t.clone(), "wx8888888888888888".into(), "1900000109".into(), "0".into(), "".into(),
+                tx.clone(), format!("P{tx}"), openid, "JSAPI".into(), status.into(), "OTHERS".into(), "CNY".into(),
+                yuan(amount), "0.00".into(), "0".into(), "0".into(), "0.00".into(), "0.00".into(), "".into(), "".into(),
+                product.into(), "".into(), yuan5(fee), "0.60%".into(), yuan(amount), "0.00".into(), "".into()];
+            v
+        };
+        let mut row: Vec<String> = cells.iter().map(|c| format!("`{c}")).collect();
+        if i == bad {
+            row[20] = format!("`{product},大杯"); // an unquoted comma: one field too many
+        } else {
+            if bill.first.is_empty() {
+                bill.first = t.clone();
+            }
+            bill.last = t.clone();
+        }
+        bill.bytes
+            .extend_from_slice(format!("{}\r\n", row.join(",")).as_bytes());
+    }
+    bill.bytes.extend_from_slice(
+        format!(
+            "{summary_header}\r\n`{rows},`{},`{},`0.00,`{},`{},`{}\r\n",
+            yuan(settled),
+            yuan(refunded),
+            yuan5(fees),
+            yuan(ordered),
+            yuan(refunded)
+        )
+        .as_bytes(),
+    );
+    bill
+}
+
+/// `ingest --json` with settings from the environment.
+fn ingest_env(store: &Path, paths: &[PathBuf], env: &[(&str, &str)], extra: &[&str]) -> (i32, serde_json::Value) {
+    let out = bin()
+        .arg("--store")
+        .arg(store)
+        .args(["ingest", "--json"])
+        .args(extra)
+        .args(paths)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(101), "{}", String::from_utf8_lossy(&out.stderr));
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), json)
+}
+
+/// Pieces of 8 KiB (a file over 64 KiB is read in pieces) and batches of 300 rows.
+const IN_PIECES: &[(&str, &str)] = &[
+    ("PAYLENS_TEST_PIECE_BYTES", "8192"),
+    ("PAYLENS_TEST_COMMIT_BATCH_ROWS", "300"),
+];
+
+fn check_outcome(f: &serde_json::Value, bill: &Bill) {
+    assert_eq!(f["status"], "ingested", "{f:#}");
+    assert_eq!(f["payments"], bill.payments, "{f:#}");
+    assert_eq!(f["refunds"], bill.refunds);
+    assert_eq!(f["skipped"], bill.revoked);
+    assert_eq!(f["rejected"], 1);
+    assert_eq!(f["payments_fen"], bill.payments_fen);
+    assert_eq!(f["refunds_fen"], bill.refunds_fen);
+    assert_eq!(f["first"], bill.first.as_str());
+    assert_eq!(f["last"], bill.last.as_str());
+    // The summary is checked once every piece is in: it matches the rows it states.
+    assert_eq!(f["reconciled"], true, "{f:#}");
+}
+
+#[test]
+fn a_bill_read_in_pieces_is_stored_as_a_whole_read_stores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bill = wechat_bill(3000, 1234);
+    let path = dir.path().join("bill.csv");
+    std::fs::write(&path, &bill.bytes).unwrap();
+    let (whole, pieces) = (dir.path().join("whole"), dir.path().join("pieces"));
+    for store in [&whole, &pieces] {
+        std::fs::create_dir_all(store).unwrap();
+        std::fs::write(store.join("secret.key"), "0123456789abcdef0123456789abcdef").unwrap();
+    }
+    let (code, a) = ingest_env(&whole, std::slice::from_ref(&path), &[], &[]);
+    assert_eq!(code, 0, "{a:#}");
+    let (code, b) = ingest_env(&pieces, std::slice::from_ref(&path), IN_PIECES, &[]);
+    assert_eq!(code, 0, "{b:#}");
+    check_outcome(&a["files"][0], &bill);
+    check_outcome(&b["files"][0], &bill);
+    // Rows, keys, line numbers and source file alike.
+    let ev = events(&pieces);
+    assert_eq!(ev.len() as u64, bill.payments + bill.refunds);
+    assert_eq!(events(&whole), ev);
+    // Spilled as it was read (parts beyond the one a month a single commit writes), in one generation.
+    let m = manifest(&pieces);
+    assert_eq!(m["generation"], 1);
+    assert!(event_parts(&m).len() > 4, "{m:#}");
+    assert_eq!(event_parts(&manifest(&whole)).len(), 2);
+    // The rejected row, with its line, in the same rejects file.
+    let rejects = m["files"][0]["rejects_file"].as_str().unwrap().to_string();
+    let text = std::fs::read_to_string(pieces.join(&rejects)).unwrap();
+    assert!(text.contains(&format!(",{},", bill.bad_line)), "{text}");
+    assert_eq!(text, std::fs::read_to_string(whole.join(&rejects)).unwrap());
+}
+
+#[test]
+fn a_piece_that_fails_takes_back_its_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let bill = wechat_bill(3000, 10);
+    let big = dir.path().join("big.csv");
+    std::fs::write(&big, &bill.bytes).unwrap();
+    let small = fixture("wechat_merchant/all_27col_bom_crlf.csv");
+    let store = dir.path().join("store");
+    // Piece 60 of about 120 fails, after several batches of the file's rows were spilled.
+    let failing = [IN_PIECES, &[("PAYLENS_TEST_FAIL_PIECE", "60")]].concat();
+    let (code, json) = ingest_env(&store, &[small.clone(), big.clone()], &failing, &[]);
+    assert_eq!(code, 1, "{json:#}");
+    assert_eq!(file(&json, "all_27col_bom_crlf.csv")["status"], "ingested");
+    let f = file(&json, "big.csv");
+    assert_eq!(f["status"], "refused");
+    assert!(
+        f["error"].as_str().unwrap().contains("injected failure in piece 60"),
+        "{f:#}"
+    );
+    assert_eq!(events(&store).len(), 5);
+    // Nothing of the failed file is left: every events file is one the manifest names.
+    let named = event_parts(&manifest(&store));
+    let on_disk: Vec<String> = snapshot(&store)
+        .into_keys()
+        .filter(|k| k.starts_with("events/"))
+        .collect();
+    assert_eq!(on_disk, named);
+
+    // Under --strict the same failure fails the run and leaves the store as it was.
+    let before = snapshot(&store);
+    let (code, json) = ingest_env(&store, std::slice::from_ref(&big), &failing, &["--strict"]);
+    assert_eq!(code, 1);
+    let f = file(&json, "big.csv");
+    assert!(
+        f["error"].as_str().unwrap().contains("injected failure in piece 60"),
+        "{f:#}"
+    );
+    assert!(snapshot(&store) == before, "a failed --strict ingest changed the store");
+
+    // Without the failure the whole file is stored, once.
+    let (code, json) = ingest_env(&store, std::slice::from_ref(&big), IN_PIECES, &[]);
+    assert_eq!(code, 0, "{json:#}");
+    check_outcome(&json["files"][0], &bill);
+    assert_eq!(events(&store).len() as u64, 5 + bill.payments + bill.refunds);
+    let before = snapshot(&store);
+    let (code, json) = ingest_env(&store, std::slice::from_ref(&big), IN_PIECES, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(json["files"][0]["status"], "already_ingested");
+    assert_eq!(json["files"][0]["duplicates"], bill.payments + bill.refunds);
+    assert!(snapshot(&store) == before, "a re-ingest changed the store");
+}
