@@ -34,10 +34,14 @@ def ingest(inbox, work):
         f"create view wx as select * from read_csv({files(wx)}, all_varchar = true, header = true, "
         "null_padding = true)"
     )
-    con.execute(
-        f"create view ali as select * from read_csv({files(alipay)}, all_varchar = true, header = true, "
-        "null_padding = true)"
-    )
+    if alipay:
+        con.execute(
+            f"create view ali as select * from read_csv({files(alipay)}, all_varchar = true, header = true, "
+            "null_padding = true)"
+        )
+    else:  # WeChat bills alone (the calibration bill): no rows, the columns the query names
+        columns = ["支付宝交易号", "业务类型", "退款批次号/请求号", "完成时间", "创建时间", "订单金额（元）", "对方账户", "商品名称"]
+        con.execute("create view ali as select " + ", ".join(f"''::varchar \"{c}\"" for c in columns) + " where false")
     t = lambda c: f"trim({c}, '`\t ')"
     con.execute(f"""
     create table events as

@@ -50,6 +50,8 @@ def ingest(inbox, work):
             pl.lit("wechat_pay").alias("channel"),
         )
     )
+    if not alipay:  # WeChat bills alone (the calibration bill)
+        return write_events(wx_events, work)
     ali = pl.concat([pl.scan_csv(f, infer_schema=False) for f in alipay], how="vertical_relaxed")
     done = t("完成时间")
     ali_ts = pl.when(done != "").then(done).otherwise(t("创建时间")).str.strptime(
@@ -76,10 +78,12 @@ def ingest(inbox, work):
             pl.lit("alipay").alias("channel"),
         )
     )
-    events = (
-        pl.concat([wx_events, ali_events])
-        .unique(subset=["event_id"], keep="first", maintain_order=False)
-        .with_columns(pl.col("occurred_local").dt.date().alias("local_date"))
+    write_events(pl.concat([wx_events, ali_events]), work)
+
+
+def write_events(events, work):
+    events = events.unique(subset=["event_id"], keep="first", maintain_order=False).with_columns(
+        pl.col("occurred_local").dt.date().alias("local_date")
     )
     out = os.path.join(work, "events.parquet")
     events.sink_parquet(out, compression="zstd")

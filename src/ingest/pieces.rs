@@ -20,17 +20,19 @@ use crate::privacy::KeyHasher;
 use crate::store::StoreWriter;
 use crate::tr;
 
-/// The size of a piece. Files over eight pieces (256 MiB: more than is read into memory whole) are read
-/// in pieces.
-pub const PIECE_BYTES: u64 = 32 << 20;
+/// The size of a piece.
+pub const PIECE_BYTES: u64 = 8 << 20;
 
-/// Pieces parsed and not yet staged, at most, per file (about 40 MB of rows each).
+/// Files of more than this many pieces are read in pieces.
+const PIECES_FROM: u64 = 4;
+
+/// Pieces parsed and not yet staged, at most, per file (about 10 MB of rows each).
 const PIECES_AHEAD: usize = 8;
 
 /// Whether an input is read in pieces, with its format and encoding: a WeChat Pay merchant bill (the
-/// one export that reaches gigabytes) on disk, uncompressed, of more than eight pieces.
+/// one export that reaches gigabytes) on disk, uncompressed, of more than `PIECES_FROM` pieces.
 pub fn in_pieces(input: &Input, cfg: &Config, piece_bytes: u64) -> Option<(Format, TextEncoding)> {
-    if !matches!(input.payload, Payload::File(_)) || input.size <= piece_bytes.saturating_mul(8) {
+    if !matches!(input.payload, Payload::File(_)) || input.size <= piece_bytes.saturating_mul(PIECES_FROM) {
         return None;
     }
     if input.is_gzip().unwrap_or(true) {
