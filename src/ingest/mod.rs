@@ -415,17 +415,9 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(input) = inputs_ref.get(i) else { break };
                     match in_pieces(input, cfg, piece_bytes) {
-                        Some((format, enc)) => parse_in_pieces(
-                            input,
-                            format,
-                            enc,
-                            cfg,
-                            hasher,
-                            &mut cache,
-                            known,
-                            &senders[i],
-                            piece_bytes,
-                        ),
+                        Some((format, enc)) => {
+                            parse_in_pieces(input, format, enc, cfg, hasher, known, &senders[i], piece_bytes)
+                        }
                         // Each channel holds its one file: sending never waits.
                         None => {
                             let _ = senders[i].send(parse_one(input, cfg, hasher, &mut cache, known, &mut buf));

@@ -81,7 +81,8 @@ impl PieceGate {
 
 /// Reads a large file in pieces and sends, on `out`: `Pieces`, then its digest and its pieces as they are
 /// done, then `End`. This thread reads the file for the digest and the cuts, then parses pieces too; a
-/// helper parses from the first cut on.
+/// helper parses from the first cut on. Both start with empty key caches, not the parser's: a piece
+/// parsed but never staged (its file given up) must not leave keys counted as given to a later file.
 #[allow(clippy::too_many_arguments)]
 pub fn parse_in_pieces(
     input: &Input,
@@ -89,7 +90,6 @@ pub fn parse_in_pieces(
     enc: TextEncoding,
     cfg: &Config,
     hasher: &KeyHasher,
-    cache: &mut model::KeyCache,
     known: &crate::store::Manifest,
     out: &SyncSender<Result<Parsed>>,
     piece_bytes: u64,
@@ -139,7 +139,7 @@ pub fn parse_in_pieces(
                 send(Err(e.context(tr!("ingest.reading", file = input.name))));
             }
         }
-        parse_pieces(cache);
+        parse_pieces(&mut model::KeyCache::default());
         if helper.join().is_err() {
             gate.stop();
             send(Err(anyhow::anyhow!("a parser thread panicked reading {}", input.name)));

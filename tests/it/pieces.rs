@@ -37,8 +37,9 @@ fn yuan5(millifen: i64) -> String {
 }
 
 /// `n` detail rows over October and November 2026: every 40th a full refund of the payment five
-/// payments back, every 70th a REVOKED payment, row `bad` with an unquoted comma.
-fn wechat_bill(n: usize, bad: usize) -> Bill {
+/// payments back, every 70th a REVOKED payment, row `bad` with an unquoted comma. Transaction ids start
+/// with `tx`; the buyers are the same 97 in every bill.
+fn wechat_bill(n: usize, bad: usize, tx: &str) -> Bill {
     let fixture = std::fs::read_to_string(fixture("wechat_merchant/all_27col_bom_crlf.csv")).unwrap();
     let lines: Vec<&str> = fixture.split("\r\n").filter(|l| !l.is_empty()).collect();
     let (header, summary_header) = (lines[0], lines[lines.len() - 2]);
@@ -85,7 +86,7 @@ fn wechat_bill(n: usize, bad: usize) -> Bill {
                 "0.00".into(), yuan(amount), "".into()];
             v
         } else {
-            let tx = format!("42000026262026{i:014}");
+            let tx = format!("{tx}{i:014}");
             let amount = 500 + (i as i64 * 37) % 3000;
             let revoked = i % 70 == 69;
             let fee = if revoked { 0 } else { amount * 6 };
@@ -175,7 +176,7 @@ fn check_outcome(f: &serde_json::Value, bill: &Bill) {
 #[test]
 fn a_bill_read_in_pieces_is_stored_as_a_whole_read_stores_it() {
     let dir = tempfile::tempdir().unwrap();
-    let bill = wechat_bill(3000, 1234);
+    let bill = wechat_bill(3000, 1234, "42000026262026");
     let path = dir.path().join("bill.csv");
     std::fs::write(&path, &bill.bytes).unwrap();
     let (whole, pieces) = (dir.path().join("whole"), dir.path().join("pieces"));
@@ -208,7 +209,7 @@ fn a_bill_read_in_pieces_is_stored_as_a_whole_read_stores_it() {
 #[test]
 fn a_piece_that_fails_takes_back_its_file_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let bill = wechat_bill(3000, 10);
+    let bill = wechat_bill(3000, 10, "42000026262026");
     let big = dir.path().join("big.csv");
     std::fs::write(&big, &bill.bytes).unwrap();
     let small = fixture("wechat_merchant/all_27col_bom_crlf.csv");
@@ -225,6 +226,29 @@ fn a_piece_that_fails_takes_back_its_file_alone() {
         "{f:#}"
     );
     assert_eq!(events(&store).len(), 5);
+    // A second bill of the same buyers, read after the failed one: every buyer has an identity.
+    let other = dir.path().join("other.csv");
+    let other_bill = wechat_bill(400, 399, "42000026262099");
+    std::fs::write(&other, &other_bill.bytes).unwrap();
+    let (code, json) = ingest_env(&store, &[big.clone(), other.clone()], &failing, &[]);
+    assert_eq!(
+        (code, &file(&json, "other.csv")["status"]),
+        (1, &serde_json::json!("ingested"))
+    );
+    let keys: std::collections::BTreeSet<String> = events(&store).into_iter().filter_map(|e| e.customer_key).collect();
+    let m = manifest(&store);
+    let mut with_identity = std::collections::BTreeSet::new();
+    for rel in m["identities"].as_array().unwrap() {
+        for b in read_batches(&store.join(rel.as_str().unwrap())) {
+            let col = b.column_by_name("customer_key").unwrap();
+            let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8).unwrap();
+            let a = arrow::array::AsArray::as_string::<i32>(&col);
+            use arrow::array::Array;
+            with_identity.extend((0..a.len()).map(|i| a.value(i).to_string()));
+        }
+    }
+    assert_eq!(keys.len(), 97 + 2); // the small fixture's third buyer only has a REVOKED row
+    assert!(keys.is_subset(&with_identity), "buyers without an identity");
     // Nothing of the failed file is left: every events file is one the manifest names.
     let named = event_parts(&manifest(&store));
     let on_disk: Vec<String> = snapshot(&store)
@@ -248,7 +272,10 @@ fn a_piece_that_fails_takes_back_its_file_alone() {
     let (code, json) = ingest_env(&store, std::slice::from_ref(&big), IN_PIECES, &[]);
     assert_eq!(code, 0, "{json:#}");
     check_outcome(&json["files"][0], &bill);
-    assert_eq!(events(&store).len() as u64, 5 + bill.payments + bill.refunds);
+    assert_eq!(
+        events(&store).len() as u64,
+        5 + other_bill.payments + other_bill.refunds + bill.payments + bill.refunds
+    );
     let before = snapshot(&store);
     let (code, json) = ingest_env(&store, std::slice::from_ref(&big), IN_PIECES, &[]);
     assert_eq!(code, 0);
