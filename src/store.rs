@@ -5,6 +5,8 @@
 //! secret.key                            per-store HMAC key (0600), see privacy.rs
 //! events/month=YYYY-MM/part-<gen>.parquet   payments and refunds by month: each commit adds a part with
 //!                                       the month's new rows (zstd); rows already stored are never rewritten
+//! events/month=YYYY-MM/part-<gen>-<n>.parquet  rows of the same commit written ahead of it (`spill`: a
+//!                                       large file's rows while it is being read)
 //! identities/part-<gen>.parquet         customer_key -> raw buyer identifier (personal data); each commit
 //!                                       adds a part with the keys first seen in it
 //! line_items/month=YYYY-MM/part-<gen>.parquet  POS line items, by month sold (UTC; `unknown` without a time)

@@ -444,7 +444,7 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
                         new_events: &mut new_events,
                         progress: &progress,
                     };
-                    staging.stage(input, cfg, &receiver, &gate, format)
+                    staging.stage(input, cfg, &receiver, &gate, format)?
                 }
                 parsed => parsed.and_then(|p| stage_one(input, cfg, &mut store, p)),
             };

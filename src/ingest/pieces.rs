@@ -199,6 +199,8 @@ impl Drop for StopOnDrop<'_> {
 
 impl PieceStaging<'_> {
     /// Stages the pieces of a file in order as they arrive on `rx`, and the file once they are all in.
+    /// The outer error ends the run (the store's commits, a parser thread gone); the inner one refuses
+    /// the file.
     pub fn stage(
         &mut self,
         input: &Input,
@@ -206,7 +208,7 @@ impl PieceStaging<'_> {
         rx: &Receiver<Result<Parsed>>,
         gate: &PieceGate,
         format: Format,
-    ) -> Result<FileOutcome> {
+    ) -> Result<Result<FileOutcome>> {
         let _stop = StopOnDrop(gate);
         // The file's rows make a generation of their own, so that a failure part-way takes back its rows
         // alone (under --strict nothing is committed unless every file is good, so nothing is taken back).
@@ -267,11 +269,16 @@ impl PieceStaging<'_> {
             if !self.strict {
                 *self.new_events += self.store.abort_events()?.new_events;
             }
-            return Err(e);
+            return Ok(Err(e));
         }
-        let sha = sha.context("a file read in pieces without its digest")?;
+        let Some(sha) = sha else {
+            return Ok(Err(anyhow::anyhow!(
+                "{}: read in pieces without its digest",
+                input.name
+            )));
+        };
         if let Some(outcome) = super::already_ingested(input, self.store, &sha) {
-            return Ok(outcome);
+            return Ok(Ok(outcome));
         }
         let FileState {
             mut report,
@@ -280,9 +287,9 @@ impl PieceStaging<'_> {
             ..
         } = file;
         wechat_merchant::finish(totals, &mut report);
-        Ok(super::record_file(
+        Ok(Ok(super::record_file(
             input, cfg, self.store, &sha, &format, report, duplicates,
-        ))
+        )))
     }
 
     fn stage_piece(&mut self, file: &mut FileState, piece: ParsedPiece, sha: &str) -> Result<()> {

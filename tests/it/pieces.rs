@@ -137,6 +137,12 @@ fn wechat_bill(n: usize, bad: usize, tx: &str) -> Bill {
     bill
 }
 
+fn written(dir: &Path, name: &str, bill: &Bill) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, &bill.bytes).unwrap();
+    path
+}
+
 /// `ingest --json` with settings from the environment.
 fn ingest_env(store: &Path, paths: &[PathBuf], env: &[(&str, &str)], extra: &[&str]) -> (i32, serde_json::Value) {
     let out = bin()
@@ -177,8 +183,7 @@ fn check_outcome(f: &serde_json::Value, bill: &Bill) {
 fn a_bill_read_in_pieces_is_stored_as_a_whole_read_stores_it() {
     let dir = tempfile::tempdir().unwrap();
     let bill = wechat_bill(3000, 1234, "42000026262026");
-    let path = dir.path().join("bill.csv");
-    std::fs::write(&path, &bill.bytes).unwrap();
+    let path = written(dir.path(), "bill.csv", &bill);
     let (whole, pieces) = (dir.path().join("whole"), dir.path().join("pieces"));
     for store in [&whole, &pieces] {
         std::fs::create_dir_all(store).unwrap();
@@ -210,8 +215,7 @@ fn a_bill_read_in_pieces_is_stored_as_a_whole_read_stores_it() {
 fn a_piece_that_fails_takes_back_its_file_alone() {
     let dir = tempfile::tempdir().unwrap();
     let bill = wechat_bill(3000, 10, "42000026262026");
-    let big = dir.path().join("big.csv");
-    std::fs::write(&big, &bill.bytes).unwrap();
+    let big = written(dir.path(), "big.csv", &bill);
     let small = fixture("wechat_merchant/all_27col_bom_crlf.csv");
     let store = dir.path().join("store");
     // Piece 60 of about 120 fails, after several batches of the file's rows were spilled.
@@ -227,9 +231,8 @@ fn a_piece_that_fails_takes_back_its_file_alone() {
     );
     assert_eq!(events(&store).len(), 5);
     // A second bill of the same buyers, read after the failed one: every buyer has an identity.
-    let other = dir.path().join("other.csv");
     let other_bill = wechat_bill(400, 399, "42000026262099");
-    std::fs::write(&other, &other_bill.bytes).unwrap();
+    let other = written(dir.path(), "other.csv", &other_bill);
     let (code, json) = ingest_env(&store, &[big.clone(), other.clone()], &failing, &[]);
     assert_eq!(
         (code, &file(&json, "other.csv")["status"]),
