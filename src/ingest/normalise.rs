@@ -365,11 +365,32 @@ pub fn split_csv_line(line: &str) -> Vec<String> {
 /// merchant bills have millions of lines of 20-30 cells). Lines with quotes go through [`split_csv_line`].
 pub fn split_commas<'a>(line: &'a str, cells: &mut Vec<&'a str>) {
     cells.clear();
+    // Commas are dense in a bill line (one in every 8 or 9 bytes), where a search call per comma costs
+    // more than finding them 8 bytes at a time: each byte that is a comma gets its top bit in `m`.
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const COMMAS: u64 = 0x2c2c_2c2c_2c2c_2c2c;
+    let bytes = line.as_bytes();
     let mut start = 0;
-    for comma in memchr::memchr_iter(b',', line.as_bytes()) {
-        // A comma is ASCII: both sides of it are char boundaries.
-        cells.push(&line[start..comma]);
-        start = comma + 1;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let x = u64::from_le_bytes(word.try_into().expect("8 bytes")) ^ COMMAS;
+        // A byte of x is 0 where the line has a comma: exactly those bytes get their top bit set.
+        let mut m = !(((x & LOW7) + LOW7) | x | LOW7);
+        while m != 0 {
+            let comma = at + (m.trailing_zeros() / 8) as usize;
+            // A comma is ASCII: both sides of it are char boundaries.
+            cells.push(&line[start..comma]);
+            start = comma + 1;
+            m &= m - 1;
+        }
+        at += 8;
+    }
+    for (i, &c) in words.remainder().iter().enumerate() {
+        if c == b',' {
+            cells.push(&line[start..at + i]);
+            start = at + i + 1;
+        }
     }
     cells.push(&line[start..]);
 }
@@ -465,6 +486,28 @@ pub fn used_len<S: AsRef<str>>(row: &[S]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Splitting 8 bytes at a time gives the cells `str::split` gives, for commas at every place in a word,
+    /// multi-byte text and lines of every length.
+    #[test]
+    fn commas_split_as_str_split_does() {
+        let parts = [
+            "", ",", "`a", "拿铁", ",,", "x,y", "`0.00", "\u{3000}", "abcdefgh", ",`",
+        ];
+        let mut n: u64 = 0x2545_f491_4f6c_dd1d;
+        for len in 0..400 {
+            let mut line = String::new();
+            while line.len() < len {
+                n ^= n << 13;
+                n ^= n >> 7;
+                n ^= n << 17;
+                line.push_str(parts[(n % parts.len() as u64) as usize]);
+            }
+            let mut cells = Vec::new();
+            split_commas(&line, &mut cells);
+            assert_eq!(cells, line.split(',').collect::<Vec<_>>(), "{line:?}");
+        }
+    }
 
     #[test]
     fn money_is_exact() {
