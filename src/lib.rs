@@ -16,6 +16,7 @@ pub mod privacy;
 pub mod raster;
 pub mod report;
 pub mod restock;
+pub mod slots;
 pub mod status;
 pub mod store;
 pub mod targets;

@@ -18,7 +18,7 @@
 //! by rename: a crash or error leaves the previous manifest, whose files are untouched. Files no manifest
 //! names are removed by the next writer. One writer at a time holds `.lock` (an OS file lock).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -62,14 +62,13 @@ pub struct FileEntry {
 /// Days from 0001-01-01 (chrono's day 1) to 1970-01-01, the Date column's day 0.
 const EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
-/// Ids (event ids of one month, or customer keys) as 128-bit XXH3 digests: 16 bytes each and no
-/// allocation per id, so the sets stay in memory for a whole run (a chance collision among 10^8 ids is
-/// about 10^-23).
-type IdSet = HashSet<u128, foldhash::fast::RandomState>;
+/// Event ids of one month, or customer keys, as digests.
+type IdSet = crate::slots::DigestSet;
 
-/// The 128-bit digest that stands for an identifier in the dedupe sets and the parsers' key caches.
+/// The 128-bit digest that stands for an identifier in the dedupe sets and the parsers' key caches (never
+/// 0, the tables' mark of an empty slot).
 pub(crate) fn id_digest(id: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(id.as_bytes())
+    xxhash_rust::xxh3::xxh3_128(id.as_bytes()).max(1)
 }
 
 /// Reads one string column of the given parts into a digest set.
@@ -84,8 +83,8 @@ fn digests_of(root: &Path, parts: &[String], column: &str, set: &mut IdSet) -> R
             || format!("reading {}", path.display()),
         )?;
         let ids = df.column(column)?.str()?;
-        set.reserve(ids.len());
-        set.extend(ids.iter().flatten().map(id_digest));
+        let digests: Vec<u128> = ids.iter().map(|id| id.map_or(0, id_digest)).collect();
+        set.insert_all(&digests);
     }
     Ok(())
 }
@@ -388,13 +387,13 @@ impl StoreWriter {
                 events.as_ref().expect("kept while splitting").filter(&mask)?
             };
             // New ids only, each once: the set answers for the store, earlier files and this file alike.
-            let known = self.known_ids(&month)?;
-            let fresh_mask: BooleanChunked = part
+            let digests: Vec<u128> = part
                 .column("event_id")?
                 .str()?
                 .iter()
-                .map(|id| id.is_some_and(|id| known.insert(id_digest(id))))
+                .map(|id| id.map_or(0, id_digest))
                 .collect();
+            let fresh_mask: BooleanChunked = self.known_ids(&month)?.insert_all(&digests).into_iter().collect();
             let fresh = if fresh_mask.all() {
                 part
             } else {

@@ -9,6 +9,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::privacy::KeyHasher;
+use crate::slots::Slots;
 
 /// Payment or refund. Refund amounts are negative.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,7 +263,7 @@ pub type SinkParts = (DataFrame, Identities, Vec<LineItem>, Vec<InventoryRow>);
 /// their hex). A lookup hashes the borrowed identifier and allocates nothing.
 pub struct KeyCache {
     /// A power of two in length; a slot with `id == 0` is empty (a digest of 0 is stored as 1).
-    slots: Slots,
+    slots: Slots<KeySlot>,
     /// The slots in use, in the order they were filled.
     order: Vec<KeySlot>,
     /// Entries of `order` from here on were first met in the file being read: its identities carry them.
@@ -275,94 +276,12 @@ struct KeySlot {
     key: [u8; 16],
 }
 
-/// Zeroed (empty) key slots. A large table gets memory of its own, asked for as transparent huge pages
-/// (Linux): every row reads the table at a random place, and with 4 KiB pages nearly every lookup also
-/// missed the TLB, a page walk that is dear on a virtual machine (main.rs leaves huge pages to the memory
-/// that asks for them).
-enum Slots {
-    Heap(Vec<KeySlot>),
-    #[cfg(target_os = "linux")]
-    Mapped {
-        ptr: std::ptr::NonNull<KeySlot>,
-        len: usize,
-        bytes: usize,
-    },
-}
-
-// SAFETY: `Mapped` owns its mapping as a Vec owns its buffer; nothing else refers to it.
-#[cfg(target_os = "linux")]
-unsafe impl Send for Slots {}
-
-impl Slots {
-    fn zeroed(len: usize) -> Slots {
-        #[cfg(target_os = "linux")]
-        {
-            const HUGE: usize = 2 << 20;
-            let bytes = len * std::mem::size_of::<KeySlot>();
-            if bytes >= HUGE {
-                let bytes = bytes.div_ceil(HUGE) * HUGE;
-                // SAFETY: an anonymous private mapping of `bytes` (zero-filled by the kernel, and all-zero is
-                // an empty KeySlot); on failure the heap is used instead.
-                unsafe {
-                    let p = libc::mmap(
-                        std::ptr::null_mut(),
-                        bytes,
-                        libc::PROT_READ | libc::PROT_WRITE,
-                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                        -1,
-                        0,
-                    );
-                    if p != libc::MAP_FAILED {
-                        libc::madvise(p, bytes, libc::MADV_HUGEPAGE);
-                        if let Some(ptr) = std::ptr::NonNull::new(p.cast::<KeySlot>()) {
-                            return Slots::Mapped { ptr, len, bytes };
-                        }
-                    }
-                }
-            }
-        }
-        Slots::Heap(vec![KeySlot::default(); len])
-    }
-}
-
-impl std::ops::Deref for Slots {
-    type Target = [KeySlot];
-    fn deref(&self) -> &[KeySlot] {
-        match self {
-            Slots::Heap(v) => v,
-            // SAFETY: the mapping holds `len` initialised (zeroed or written) slots for as long as self.
-            #[cfg(target_os = "linux")]
-            Slots::Mapped { ptr, len, .. } => unsafe { std::slice::from_raw_parts(ptr.as_ptr(), *len) },
-        }
-    }
-}
-
-impl std::ops::DerefMut for Slots {
-    fn deref_mut(&mut self) -> &mut [KeySlot] {
-        match self {
-            Slots::Heap(v) => v,
-            // SAFETY: as in deref, and `&mut self` makes this the only reference.
-            #[cfg(target_os = "linux")]
-            Slots::Mapped { ptr, len, .. } => unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), *len) },
-        }
-    }
-}
-
-impl Drop for Slots {
-    fn drop(&mut self) {
-        #[cfg(target_os = "linux")]
-        if let Slots::Mapped { ptr, bytes, .. } = self {
-            // SAFETY: the mapping was made by `zeroed` with this size and is not used after this.
-            unsafe {
-                libc::munmap(ptr.as_ptr().cast(), *bytes);
-            }
-        }
-    }
-}
+// SAFETY: all-zero bytes are `KeySlot::default()`, an empty slot.
+unsafe impl crate::slots::Zeroable for KeySlot {}
 
 /// What a slot holds for a raw identifier: its 128-bit digest, never 0 (the mark of an empty slot).
 fn slot_id(raw_id: &str) -> u128 {
-    crate::store::id_digest(raw_id).max(1)
+    crate::store::id_digest(raw_id)
 }
 
 impl Default for KeyCache {
@@ -402,19 +321,7 @@ impl KeyCache {
     /// Starts fetching the memory of the slot where `id`'s lookup begins (the table is read at random, and
     /// a lookup is a cache miss: a parser asks for it early in the row).
     fn prefetch(&self, id: &str) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let i = slot_id(id) as usize & (self.slots.len() - 1);
-            // SAFETY: a prefetch is a hint that reads nothing; the pointer is in bounds.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch(
-                    self.slots.as_ptr().add(i).cast::<i8>(),
-                    std::arch::x86_64::_MM_HINT_T0,
-                );
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = id;
+        self.slots.prefetch(slot_id(id) as usize & (self.slots.len() - 1));
     }
 
     /// The slot that holds `id`, or the empty slot where it would go (linear probing from its home slot).

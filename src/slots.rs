@@ -1,0 +1,233 @@
+//! Open-addressing tables read at random places, for the few tables every row of an ingest touches:
+//! the parsers' key caches and the stager's sets of event-id digests. Both hold 128-bit XXH3 digests
+//! (never 0, the mark of an empty slot) and probe linearly from the digest's home slot, so a lookup is one
+//! cache miss, which a prefetch can start early.
+
+/// Types whose all-zero bytes are a valid, empty slot.
+///
+/// # Safety
+/// The all-zero bit pattern must be a valid value of the type.
+pub unsafe trait Zeroable: Copy + Default {}
+
+// SAFETY: 0 is a u128.
+unsafe impl Zeroable for u128 {}
+
+/// Zeroed (empty) slots. A large table gets memory of its own, asked for as transparent huge pages
+/// (Linux): every row reads the table at a random place, and with 4 KiB pages nearly every lookup also
+/// missed the TLB, a page walk that is dear on a virtual machine (main.rs leaves huge pages to the memory
+/// that asks for them).
+pub enum Slots<T: Zeroable> {
+    Heap(Vec<T>),
+    #[cfg(target_os = "linux")]
+    Mapped {
+        ptr: std::ptr::NonNull<T>,
+        len: usize,
+        bytes: usize,
+    },
+}
+
+// SAFETY: `Mapped` owns its mapping as a Vec owns its buffer; nothing else refers to it.
+#[cfg(target_os = "linux")]
+unsafe impl<T: Zeroable + Send> Send for Slots<T> {}
+
+impl<T: Zeroable> Slots<T> {
+    pub fn zeroed(len: usize) -> Slots<T> {
+        #[cfg(target_os = "linux")]
+        {
+            const HUGE: usize = 2 << 20;
+            let bytes = len * std::mem::size_of::<T>();
+            if bytes >= HUGE {
+                let bytes = bytes.div_ceil(HUGE) * HUGE;
+                // SAFETY: an anonymous private mapping of `bytes` (zero-filled by the kernel, and all-zero is
+                // an empty slot: `Zeroable`); on failure the heap is used instead.
+                unsafe {
+                    let p = libc::mmap(
+                        std::ptr::null_mut(),
+                        bytes,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    );
+                    if p != libc::MAP_FAILED {
+                        libc::madvise(p, bytes, libc::MADV_HUGEPAGE);
+                        if let Some(ptr) = std::ptr::NonNull::new(p.cast::<T>()) {
+                            return Slots::Mapped { ptr, len, bytes };
+                        }
+                    }
+                }
+            }
+        }
+        Slots::Heap(vec![T::default(); len])
+    }
+
+    /// Starts fetching the memory of slot `i` (a hint: nothing is read).
+    pub fn prefetch(&self, i: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if i < self.len() {
+            // SAFETY: a prefetch is a hint that reads nothing; the pointer is in bounds.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch(self.as_ptr().add(i).cast::<i8>(), std::arch::x86_64::_MM_HINT_T0);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = i;
+    }
+}
+
+impl<T: Zeroable> std::ops::Deref for Slots<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match self {
+            Slots::Heap(v) => v,
+            // SAFETY: the mapping holds `len` initialised (zeroed or written) slots for as long as self.
+            #[cfg(target_os = "linux")]
+            Slots::Mapped { ptr, len, .. } => unsafe { std::slice::from_raw_parts(ptr.as_ptr(), *len) },
+        }
+    }
+}
+
+impl<T: Zeroable> std::ops::DerefMut for Slots<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        match self {
+            Slots::Heap(v) => v,
+            // SAFETY: as in deref, and `&mut self` makes this the only reference.
+            #[cfg(target_os = "linux")]
+            Slots::Mapped { ptr, len, .. } => unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), *len) },
+        }
+    }
+}
+
+impl<T: Zeroable> Drop for Slots<T> {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Slots::Mapped { ptr, bytes, .. } = self {
+            // SAFETY: the mapping was made by `zeroed` with this size and is not used after this.
+            unsafe {
+                libc::munmap(ptr.as_ptr().cast(), *bytes);
+            }
+        }
+    }
+}
+
+/// How far ahead of the digest being inserted [`DigestSet::insert_all`] prefetches: enough misses in
+/// flight to hide the memory's latency.
+const AHEAD: usize = 16;
+
+/// A set of digests (never 0), at most 5/8 full. Ids (event ids of one month, or customer keys) as 128-bit
+/// XXH3 digests: 16 bytes each and no allocation per id, so the sets stay in memory for a whole run (a
+/// chance collision among 10^8 ids is about 10^-23).
+pub struct DigestSet {
+    slots: Slots<u128>,
+    len: usize,
+}
+
+impl Default for DigestSet {
+    fn default() -> Self {
+        DigestSet {
+            slots: Slots::zeroed(1 << 10),
+            len: 0,
+        }
+    }
+}
+
+impl DigestSet {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds a digest; `true` if it was not there.
+    pub fn insert(&mut self, digest: u128) -> bool {
+        self.reserve(1);
+        self.insert_in_room(digest)
+    }
+
+    /// Adds each digest in turn (0: no id, never added), prefetching the slots of those ahead; for each,
+    /// whether it was new (not there, and not earlier in `digests`).
+    pub fn insert_all(&mut self, digests: &[u128]) -> Vec<bool> {
+        self.reserve(digests.len());
+        let mask = self.slots.len() - 1;
+        let mut fresh = Vec::with_capacity(digests.len());
+        for (n, &d) in digests.iter().enumerate() {
+            if let Some(&ahead) = digests.get(n + AHEAD) {
+                self.slots.prefetch(ahead as usize & mask);
+            }
+            fresh.push(d != 0 && self.insert_in_room(d));
+        }
+        fresh
+    }
+
+    /// Makes room for `more` digests without growing on the way.
+    pub fn reserve(&mut self, more: usize) {
+        let need = self.len + more;
+        let mut len = self.slots.len();
+        while need * 8 > len * 5 {
+            len *= 2;
+        }
+        if len > self.slots.len() {
+            let old = std::mem::replace(&mut self.slots, Slots::zeroed(len));
+            self.len = 0;
+            for &d in old.iter().filter(|&&d| d != 0) {
+                self.insert_in_room(d);
+            }
+        }
+    }
+
+    fn insert_in_room(&mut self, digest: u128) -> bool {
+        let mask = self.slots.len() - 1;
+        let mut i = digest as usize & mask;
+        loop {
+            match self.slots[i] {
+                0 => {
+                    self.slots[i] = digest;
+                    self.len += 1;
+                    return true;
+                }
+                d if d == digest => return false,
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The set answers as a HashSet does, across growth (heap and mapped tables), batches with repeats
+    /// inside them, and the no-id digest 0.
+    #[test]
+    fn digest_set_is_a_set() {
+        let mut set = DigestSet::default();
+        let mut reference = std::collections::HashSet::new();
+        let mut n: u64 = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..40 {
+            let batch: Vec<u128> = (0..(round * 997))
+                .map(|i| {
+                    n ^= n << 13;
+                    n ^= n >> 7;
+                    n ^= n << 17;
+                    match i % 11 {
+                        0 => 0,
+                        // Repeats: ids from a small range, within and across batches.
+                        1..=3 => u128::from(n % 5000) + 1,
+                        _ => (u128::from(n) << 64 | u128::from(n.rotate_left(17))) | 1,
+                    }
+                })
+                .collect();
+            let fresh = if round % 2 == 0 {
+                set.insert_all(&batch)
+            } else {
+                batch.iter().map(|&d| d != 0 && set.insert(d)).collect()
+            };
+            let expected: Vec<bool> = batch.iter().map(|&d| d != 0 && reference.insert(d)).collect();
+            assert_eq!(fresh, expected, "round {round}");
+            assert_eq!(set.len(), reference.len());
+        }
+        assert!(set.slots.len() * 16 > 2 << 20, "grew past the mapped size");
+    }
+}
