@@ -5,9 +5,9 @@
 
 use anyhow::{bail, Result};
 
-use super::model::{Event, KeyQuality, Kind, RawIdentity, RowText, Text, TotalCheck};
+use super::model::{Event, FileReport, KeyQuality, Kind, RawIdentity, RowText, Text, TotalCheck};
 use super::normalise::{check_id, line_cells, parse_fen, parse_fen_or_zero, Header, TextEncoding};
-use super::source::{Input, Lines};
+use super::source::{Input, Lines, Piece};
 use super::Ctx;
 
 pub const FORMAT: &str = "alipay_merchant";
@@ -38,7 +38,7 @@ const ALIASES: &[(&str, &str)] = &[
     ("服务费(元)", "服务费（元）"),
 ];
 
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 struct Sums {
     trades: i64,
     trade_received: i64,
@@ -95,11 +95,89 @@ impl Cols {
     }
 }
 
+/// What the rows of a bill, or of one piece of it, add up to, and the trailer lines met; the trailer is
+/// checked once every piece has been read ([`finish`]).
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    sums: Sums,
+    trailer: Vec<(u64, String)>,
+}
+
+impl Totals {
+    /// Adds the totals of the piece that follows.
+    pub fn add(&mut self, later: Totals) {
+        let (s, o) = (&mut self.sums, later.sums);
+        s.trades += o.trades;
+        s.trade_received += o.trade_received;
+        s.trade_amount += o.trade_amount;
+        s.trade_discount += o.trade_discount;
+        s.refunds += o.refunds;
+        s.refund_received += o.refund_received;
+        s.refund_amount += o.refund_amount;
+        s.refund_discount += o.refund_discount;
+        self.trailer.extend(later.trailer);
+    }
+}
+
+/// Parses a whole bill.
 pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
+    let totals = parse_piece(input, enc, None, ctx)?;
+    finish(totals, &mut ctx.report);
+    Ok(())
+}
+
+/// Checks the bill's trailer against the totals of all its rows.
+pub fn finish(totals: Totals, report: &mut FileReport) {
+    for (n, line) in &totals.trailer {
+        check_trailer(line, *n, &totals.sums, report);
+    }
+    report.expects_totals = true;
+}
+
+const NO_HEADER: &str = "no Alipay 业务明细 header line (支付宝交易号,商户订单号,...) found";
+
+/// The column map of a header line (the first that is not `#` and names 支付宝交易号), `None` for another.
+fn header_cols(cells: &[&str], n: u64) -> Result<Option<Cols>> {
+    let h = Header::new(cells, ALIASES);
+    if !h.has("支付宝交易号") {
+        return Ok(None);
+    }
+    let missing = h.missing(REQUIRED);
+    if !missing.is_empty() {
+        bail!("line {n}: the Alipay 业务明细 header lacks {}", missing.join(", "));
+    }
+    Ok(Some(Cols::new(&h)))
+}
+
+/// The header of a bill whose rows are read from line `first_row` on: it is among the lines ahead of it.
+fn header_before(input: &Input, enc: TextEncoding, first_row: u64) -> Result<Cols> {
     let mut lines = Lines::new(input, enc)?;
-    let mut header: Option<Cols> = None;
-    let mut sums = Sums::default();
-    let mut trailer = Vec::new();
+    let mut line = String::new();
+    while lines.line_no < first_row && lines.next_line_into(&mut line)? {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut quoted = Vec::new();
+        if let Some(cols) = header_cols(&line_cells(&line, &mut quoted), lines.line_no)? {
+            return Ok(cols);
+        }
+    }
+    bail!(NO_HEADER)
+}
+
+/// Parses the rows of a bill, or of one piece of it (whole lines; any piece after the first finds the
+/// header ahead of it), into `ctx`, and returns what they add up to.
+pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: &mut Ctx) -> Result<Totals> {
+    let (mut lines, mut header) = match piece {
+        None => (Lines::new(input, enc)?, None),
+        Some(p) if p.start == 0 => (Lines::piece(input, enc, p)?, None),
+        Some(p) => (
+            Lines::piece(input, enc, p)?,
+            Some(header_before(input, enc, p.line0 + 1)?),
+        ),
+    };
+    let mut totals = Totals::default();
+    let (sums, trailer) = (&mut totals.sums, &mut totals.trailer);
     let mut line = String::new();
     let mut text = RowText::default();
     while lines.next_line_into(&mut line)? {
@@ -116,29 +194,18 @@ pub fn parse(input: &Input, enc: TextEncoding, ctx: &mut Ctx) -> Result<()> {
         let mut quoted = Vec::new();
         let cells = line_cells(&line, &mut quoted);
         let Some(cols) = &header else {
-            let h = Header::new(&cells, ALIASES);
-            if h.has("支付宝交易号") {
-                let missing = h.missing(REQUIRED);
-                if !missing.is_empty() {
-                    bail!("line {n}: the Alipay 业务明细 header lacks {}", missing.join(", "));
-                }
-                header = Some(Cols::new(&h));
-            }
+            header = header_cols(&cells, n)?;
             continue;
         };
         match read_row(cols, &cells, n, &mut text, ctx) {
-            Ok(()) => add_sums(cols, &cells, &mut sums),
+            Ok(()) => add_sums(cols, &cells, sums),
             Err(reason) => ctx.report.reject(n, reason, &line),
         }
     }
     if header.is_none() {
-        bail!("no Alipay 业务明细 header line (支付宝交易号,商户订单号,...) found");
+        bail!(NO_HEADER);
     }
-    for (n, line) in trailer {
-        check_trailer(&line, n, &sums, ctx);
-    }
-    ctx.report.expects_totals = true;
-    Ok(())
+    Ok(totals)
 }
 
 fn add_sums(c: &Cols, cells: &[&str], s: &mut Sums) {
@@ -161,7 +228,7 @@ fn add_sums(c: &Cols, cells: &[&str], s: &mut Sums) {
 }
 
 /// `#交易合计：6笔，商家实收共0.06元，商家优惠共0.00元` (or the older `交易金额共…，优惠金额共…`).
-fn check_trailer(line: &str, n: u64, s: &Sums, ctx: &mut Ctx) {
+fn check_trailer(line: &str, n: u64, s: &Sums, report: &mut FileReport) {
     let refund = line.starts_with("#退款合计");
     let body = line
         .split_once('：')
@@ -190,7 +257,7 @@ fn check_trailer(line: &str, n: u64, s: &Sums, ctx: &mut Ctx) {
                 (true, "退款金额" | "交易金额") => s.refund_amount,
                 (true, "商家优惠退款" | "优惠金额") => s.refund_discount,
                 _ => {
-                    ctx.report
+                    report
                         .notes
                         .push(format!("line {n}: trailer item {label} is not checked"));
                     continue;
@@ -202,13 +269,13 @@ fn check_trailer(line: &str, n: u64, s: &Sums, ctx: &mut Ctx) {
             continue;
         };
         match stated {
-            Ok(stated) => ctx.report.checks.push(TotalCheck {
+            Ok(stated) => report.checks.push(TotalCheck {
                 what,
                 stated,
                 computed,
                 unit,
             }),
-            Err(e) => ctx.report.notes.push(format!("line {n}: {what}: {e}")),
+            Err(e) => report.notes.push(format!("line {n}: {what}: {e}")),
         }
     }
 }

@@ -28,6 +28,7 @@ use model::{Event, EventSink, FileReport};
 use normalise::TextEncoding;
 use pieces::{in_pieces, parse_in_pieces, PieceGate, PieceStaging, PIECE_BYTES};
 use source::Input;
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
 pub use model::Kind;
@@ -414,15 +415,13 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
                     }
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(input) = inputs_ref.get(i) else { break };
-                    match in_pieces(input, cfg, piece_bytes) {
-                        Some((format, enc)) => {
-                            parse_in_pieces(input, format, enc, cfg, hasher, known, &senders[i], piece_bytes)
-                        }
-                        // Each channel holds its one file: sending never waits.
-                        None => {
-                            let _ = senders[i].send(parse_one(input, cfg, hasher, &mut cache, known, &mut buf));
-                        }
-                    }
+                    let parser = Parser {
+                        cfg,
+                        hasher,
+                        known,
+                        piece_bytes,
+                    };
+                    parser.parse(input, &mut cache, &mut buf, &senders[i]);
                 }
             });
         }
@@ -523,7 +522,7 @@ struct ParsedPiece {
     index: usize,
     report: FileReport,
     parts: model::SinkParts,
-    totals: wechat_merchant::Totals,
+    totals: pieces::PieceTotals,
     /// The piece's length in bytes.
     bytes: u64,
 }
@@ -543,37 +542,57 @@ const READ_WHOLE_MAX: u64 = 256 << 20;
 /// Reads and parses one input (no store access beyond the manifest as it was when the run began).
 /// The parser's `cache` holds the keys it met in earlier files: their identities went with those files.
 /// `buf` is the parser's memory for a file's bytes, reused from file to file.
-fn parse_one(
-    input: &Input,
-    cfg: &Config,
-    hasher: &KeyHasher,
-    cache: &mut model::KeyCache,
-    known: &crate::store::Manifest,
-    buf: &mut Vec<u8>,
-) -> Result<Parsed> {
-    let loaded = input
-        .loaded_into(READ_WHOLE_MAX, std::mem::take(buf))
-        .with_context(|| tr!("ingest.reading", file = input.name))?;
-    // The buffer is taken back whatever the outcome, so the parse is a closure over the loaded input.
-    let mut parse = |input: &Input| -> Result<Parsed> {
+/// What a parser thread reads files with (no store access beyond the manifest as it was when the run
+/// began).
+struct Parser<'a> {
+    cfg: &'a Config,
+    hasher: &'a KeyHasher,
+    known: &'a crate::store::Manifest,
+    piece_bytes: u64,
+}
+
+impl Parser<'_> {
+    /// Reads and parses one input and sends what it found on `out`: one message, or a large merchant
+    /// bill's stream of pieces. The parser's `cache` holds the keys it met in earlier files: their
+    /// identities went with those files. `buf` is the parser's memory for a file's bytes, reused from file
+    /// to file.
+    fn parse(&self, input: &Input, cache: &mut model::KeyCache, buf: &mut Vec<u8>, out: &SyncSender<Result<Parsed>>) {
+        let loaded = match input
+            .loaded_into(READ_WHOLE_MAX, std::mem::take(buf))
+            .with_context(|| tr!("ingest.reading", file = input.name))
+        {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                // Each channel holds its one file: sending never waits.
+                let _ = out.send(Err(e));
+                return;
+            }
+        };
+        match in_pieces(&loaded, self.cfg, self.piece_bytes) {
+            Some((format, enc)) => parse_in_pieces(&loaded, format, enc, self, out),
+            None => {
+                let _ = out.send(self.parse_whole(&loaded, cache));
+            }
+        }
+        *buf = Input::give_back(loaded);
+    }
+
+    fn parse_whole(&self, input: &Input, cache: &mut model::KeyCache) -> Result<Parsed> {
         let sha = input
             .sha256()
             .with_context(|| tr!("ingest.reading", file = input.name))?;
-        if known.find(&sha).is_some() {
+        if self.known.find(&sha).is_some() {
             return Ok(Parsed::Already(sha));
         }
-        let (format, ctx) =
-            parse_input(input, cfg, hasher, cache, &sha).with_context(|| tr!("ingest.reading", file = input.name))?;
+        let (format, ctx) = parse_input(input, self.cfg, self.hasher, cache, &sha)
+            .with_context(|| tr!("ingest.reading", file = input.name))?;
         Ok(Parsed::File(Box::new(ParsedFile {
             sha,
             format,
             report: ctx.report,
             parts: ctx.sink.finish(),
         })))
-    };
-    let parsed = parse(&loaded);
-    *buf = Input::give_back(loaded);
-    parsed
+    }
 }
 
 /// Stages a parsed input into the store and says what happened to it.

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use super::model::{self, FileReport};
 use super::normalise::TextEncoding;
 use super::source::{self, Input, Payload, Piece};
-use super::{wechat_merchant, Ctx, FileOutcome, Format, Parsed, ParsedPiece, PARSER_STOPPED};
+use super::{alipay_merchant, wechat_merchant, Ctx, FileOutcome, Format, Parsed, ParsedPiece, Parser, PARSER_STOPPED};
 use crate::config::Config;
 use crate::privacy::KeyHasher;
 use crate::store::StoreWriter;
@@ -29,17 +29,19 @@ const PIECES_FROM: u64 = 4;
 /// Pieces parsed and not yet staged, at most, per file (about 10 MB of rows each).
 const PIECES_AHEAD: usize = 8;
 
-/// Whether an input is read in pieces, with its format and encoding: a WeChat Pay merchant bill (the
-/// one export that reaches gigabytes) on disk, uncompressed, of more than `PIECES_FROM` pieces.
+/// Whether an input is read in pieces, with its format and encoding: a merchant bill (a WeChat Pay trade
+/// bill or an Alipay 业务明细: the exports that reach gigabytes), uncompressed on disk or in memory (read
+/// whole, or a zip entry inflated), of more than `PIECES_FROM` pieces.
 pub fn in_pieces(input: &Input, cfg: &Config, piece_bytes: u64) -> Option<(Format, TextEncoding)> {
-    if !matches!(input.payload, Payload::File(_)) || input.size <= piece_bytes.saturating_mul(PIECES_FROM) {
+    let on_disk_or_in_memory = matches!(input.payload, Payload::File(_) | Payload::Bytes(_));
+    if !on_disk_or_in_memory || input.size <= piece_bytes.saturating_mul(PIECES_FROM) {
         return None;
     }
     if input.is_gzip().unwrap_or(true) {
         return None;
     }
     match super::detect(input, cfg) {
-        Ok((Format::WechatMerchant, enc)) => Some((Format::WechatMerchant, enc)),
+        Ok((format @ (Format::WechatMerchant | Format::AlipayMerchant), enc)) => Some((format, enc)),
         _ => None,
     }
 }
@@ -83,17 +85,19 @@ impl PieceGate {
 /// done, then `End`. This thread reads the file for the digest and the cuts, then parses pieces too; a
 /// helper parses from the first cut on. Both start with empty key caches, not the parser's: a piece
 /// parsed but never staged (its file given up) must not leave keys counted as given to a later file.
-#[allow(clippy::too_many_arguments)]
 pub fn parse_in_pieces(
     input: &Input,
     format: Format,
     enc: TextEncoding,
-    cfg: &Config,
-    hasher: &KeyHasher,
-    known: &crate::store::Manifest,
+    parser: &Parser,
     out: &SyncSender<Result<Parsed>>,
-    piece_bytes: u64,
 ) {
+    let Parser {
+        cfg,
+        hasher,
+        known,
+        piece_bytes,
+    } = *parser;
     let gate = Arc::new(PieceGate::default());
     if out.send(Ok(Parsed::Pieces(gate.clone(), format.clone()))).is_err() {
         return;
@@ -165,7 +169,8 @@ fn parse_piece(
     // The digest is not known yet: the stager names the source file when it stages the rows.
     let mut ctx = Ctx::new(cfg, hasher, cache, "", format);
     let totals = match format {
-        Format::WechatMerchant => wechat_merchant::parse_piece(input, enc, Some(piece), &mut ctx)?,
+        Format::WechatMerchant => PieceTotals::Wechat(wechat_merchant::parse_piece(input, enc, Some(piece), &mut ctx)?),
+        Format::AlipayMerchant => PieceTotals::Alipay(alipay_merchant::parse_piece(input, enc, Some(piece), &mut ctx)?),
         other => anyhow::bail!("{} is not read in pieces", other.name()),
     };
     Ok(ParsedPiece {
@@ -286,7 +291,11 @@ impl PieceStaging<'_> {
             duplicates,
             ..
         } = file;
-        wechat_merchant::finish(totals, &mut report);
+        match totals {
+            Some(PieceTotals::Wechat(t)) => wechat_merchant::finish(t, &mut report),
+            Some(PieceTotals::Alipay(t)) => alipay_merchant::finish(t, &mut report),
+            None => report.expects_totals = true,
+        }
         Ok(Ok(super::record_file(
             input, cfg, self.store, &sha, &format, report, duplicates,
         )))
@@ -297,7 +306,10 @@ impl PieceStaging<'_> {
         self.store.stage_identities(identities)?;
         file.duplicates += self.store.stage_events(model::set_source_file(events, sha)?)?;
         file.report.absorb(piece.report);
-        file.totals.add(piece.totals);
+        match &mut file.totals {
+            Some(t) => t.add(piece.totals),
+            None => file.totals = Some(piece.totals),
+        }
         file.pieces += 1;
         self.progress.inc(piece.bytes);
         if self.store.staged_rows() >= self.batch_rows {
@@ -312,6 +324,24 @@ impl PieceStaging<'_> {
 struct FileState {
     pieces: usize,
     report: FileReport,
-    totals: wechat_merchant::Totals,
+    /// What the pieces staged add up to (`None` before the first).
+    totals: Option<PieceTotals>,
     duplicates: u64,
+}
+
+/// What the rows of a piece add up to, in its format's terms.
+pub enum PieceTotals {
+    Wechat(wechat_merchant::Totals),
+    Alipay(alipay_merchant::Totals),
+}
+
+impl PieceTotals {
+    /// Adds the totals of the piece that follows (of the same file, so of the same format).
+    fn add(&mut self, later: PieceTotals) {
+        match (self, later) {
+            (PieceTotals::Wechat(a), PieceTotals::Wechat(b)) => a.add(b),
+            (PieceTotals::Alipay(a), PieceTotals::Alipay(b)) => a.add(b),
+            _ => unreachable!("the pieces of one file are of one format"),
+        }
+    }
 }

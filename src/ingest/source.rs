@@ -142,8 +142,15 @@ impl Input {
 
     /// A buffered reader over bytes `start..end` of a file as stored (one piece of a large bill).
     fn range_reader(&self, start: u64, end: u64) -> Result<Box<dyn BufRead + Send + '_>> {
-        let Payload::File(p) = &self.payload else {
-            anyhow::bail!("{}: only a file on disk is read in pieces", self.name);
+        let p = match &self.payload {
+            Payload::File(p) => p,
+            Payload::Bytes(b) => {
+                let range = b
+                    .get(start as usize..end as usize)
+                    .context("a piece past the end of the input")?;
+                return Ok(Box::new(Cursor::new(range)));
+            }
+            Payload::ZipEntry { .. } => anyhow::bail!("{}: a zip entry is read in pieces once inflated", self.name),
         };
         let mut f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
         std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start))

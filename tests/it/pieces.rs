@@ -286,3 +286,77 @@ fn a_piece_that_fails_takes_back_its_file_alone() {
     assert_eq!(json["files"][0]["duplicates"], bill.payments + bill.refunds);
     assert!(snapshot(&store) == before, "a re-ingest changed the store");
 }
+
+/// An Alipay 业务明细 export in GBK (the fixture's preamble, header, end marker and trailer wording) of
+/// `copies` times the fixture's four rows (3 trades of 73.00 received with 3.00 of discount, 1 refund of
+/// -28.00), each copy with ids of its own, and a trailer stating their totals.
+fn alipay_bill(copies: i64) -> Vec<u8> {
+    let fixture = std::fs::read(fixture("alipay_merchant/details_gbk.csv")).unwrap();
+    let (text, _, bad) = encoding_rs::GB18030.decode(&fixture);
+    assert!(!bad);
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    assert!(lines[4].starts_with("支付宝交易号") && lines[9].contains("业务明细列表结束"));
+    let mut out = lines[..5].join("\r\n") + "\r\n";
+    for k in 0..copies {
+        for row in &lines[5..9] {
+            let row = row
+                .replace("58860500000", &format!("{k:011}"))
+                .replace(",A00", &format!(",A{k}-"))
+                .replace("RF0001", &format!("RF{k}"));
+            out += &format!("{row}\r\n");
+        }
+    }
+    out += &format!(
+        "{}\r\n#交易合计：{}笔，商家实收共{}元，商家优惠共{}元\r\n#退款合计：{}笔，商家实收退款共{}元，商家优惠退款共0.00元\r\n{}\r\n",
+        lines[9],
+        3 * copies,
+        yuan(7300 * copies),
+        yuan(300 * copies),
+        copies,
+        yuan(-2800 * copies),
+        lines[12]
+    );
+    encoding_rs::GB18030.encode(&out).0.into_owned()
+}
+
+#[test]
+fn an_alipay_export_read_in_pieces_from_disk_or_a_zip_is_stored_as_a_whole_read_stores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let copies = 1500;
+    let bytes = alipay_bill(copies);
+    let csv = dir.path().join("20880211096256330156_202611.csv");
+    std::fs::write(&csv, &bytes).unwrap();
+    let zip = dir.path().join("20880211096256330156_202611.csv.zip");
+    let mut w = zip::ZipWriter::new(std::fs::File::create(&zip).unwrap());
+    w.start_file(
+        "20880211096256330156_202611_业务明细.csv",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    std::io::Write::write_all(&mut w, &bytes).unwrap();
+    w.finish().unwrap();
+    let stores: Vec<PathBuf> = ["whole", "pieces", "zip"].iter().map(|s| dir.path().join(s)).collect();
+    let runs: [(&PathBuf, &[(&str, &str)]); 3] = [(&csv, &[]), (&csv, IN_PIECES), (&zip, IN_PIECES)];
+    for (store, (path, env)) in stores.iter().zip(runs) {
+        std::fs::create_dir_all(store).unwrap();
+        std::fs::write(store.join("secret.key"), "0123456789abcdef0123456789abcdef").unwrap();
+        let (code, json) = ingest_env(store, std::slice::from_ref(path), env, &[]);
+        assert_eq!(code, 0, "{json:#}");
+        let f = &json["files"][0];
+        assert_eq!(f["format"], "alipay_merchant", "{f:#}");
+        assert_eq!(f["payments"], 3 * copies);
+        assert_eq!(f["refunds"], copies);
+        assert_eq!(f["payments_fen"], (2800 + 3200 + 1600) * copies);
+        assert_eq!(f["refunds_fen"], -2800 * copies);
+        // The trailer, checked once every piece is in, matches the rows it states.
+        assert_eq!(f["reconciled"], true, "{f:#}");
+    }
+    let whole = events(&stores[0]);
+    assert_eq!(whole.len() as i64, 4 * copies);
+    assert_eq!(events(&stores[1]), whole);
+    assert_eq!(events(&stores[2]), whole);
+    assert!(
+        event_parts(&manifest(&stores[2])).len() > 4,
+        "the zip entry was not read in pieces"
+    );
+}
