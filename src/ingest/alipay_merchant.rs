@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 
 use super::model::{Event, FileReport, KeyQuality, Kind, RawIdentity, RowText, Text, TotalCheck};
 use super::normalise::{check_id, line_cells, parse_fen, parse_fen_or_zero, Header, TextEncoding};
-use super::source::{Input, Lines, Piece};
+use super::source::{piece_lines, Input, Piece};
 use super::Ctx;
 
 pub const FORMAT: &str = "alipay_merchant";
@@ -149,33 +149,17 @@ fn header_cols(cells: &[&str], n: u64) -> Result<Option<Cols>> {
     Ok(Some(Cols::new(&h)))
 }
 
-/// The header of a bill whose rows are read from line `first_row` on: it is among the lines ahead of it.
-fn header_before(input: &Input, enc: TextEncoding, first_row: u64) -> Result<Cols> {
-    let mut lines = Lines::new(input, enc)?;
-    let mut line = String::new();
-    while lines.line_no < first_row && lines.next_line_into(&mut line)? {
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut quoted = Vec::new();
-        if let Some(cols) = header_cols(&line_cells(&line, &mut quoted), lines.line_no)? {
-            return Ok(cols);
-        }
-    }
-    bail!(NO_HEADER)
-}
-
 /// Parses the rows of a bill, or of one piece of it (whole lines; any piece after the first finds the
 /// header ahead of it), into `ctx`, and returns what they add up to.
 pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: &mut Ctx) -> Result<Totals> {
-    let (mut lines, mut header) = match piece {
-        None => (Lines::new(input, enc)?, None),
-        Some(p) if p.start == 0 => (Lines::piece(input, enc, p)?, None),
-        Some(p) => (
-            Lines::piece(input, enc, p)?,
-            Some(header_before(input, enc, p.line0 + 1)?),
-        ),
+    // A piece after the first looks for the header among the lines ahead of it that are not `#` lines.
+    let header_line = |line: &str, n| {
+        if line.trim().is_empty() || line.starts_with('#') {
+            return Ok(None);
+        }
+        header_cols(&line_cells(line, &mut Vec::new()), n)
     };
+    let (mut lines, mut header) = piece_lines(input, enc, piece, header_line, NO_HEADER)?;
     let mut totals = Totals::default();
     let (sums, trailer) = (&mut totals.sums, &mut totals.trailer);
     let mut line = String::new();

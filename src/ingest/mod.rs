@@ -403,7 +403,6 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
         ));
         for _ in 0..parsers {
             let (inputs_ref, hasher, known, shared) = (&inputs, &hasher, &known, shared.clone());
-            let piece_bytes = piece_bytes;
             scope.spawn(move || {
                 let mut cache = model::KeyCache::default();
                 let mut buf = Vec::new();

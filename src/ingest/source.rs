@@ -444,6 +444,30 @@ impl<'a> Lines<'a> {
     }
 }
 
+/// The lines of a whole input, or of one piece of it with the header its rows need: for a piece after the
+/// first, `header` is asked of each line ahead of the piece, from the start, until it gives one.
+pub fn piece_lines<'a, H>(
+    input: &'a Input,
+    enc: TextEncoding,
+    piece: Option<Piece>,
+    mut header: impl FnMut(&str, u64) -> Result<Option<H>>,
+    no_header: &str,
+) -> Result<(Lines<'a>, Option<H>)> {
+    let p = match piece {
+        None => return Ok((Lines::new(input, enc)?, None)),
+        Some(p) if p.start == 0 => return Ok((Lines::piece(input, enc, p)?, None)),
+        Some(p) => p,
+    };
+    let mut lines = Lines::new(input, enc)?;
+    let mut line = String::new();
+    while lines.line_no < p.line0 && lines.next_line_into(&mut line)? {
+        if let Some(h) = header(&line, lines.line_no)? {
+            return Ok((Lines::piece(input, enc, p)?, Some(h)));
+        }
+    }
+    anyhow::bail!("{no_header}")
+}
+
 /// Whole lines `start..end` of a large file, after its first `line0` lines: the unit a large bill is
 /// parsed in on more than one thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,10 +541,8 @@ pub fn digest_and_cut(
         pos = end;
     }
     piece.end = pos;
-    if piece.end > piece.start || piece.index == 0 {
-        if !on_piece(piece) {
-            return Ok(None);
-        }
+    if (piece.end > piece.start || piece.index == 0) && !on_piece(piece) {
+        return Ok(None);
     }
     Ok(Some(hex::encode(h.finalize())))
 }

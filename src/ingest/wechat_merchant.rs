@@ -8,7 +8,7 @@ use super::model::{Event, FileReport, KeyQuality, Kind, RawIdentity, RowText, Te
 use super::normalise::{
     check_id, line_cells, parse_fen, parse_fen_or_zero, parse_millifen_or_zero, split_csv_line, Header, TextEncoding,
 };
-use super::source::{Input, Lines, Piece};
+use super::source::{piece_lines, Input, Lines, Piece};
 use super::Ctx;
 
 pub const FORMAT: &str = "wechat_merchant";
@@ -222,29 +222,10 @@ fn header_cols(line: &str, n: u64) -> Result<Option<Cols>> {
 
 const NO_HEADER: &str = "no WeChat merchant header line (交易时间,公众账号ID,...) found";
 
-/// The header of a bill whose rows are read from line `first_row` on: it is among the lines ahead of it.
-fn header_before(input: &Input, enc: TextEncoding, first_row: u64) -> Result<Cols> {
-    let mut lines = Lines::new(input, enc)?;
-    let mut line = String::new();
-    while lines.line_no < first_row && lines.next_line_into(&mut line)? {
-        if let Some(cols) = header_cols(&line, lines.line_no)? {
-            return Ok(cols);
-        }
-    }
-    bail!(NO_HEADER)
-}
-
 /// Parses the rows of a bill, or of one piece of it (whole lines; any piece after the first finds the
 /// header ahead of it), into `ctx`, and returns what they add up to.
 pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: &mut Ctx) -> Result<Totals> {
-    let (mut lines, mut header) = match piece {
-        None => (Lines::new(input, enc)?, None),
-        Some(p) if p.start == 0 => (Lines::piece(input, enc, p)?, None),
-        Some(p) => (
-            Lines::piece(input, enc, p)?,
-            Some(header_before(input, enc, p.line0 + 1)?),
-        ),
-    };
+    let (mut lines, mut header) = piece_lines(input, enc, piece, header_cols, NO_HEADER)?;
     let mut totals = Totals {
         sums: header.as_ref().map(Sums::new).unwrap_or_default(),
         summaries: Vec::new(),
