@@ -511,9 +511,9 @@ impl StoreWriter {
     pub fn abort_events(&mut self) -> Result<CommitStats> {
         let _ = self.finish_spill(); // whatever it wrote is removed below
         for (_, rel, _) in std::mem::take(&mut self.staged.spilled) {
-            let path = self.root.join(rel);
-            let _ = fs::remove_file(path.with_extension("parquet.tmp"));
-            let _ = fs::remove_file(path);
+            for path in part_and_tmp(&self.root, &rel) {
+                let _ = fs::remove_file(path);
+            }
         }
         self.staged.events.clear();
         let stats = self.finish_background()?;
@@ -578,9 +578,7 @@ impl StoreWriter {
             .collect();
         // Parts spilled for the generation being built, and the one being written now.
         for (_, rel, _) in &self.staged.spilled {
-            let path = self.root.join(rel);
-            referenced.insert(path.with_extension("parquet.tmp"));
-            referenced.insert(path);
+            referenced.extend(part_and_tmp(&self.root, rel));
         }
         let _ = fs::remove_file(self.root.join(format!("{MANIFEST}.tmp")));
         for table in ["events", "identities", "line_items", "inventory", "rejects"] {
@@ -636,9 +634,7 @@ impl Generation {
         // Parts spilled while the generation was staged come first in their months, and go with it if it
         // fails.
         for (month, rel, rows) in &self.staged.spilled {
-            let path = self.root.join(rel);
-            written.push(path.with_extension("parquet.tmp"));
-            written.push(path);
+            written.extend(part_and_tmp(&self.root, rel));
             next.events.entry(month.clone()).or_default().push(rel.clone());
             stats.new_events += rows;
         }
@@ -895,10 +891,21 @@ fn sync_dir(dir: &Path) {
 }
 
 /// Writes `df` as zstd Parquet to `path` via a temp file, fsync and rename; records what it created.
+/// The name a Parquet file of the store is written under before the rename that completes it.
+fn tmp_of(path: &Path) -> PathBuf {
+    path.with_extension("parquet.tmp")
+}
+
+/// A Parquet file of the store, under its temporary name and its own.
+fn part_and_tmp(root: &Path, rel: &str) -> [PathBuf; 2] {
+    let path = root.join(rel);
+    [tmp_of(&path), path]
+}
+
 pub fn write_parquet_atomic(path: &Path, df: &mut DataFrame, written: &mut Vec<PathBuf>) -> Result<()> {
     let dir = path.parent().expect("store paths have a parent");
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = path.with_extension("parquet.tmp");
+    let tmp = tmp_of(path);
     written.push(tmp.clone());
     let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let written_df = crate::parquet_file::write_row_groups(&f, df);

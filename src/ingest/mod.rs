@@ -426,10 +426,9 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
         }
         drop(shared);
         let mut done_bytes = 0;
-        for (input, parsed) in inputs.iter().zip(receivers) {
+        for (input, receiver) in inputs.iter().zip(receivers) {
             progress.set_message(input.name.clone());
             clock.start();
-            let receiver = parsed;
             let parsed = receiver.recv().map_err(|_| anyhow::anyhow!(PARSER_STOPPED))?;
             let _ = token_tx.send(());
             clock.add("waiting for parsers");
@@ -447,8 +446,8 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
                 parsed => parsed.and_then(|p| stage_one(input, cfg, &mut store, p)),
             };
             clock.add("staging");
-            progress.set_position(done_bytes + input.size);
             done_bytes += input.size;
+            progress.set_position(done_bytes);
             let outcome = match outcome {
                 Ok(o) => o,
                 Err(e) => refused(&input.name, &e),
@@ -538,9 +537,6 @@ struct ParsedFile {
 /// Inputs up to this size are read into memory once for both their digest and their parse.
 const READ_WHOLE_MAX: u64 = 256 << 20;
 
-/// Reads and parses one input (no store access beyond the manifest as it was when the run began).
-/// The parser's `cache` holds the keys it met in earlier files: their identities went with those files.
-/// `buf` is the parser's memory for a file's bytes, reused from file to file.
 /// What a parser thread reads files with (no store access beyond the manifest as it was when the run
 /// began).
 struct Parser<'a> {

@@ -91,9 +91,6 @@ struct Cols {
 
 impl Cols {
     fn new(h: &Header) -> Cols {
-        let mut summed: Vec<&'static str> = SUMMARY.iter().filter_map(|(_, c)| *c).collect();
-        summed.sort_unstable();
-        summed.dedup();
         Cols {
             len: h.len,
             time: h.get("交易时间"),
@@ -120,41 +117,45 @@ impl Cols {
             trade_type: h.get("交易类型"),
             sub_merchant: h.get("特约商户号"),
             device: h.get("设备号"),
-            summed: summed.into_iter().map(|c| (c, h.get(c))).collect(),
+            summed: summed_columns().into_iter().map(|c| (c, h.get(c))).collect(),
         }
     }
+}
+
+/// The detail columns the summary totals, each once, in the order of `Cols::summed` and `Sums::by_column`.
+fn summed_columns() -> Vec<&'static str> {
+    let mut summed: Vec<&'static str> = SUMMARY.iter().filter_map(|(_, c)| *c).collect();
+    summed.sort_unstable();
+    summed.dedup();
+    summed
 }
 
 /// Running sums of the detail rows, for checking the summary: the row count and one sum per column of
-/// `Cols::summed`, in its order.
-#[derive(Debug, Clone, Default)]
+/// `summed_columns()`, in its order.
+#[derive(Debug, Clone)]
 struct Sums {
     rows: i64,
-    columns: Vec<&'static str>,
     by_column: Vec<i64>,
 }
 
-impl Sums {
-    fn new(cols: &Cols) -> Sums {
+impl Default for Sums {
+    fn default() -> Sums {
         Sums {
             rows: 0,
-            columns: cols.summed.iter().map(|(c, _)| *c).collect(),
-            by_column: vec![0; cols.summed.len()],
+            by_column: vec![0; summed_columns().len()],
         }
     }
+}
 
+impl Sums {
     fn get(&self, column: &str) -> i64 {
-        self.columns
+        summed_columns()
             .iter()
             .position(|c| *c == column)
             .map_or(0, |i| self.by_column[i])
     }
 
     fn add(&mut self, other: &Sums) {
-        if self.columns.is_empty() {
-            self.columns = other.columns.clone();
-            self.by_column = vec![0; other.by_column.len()];
-        }
         self.rows += other.rows;
         for (s, o) in self.by_column.iter_mut().zip(&other.by_column) {
             *s += o;
@@ -226,10 +227,7 @@ const NO_HEADER: &str = "no WeChat merchant header line (交易时间,公众账�
 /// header ahead of it), into `ctx`, and returns what they add up to.
 pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: &mut Ctx) -> Result<Totals> {
     let (mut lines, mut header) = piece_lines(input, enc, piece, header_cols, NO_HEADER)?;
-    let mut totals = Totals {
-        sums: header.as_ref().map(Sums::new).unwrap_or_default(),
-        summaries: Vec::new(),
-    };
+    let mut totals = Totals::default();
     let mut line = String::new();
     let mut text = RowText::default();
     while lines.next_line_into(&mut line)? {
@@ -239,7 +237,6 @@ pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: 
         }
         let Some(cols) = &header else {
             header = header_cols(&line, n)?;
-            totals.sums = header.as_ref().map(Sums::new).unwrap_or_default();
             continue;
         };
         if line.starts_with("总交易单数") {
