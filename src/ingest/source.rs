@@ -160,7 +160,17 @@ impl Input {
 
     /// The first `n` bytes of content (gzip undone), for detection.
     pub fn head(&self, n: usize) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(n);
+        // The first bytes as stored, read alone: `reader` would fill its 1 MiB buffer, and every file of a
+        // folder is looked at this way before the parsers start. Only gzip is read through its decoder.
+        let mut out = Vec::with_capacity(n.max(2));
+        if !matches!(self.payload, Payload::ZipEntry { .. }) {
+            self.raw_reader()?.take(n.max(2) as u64).read_to_end(&mut out)?;
+            if !out.starts_with(&[0x1f, 0x8b]) {
+                out.truncate(n);
+                return Ok(out);
+            }
+            out.clear();
+        }
         self.reader()?.take(n as u64).read_to_end(&mut out)?;
         Ok(out)
     }
@@ -608,6 +618,34 @@ mod tests {
             assert_eq!(&loaded.read_all().expect("read"), want);
             assert_eq!(input.sha256().expect("digest"), hex::encode(Sha256::digest(want)));
             assert_eq!(loaded.sha256().expect("digest"), hex::encode(Sha256::digest(want)));
+        }
+    }
+
+    /// The head of a file is its first bytes, of a gzip file the first bytes inflated, for any length
+    /// asked (shorter than the magic number, longer than the file).
+    #[test]
+    fn the_head_of_a_file_is_its_content_gzip_undone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let content: Vec<u8> = (0..100_000u32).flat_map(|i| format!("{i},x\n").into_bytes()).collect();
+        let plain = dir.path().join("bill.csv");
+        std::fs::write(&plain, &content).expect("write");
+        let gz = dir.path().join("bill.csv.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut enc, &content).expect("gzip");
+        std::fs::write(&gz, enc.finish().expect("gzip")).expect("write");
+        for path in [&plain, &gz] {
+            let input = Input {
+                name: path.display().to_string(),
+                payload: Payload::File(path.clone()),
+                size: std::fs::metadata(path).expect("meta").len(),
+            };
+            for n in [0, 1, 2, 4, 8, 65_536, 10 << 20] {
+                assert_eq!(
+                    input.head(n).expect("head"),
+                    content[..n.min(content.len())],
+                    "{path:?} {n}"
+                );
+            }
         }
     }
 
