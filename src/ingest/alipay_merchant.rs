@@ -6,7 +6,9 @@
 use anyhow::{bail, Result};
 
 use super::model::{Event, FileReport, KeyQuality, Kind, RawIdentity, RowText, Text, TotalCheck};
-use super::normalise::{check_id, line_cells, parse_fen, parse_fen_or_zero, Header, TextEncoding};
+use super::normalise::{
+    check_id, line_cells, line_cells_into, parse_fen, parse_fen_or_zero, recycle_cells, Header, TextEncoding,
+};
 use super::source::{piece_lines, Input, Piece};
 use super::Ctx;
 
@@ -164,6 +166,7 @@ pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: 
     let (sums, trailer) = (&mut totals.sums, &mut totals.trailer);
     let mut line = String::new();
     let mut text = RowText::default();
+    let mut spare = Vec::new();
     while lines.next_line_into(&mut line)? {
         let n = lines.line_no;
         if line.trim().is_empty() {
@@ -176,15 +179,16 @@ pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: 
             continue;
         }
         let mut quoted = Vec::new();
-        let cells = line_cells(&line, &mut quoted);
-        let Some(cols) = &header else {
-            header = header_cols(&cells, n)?;
-            continue;
-        };
-        match read_row(cols, &cells, n, &mut text, ctx) {
-            Ok(()) => add_sums(cols, &cells, sums),
-            Err(reason) => ctx.report.reject(n, reason, &line),
+        let mut cells = recycle_cells(std::mem::take(&mut spare));
+        line_cells_into(&line, &mut quoted, &mut cells);
+        match &header {
+            None => header = header_cols(&cells, n)?,
+            Some(cols) => match read_row(cols, &cells, n, &mut text, ctx) {
+                Ok(()) => add_sums(cols, &cells, sums),
+                Err(reason) => ctx.report.reject(n, reason, &line),
+            },
         }
+        spare = recycle_cells(cells);
     }
     if header.is_none() {
         bail!(NO_HEADER);

@@ -263,7 +263,8 @@ pub fn excel_serial_to_local(serial: f64) -> Option<NaiveDateTime> {
 pub fn check_id<'a>(raw: &'a str, what: &str) -> Result<&'a str, String> {
     let c = clean_cell(raw);
     let b = c.as_bytes();
-    let exponent = b.windows(2).any(|w| (w[0] | 0x20) == b'e' && w[1] == b'+');
+    // A `+` is looked for first (one search call): ids have none.
+    let exponent = b.contains(&b'+') && b.windows(2).any(|w| (w[0] | 0x20) == b'e' && w[1] == b'+');
     if exponent && b.contains(&b'.') {
         return Err(crate::tr!("reject.scientific_id", what = what, id = c));
     }
@@ -398,13 +399,31 @@ pub fn split_commas<'a>(line: &'a str, cells: &mut Vec<&'a str>) {
 /// The cells of a bill line: split at commas, or by [`split_csv_line`] when the line has quotes (whose
 /// cells then live in `quoted`).
 pub fn line_cells<'a>(line: &'a str, quoted: &'a mut Vec<String>) -> Vec<&'a str> {
+    let mut cells = Vec::new();
+    line_cells_into(line, quoted, &mut cells);
+    cells
+}
+
+/// [`line_cells`] into `cells` (cleared first), for a loop over lines that keeps one vector of cells.
+pub fn line_cells_into<'a>(line: &'a str, quoted: &'a mut Vec<String>, cells: &mut Vec<&'a str>) {
     if line.contains('"') {
         *quoted = split_csv_line(line);
-        return quoted.iter().map(String::as_str).collect();
+        cells.clear();
+        cells.extend(quoted.iter().map(String::as_str));
+        return;
     }
-    let mut cells = Vec::with_capacity(32);
-    split_commas(line, &mut cells);
+    split_commas(line, cells);
+}
+
+/// An empty vector of cells with the memory of `cells`, free of the line they borrowed: the vector of a
+/// line's cells is used again for the next line instead of allocated per line.
+pub fn recycle_cells<'b>(mut cells: Vec<&str>) -> Vec<&'b str> {
+    cells.clear();
+    // Collecting an empty vector's iterator into a vector of the same layout reuses its memory.
     cells
+        .into_iter()
+        .map(|_| -> &'b str { unreachable!("the vector is empty") })
+        .collect()
 }
 
 /// A header row mapped by name: canonical column name -> position. Aliases map other spellings to the
@@ -507,6 +526,29 @@ mod tests {
             split_commas(&line, &mut cells);
             assert_eq!(cells, line.split(',').collect::<Vec<_>>(), "{line:?}");
         }
+    }
+
+    /// One vector of cells serves line after line: each line's cells are its own (quoted or not), and the
+    /// vector's memory is kept.
+    #[test]
+    fn one_vector_of_cells_serves_every_line() {
+        let lines = ["`a,`b,,`c", "x,\"y,z\",w", "", "拿铁,`0.00,\u{3000}"];
+        let mut spare: Vec<&str> = Vec::with_capacity(32);
+        let memory = spare.as_ptr();
+        for round in 0..3 {
+            for line in lines {
+                let line = format!("{line}{}", ",".repeat(round));
+                let mut quoted = Vec::new();
+                let mut cells = recycle_cells(std::mem::take(&mut spare));
+                line_cells_into(&line, &mut quoted, &mut cells);
+                assert_eq!(cells, line_cells(&line, &mut Vec::new()), "{line:?}");
+                let want: Vec<String> = split_csv_line(&line);
+                assert_eq!(cells, want.iter().map(String::as_str).collect::<Vec<_>>(), "{line:?}");
+                spare = recycle_cells(cells);
+                assert!(spare.is_empty());
+            }
+        }
+        assert_eq!(spare.as_ptr(), memory, "the memory is reused, not allocated per line");
     }
 
     #[test]

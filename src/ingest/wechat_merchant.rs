@@ -6,7 +6,8 @@ use anyhow::{bail, Result};
 
 use super::model::{Event, FileReport, KeyQuality, Kind, RawIdentity, RowText, Text, TotalCheck};
 use super::normalise::{
-    check_id, line_cells, parse_fen, parse_fen_or_zero, parse_millifen_or_zero, split_csv_line, Header, TextEncoding,
+    check_id, line_cells_into, parse_fen, parse_fen_or_zero, parse_millifen_or_zero, recycle_cells, split_csv_line,
+    Header, TextEncoding,
 };
 use super::source::{piece_lines, Input, Lines, Piece};
 use super::Ctx;
@@ -230,6 +231,7 @@ pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: 
     let mut totals = Totals::default();
     let mut line = String::new();
     let mut text = RowText::default();
+    let mut spare = Vec::new();
     while lines.next_line_into(&mut line)? {
         let n = lines.line_no;
         if line.trim().is_empty() {
@@ -251,7 +253,8 @@ pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: 
             continue;
         }
         let mut quoted = Vec::new();
-        let cells = line_cells(&line, &mut quoted);
+        let mut cells = recycle_cells(std::mem::take(&mut spare));
+        line_cells_into(&line, &mut quoted, &mut cells);
         // Totals are recomputed over the rows read: a rejected row shows as a mismatch.
         match read_row(cols, &cells, n, &mut text, ctx) {
             Ok(()) => {
@@ -260,6 +263,7 @@ pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: 
             }
             Err(reason) => ctx.report.reject(n, reason, &line),
         }
+        spare = recycle_cells(cells);
     }
     if header.is_none() {
         bail!(NO_HEADER);
