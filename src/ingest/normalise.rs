@@ -313,7 +313,8 @@ pub fn decode_into(bytes: &[u8], enc: TextEncoding, out: &mut String) {
     let bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF][..]).unwrap_or(bytes);
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
     match enc {
-        TextEncoding::Utf8 => match std::str::from_utf8(bytes) {
+        // simdutf8 checks a line of mostly ASCII with some Chinese several times faster than std.
+        TextEncoding::Utf8 => match simdutf8::basic::from_utf8(bytes) {
             Ok(s) => out.push_str(s),
             Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
         },
@@ -641,6 +642,38 @@ mod tests {
         assert_eq!(sniff_encoding(&"交易时间".as_bytes()[..5]), TextEncoding::Utf8);
         assert_eq!(format_yuan(-1234), "-12.34");
         assert_eq!(format_yuan(5), "0.05");
+    }
+
+    /// A UTF-8 line is decoded as std's lossy decoding reads it (valid or not), without its BOM and CR.
+    #[test]
+    fn utf8_lines_decode_as_std_reads_them() {
+        let parts: [&[u8]; 9] = [
+            b"`a",
+            "拿铁".as_bytes(),
+            b",",
+            &[0xE6, 0x8B],
+            &[0xFF],
+            b"0.00",
+            &[0xC0, 0x80],
+            b"x",
+            "\u{3000}".as_bytes(),
+        ];
+        let mut n: u64 = 0x2545_f491_4f6c_dd1d;
+        for len in 0..300 {
+            let mut line = Vec::new();
+            while line.len() < len {
+                n ^= n << 13;
+                n ^= n >> 7;
+                n ^= n << 17;
+                line.extend_from_slice(parts[(n % parts.len() as u64) as usize]);
+            }
+            let mut out = String::from("kept:");
+            decode_into(&line, TextEncoding::Utf8, &mut out);
+            assert_eq!(out, format!("kept:{}", String::from_utf8_lossy(&line)), "{line:?}");
+        }
+        let mut out = String::new();
+        decode_into("\u{FEFF}交易时间\r".as_bytes(), TextEncoding::Utf8, &mut out);
+        assert_eq!(out, "交易时间");
     }
 
     /// Every sequence of up to four of `parts`, in any order.
