@@ -174,7 +174,8 @@ fn compress_page(page: Page) -> PolarsResult<CompressedPage> {
                 Compression::Zstd,
                 p.buffer().len(),
                 p.descriptor.clone(),
-                p.num_rows.unwrap_or(0),
+                p.num_rows
+                    .ok_or_else(|| polars_err!(ComputeError: "a data page without its row count"))?,
             ))
         }
         Page::Dict(p) => {
