@@ -209,9 +209,7 @@ mod tests {
         for round in 0..40 {
             let batch: Vec<u128> = (0..(round * 997))
                 .map(|i| {
-                    n ^= n << 13;
-                    n ^= n >> 7;
-                    n ^= n << 17;
+                    let n = crate::xorshift(&mut n);
                     match i % 11 {
                         0 => 0,
                         // Repeats: ids from a small range, within and across batches.

@@ -964,12 +964,7 @@ mod tests {
     #[test]
     fn new_identities_are_in_key_order() {
         let mut n: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || {
-            n ^= n << 13;
-            n ^= n >> 7;
-            n ^= n << 17;
-            n
-        };
+        let mut next = || crate::xorshift(&mut n);
         let hex_keys: Vec<String> = (0..5000)
             .map(|i| match i % 5 {
                 // Keys that share long prefixes, and keys at the ends of the range.

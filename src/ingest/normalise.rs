@@ -531,10 +531,7 @@ mod tests {
             let len = len / 2;
             let mut line = String::new();
             while line.len() < len {
-                n ^= n << 13;
-                n ^= n >> 7;
-                n ^= n << 17;
-                line.push_str(parts[(n % parts.len() as u64) as usize]);
+                line.push_str(parts[(crate::xorshift(&mut n) % parts.len() as u64) as usize]);
             }
             let mut cells = Vec::new();
             let quoted = split_commas(&line, &mut cells);
@@ -662,10 +659,7 @@ mod tests {
         for len in 0..300 {
             let mut line = Vec::new();
             while line.len() < len {
-                n ^= n << 13;
-                n ^= n >> 7;
-                n ^= n << 17;
-                line.extend_from_slice(parts[(n % parts.len() as u64) as usize]);
+                line.extend_from_slice(parts[(crate::xorshift(&mut n) % parts.len() as u64) as usize]);
             }
             let mut out = String::from("kept:");
             decode_into(&line, TextEncoding::Utf8, &mut out);
