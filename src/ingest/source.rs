@@ -117,12 +117,12 @@ impl Input {
     pub fn reader(&self) -> Result<Box<dyn BufRead + Send + '_>> {
         // Bytes in memory are read where they are: a buffer of their own would copy every byte once more.
         if let Payload::Bytes(b) = &self.payload {
-            if !b.starts_with(&[0x1f, 0x8b]) {
+            if !b.starts_with(&GZIP_MAGIC) {
                 return Ok(Box::new(Cursor::new(b.as_slice())));
             }
         }
         let mut buf = BufReader::with_capacity(1 << 20, self.raw_reader()?);
-        let gz = buf.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+        let gz = buf.fill_buf()?.starts_with(&GZIP_MAGIC);
         Ok(if gz {
             Box::new(BufReader::with_capacity(
                 1 << 20,
@@ -135,9 +135,14 @@ impl Input {
 
     /// Whether the bytes as stored are gzip-compressed.
     pub fn is_gzip(&self) -> Result<bool> {
-        let mut magic = Vec::with_capacity(2);
-        self.raw_reader()?.take(2).read_to_end(&mut magic)?;
-        Ok(magic == [0x1f, 0x8b])
+        Ok(self.raw_head(GZIP_MAGIC.len())? == GZIP_MAGIC)
+    }
+
+    /// The first `n` bytes as stored (gzip not undone).
+    fn raw_head(&self, n: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(n);
+        self.raw_reader()?.take(n as u64).read_to_end(&mut out)?;
+        Ok(out)
     }
 
     /// A buffered reader over bytes `start..end` of a file as stored (one piece of a large bill).
@@ -162,15 +167,14 @@ impl Input {
     pub fn head(&self, n: usize) -> Result<Vec<u8>> {
         // The first bytes as stored, read alone: `reader` would fill its 1 MiB buffer, and every file of a
         // folder is looked at this way before the parsers start. Only gzip is read through its decoder.
-        let mut out = Vec::with_capacity(n.max(2));
         if !matches!(self.payload, Payload::ZipEntry { .. }) {
-            self.raw_reader()?.take(n.max(2) as u64).read_to_end(&mut out)?;
-            if !out.starts_with(&[0x1f, 0x8b]) {
+            let mut out = self.raw_head(n.max(GZIP_MAGIC.len()))?;
+            if !out.starts_with(&GZIP_MAGIC) {
                 out.truncate(n);
                 return Ok(out);
             }
-            out.clear();
         }
+        let mut out = Vec::with_capacity(n);
         self.reader()?.take(n as u64).read_to_end(&mut out)?;
         Ok(out)
     }
@@ -200,6 +204,9 @@ impl Input {
         Ok(hex::encode(h.finalize()))
     }
 }
+
+/// The first bytes of every gzip stream.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Expands files, folders and zips into inputs, sorted by name within a folder. Hidden files, `~$` Office
 /// lock files and the store itself are passed over.
