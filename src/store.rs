@@ -71,6 +71,11 @@ pub(crate) fn id_digest(id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(id.as_bytes()).max(1)
 }
 
+/// The digests of a column of ids, 0 (no id) for a null.
+fn digests(ids: &StringChunked) -> Vec<u128> {
+    ids.iter().map(|id| id.map_or(0, id_digest)).collect()
+}
+
 /// Reads one string column of the given parts into a digest set.
 fn digests_of(root: &Path, parts: &[String], column: &str, set: &mut IdSet) -> Result<()> {
     for rel in parts {
@@ -82,9 +87,7 @@ fn digests_of(root: &Path, parts: &[String], column: &str, set: &mut IdSet) -> R
                 .finish(),
             || format!("reading {}", path.display()),
         )?;
-        let ids = df.column(column)?.str()?;
-        let digests: Vec<u128> = ids.iter().map(|id| id.map_or(0, id_digest)).collect();
-        set.insert_all(&digests);
+        set.insert_all(&digests(df.column(column)?.str()?));
     }
     Ok(())
 }
@@ -387,12 +390,7 @@ impl StoreWriter {
                 events.as_ref().expect("kept while splitting").filter(&mask)?
             };
             // New ids only, each once: the set answers for the store, earlier files and this file alike.
-            let digests: Vec<u128> = part
-                .column("event_id")?
-                .str()?
-                .iter()
-                .map(|id| id.map_or(0, id_digest))
-                .collect();
+            let digests = digests(part.column("event_id")?.str()?);
             let fresh_mask: BooleanChunked = self.known_ids(&month)?.insert_all(&digests).into_iter().collect();
             let fresh = if fresh_mask.all() {
                 part
@@ -877,7 +875,6 @@ impl CommitStats {
     }
 }
 
-/// The frames one after another (the first frame's chunks extended, nothing copied).
 /// The number a customer key spells, if it is 32 lowercase hex digits (as every key paylens makes is).
 fn hex_number(key: &str) -> Option<u128> {
     let b = key.as_bytes();
@@ -894,6 +891,7 @@ fn hex_number(key: &str) -> Option<u128> {
     })
 }
 
+/// The frames one after another (the first frame's chunks extended, nothing copied).
 fn vstack_all(frames: Vec<DataFrame>) -> Result<DataFrame> {
     let mut frames = frames.into_iter();
     let mut all = frames.next().unwrap_or_default();
@@ -916,7 +914,6 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// Writes `df` as zstd Parquet to `path` via a temp file, fsync and rename; records what it created.
 /// The name a Parquet file of the store is written under before the rename that completes it.
 fn tmp_of(path: &Path) -> PathBuf {
     path.with_extension("parquet.tmp")
@@ -928,6 +925,7 @@ fn part_and_tmp(root: &Path, rel: &str) -> [PathBuf; 2] {
     [tmp_of(&path), path]
 }
 
+/// Writes `df` as zstd Parquet to `path` via a temp file, fsync and rename; records what it created.
 pub fn write_parquet_atomic(path: &Path, df: &mut DataFrame, written: &mut Vec<PathBuf>) -> Result<()> {
     let dir = path.parent().expect("store paths have a parent");
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
