@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::privacy::KeyHasher;
 use crate::slots::Slots;
+use crate::store::id_digest;
 
 /// Payment or refund. Refund amounts are negative.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,11 +280,6 @@ struct KeySlot {
 // SAFETY: all-zero bytes are `KeySlot::default()`, an empty slot.
 unsafe impl crate::slots::Zeroable for KeySlot {}
 
-/// What a slot holds for a raw identifier: its 128-bit digest, never 0 (the mark of an empty slot).
-fn slot_id(raw_id: &str) -> u128 {
-    crate::store::id_digest(raw_id)
-}
-
 impl Default for KeyCache {
     fn default() -> Self {
         KeyCache {
@@ -298,7 +294,7 @@ impl KeyCache {
     /// The key (as hex text) of `id`; an identifier not met before is hashed and its identity goes into
     /// `identities`.
     fn key(&mut self, hasher: &KeyHasher, id: RawIdentity<'_>, identities: &mut Identities) -> [u8; 32] {
-        let digest = slot_id(&id.id);
+        let digest = id_digest(&id.id);
         let i = self.probe(digest);
         if self.slots[i].id == digest {
             return KeyHasher::hex(&self.slots[i].key);
@@ -321,7 +317,7 @@ impl KeyCache {
     /// Starts fetching the memory of the slot where `id`'s lookup begins (the table is read at random, and
     /// a lookup is a cache miss: a parser asks for it early in the row).
     fn prefetch(&self, id: &str) {
-        self.slots.prefetch(slot_id(id) as usize & (self.slots.len() - 1));
+        self.slots.prefetch(id_digest(id) as usize & (self.slots.len() - 1));
     }
 
     /// The slot that holds `id`, or the empty slot where it would go (linear probing from its home slot).
