@@ -186,16 +186,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// The next number of a xorshift64 sequence (state never 0): random test inputs that are the same on
-/// every run.
-#[cfg(test)]
-pub(crate) fn xorshift(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

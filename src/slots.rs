@@ -205,11 +205,12 @@ mod tests {
     fn digest_set_is_a_set() {
         let mut set = DigestSet::default();
         let mut reference = std::collections::HashSet::new();
-        let mut n: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = crate::analytics::testing::pseudo_random(17);
         for round in 0..40 {
             let batch: Vec<u128> = (0..(round * 997))
                 .map(|i| {
-                    let n = crate::xorshift(&mut n);
+                    // 64 random bits from three draws of 31, 31 and 2.
+                    let n = next(1 << 31) << 33 | next(1 << 31) << 2 | next(4);
                     match i % 11 {
                         0 => 0,
                         // Repeats: ids from a small range, within and across batches.

@@ -961,14 +961,18 @@ mod tests {
     /// (sorted as numbers) or not (sorted as text).
     #[test]
     fn new_identities_are_in_key_order() {
-        let mut n: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = || crate::xorshift(&mut n);
+        let mut next = crate::analytics::testing::pseudo_random(19);
+        let mut hex = |digits: usize| -> String {
+            (0..digits)
+                .map(|_| char::from_digit(next(16) as u32, 16).expect("a hex digit"))
+                .collect()
+        };
         let hex_keys: Vec<String> = (0..5000)
             .map(|i| match i % 5 {
                 // Keys that share long prefixes, and keys at the ends of the range.
-                0 => format!("{:016x}{:016x}", i / 5, next()),
+                0 => format!("{:016x}{}", i / 5, hex(16)),
                 1 => format!("{:032x}", u128::MAX - i as u128),
-                _ => format!("{:016x}{:016x}", next(), next()),
+                _ => hex(32),
             })
             .collect();
         let mut other_keys = hex_keys.clone();

@@ -524,14 +524,14 @@ mod tests {
         let parts = [
             "", ",", "`a", "拿铁", ",,", "x,y", "`0.00", "\u{3000}", "abcdefgh", ",`", "\"", "a\"\"b",
         ];
-        let mut n: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = crate::analytics::testing::pseudo_random(7);
         // Every length twice: lines with quotes and lines without.
         for len in 0..800 {
             let parts = if len % 2 == 0 { &parts[..10] } else { &parts[..] };
             let len = len / 2;
             let mut line = String::new();
             while line.len() < len {
-                line.push_str(parts[(crate::xorshift(&mut n) % parts.len() as u64) as usize]);
+                line.push_str(parts[next(parts.len() as u64) as usize]);
             }
             let mut cells = Vec::new();
             let quoted = split_commas(&line, &mut cells);
@@ -655,11 +655,11 @@ mod tests {
             b"x",
             "\u{3000}".as_bytes(),
         ];
-        let mut n: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = crate::analytics::testing::pseudo_random(13);
         for len in 0..300 {
             let mut line = Vec::new();
             while line.len() < len {
-                line.extend_from_slice(parts[(crate::xorshift(&mut n) % parts.len() as u64) as usize]);
+                line.extend_from_slice(parts[next(parts.len() as u64) as usize]);
             }
             let mut out = String::from("kept:");
             decode_into(&line, TextEncoding::Utf8, &mut out);
