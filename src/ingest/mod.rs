@@ -4,6 +4,7 @@
 
 mod alipay_merchant;
 mod generic;
+mod mapped;
 pub mod model;
 pub mod normalise;
 mod personal;
@@ -534,8 +535,10 @@ struct ParsedFile {
     parts: model::SinkParts,
 }
 
-/// Inputs up to this size are read into memory once for both their digest and their parse.
-const READ_WHOLE_MAX: u64 = 256 << 20;
+/// Inputs up to this size are read into memory once for both their digest and their parse (into the
+/// parser's buffer, reused from file to file); larger ones, the files read in pieces among them, are
+/// mapped (see `mapped`).
+const READ_WHOLE_MAX: u64 = pieces::PIECE_BYTES * pieces::PIECES_FROM;
 
 /// What a parser thread reads files with (no store access beyond the manifest as it was when the run
 /// began).

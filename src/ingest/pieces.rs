@@ -24,7 +24,7 @@ use crate::tr;
 pub const PIECE_BYTES: u64 = 8 << 20;
 
 /// Files of more than this many pieces are read in pieces.
-const PIECES_FROM: u64 = 4;
+pub const PIECES_FROM: u64 = 4;
 
 /// Pieces parsed and not yet staged, at most, per file (about 10 MB of rows each).
 const PIECES_AHEAD: usize = 8;
@@ -33,7 +33,7 @@ const PIECES_AHEAD: usize = 8;
 /// bill or an Alipay 业务明细: the exports that reach gigabytes), uncompressed on disk or in memory (read
 /// whole, or a zip entry inflated), of more than `PIECES_FROM` pieces.
 pub fn in_pieces(input: &Input, cfg: &Config, piece_bytes: u64) -> Option<(Format, TextEncoding)> {
-    let on_disk_or_in_memory = matches!(input.payload, Payload::File(_) | Payload::Bytes(_));
+    let on_disk_or_in_memory = matches!(input.payload, Payload::File(_) | Payload::Bytes(_) | Payload::Mapped(_));
     if !on_disk_or_in_memory || input.size <= piece_bytes.saturating_mul(PIECES_FROM) {
         return None;
     }
@@ -117,6 +117,7 @@ pub fn parse_in_pieces(
         }
         let parsed = parse_piece(input, &format, enc, piece, cfg, hasher, cache)
             .with_context(|| tr!("ingest.reading", file = input.name));
+        input.release(piece.start, piece.end);
         if parsed.is_err() {
             gate.stop();
         }
