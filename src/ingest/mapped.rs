@@ -8,7 +8,7 @@
 //! where a `read` would have returned fewer bytes. For that case a handler prints which file it was and
 //! ends the process (exit code 1). Nothing half-written stays in the store: commits are atomic, and parts
 //! that no manifest names are removed when a writer next opens it. A fault outside every mapped file is
-//! left to the default action.
+//! left to the handler that was there before (Rust's, or the default action).
 
 use std::fs::File;
 use std::path::Path;
@@ -149,10 +149,17 @@ fn install_handler() {
             action.sa_sigaction = on_sigbus as *const () as usize;
             action.sa_flags = libc::SA_SIGINFO;
             libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
+            let mut previous: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(libc::SIGBUS, &action, &mut previous) == 0 {
+                let _ = PREVIOUS.set(previous);
+            }
         }
     });
 }
+
+/// The SIGBUS action before ours (Rust's own handler, or the default), for faults outside mapped inputs.
+#[cfg(target_os = "linux")]
+static PREVIOUS: std::sync::OnceLock<libc::sigaction> = std::sync::OnceLock::new();
 
 #[cfg(not(target_os = "linux"))]
 fn install_handler() {}
@@ -172,8 +179,12 @@ extern "C" fn on_sigbus(_signal: libc::c_int, info: *mut libc::siginfo_t, _conte
                 libc::_exit(1);
             }
         }
-        // Not a mapped input: the default action (the fault happens again on return and ends the process).
-        libc::signal(libc::SIGBUS, libc::SIG_DFL);
+        // Not a mapped input: the action before ours takes the fault when it happens again on return.
+        if let Some(previous) = PREVIOUS.get() {
+            libc::sigaction(libc::SIGBUS, previous, std::ptr::null_mut());
+        } else {
+            libc::signal(libc::SIGBUS, libc::SIG_DFL);
+        }
     }
 }
 
@@ -184,40 +195,55 @@ mod tests {
     const CHILD: &str = "PAYLENS_TEST_MAPPED_CHILD";
 
     /// The child's side of the test below: maps a file, cuts it short as another program would, and
-    /// reads past the new end.
-    fn read_after_the_file_is_cut_short(dir: &str) {
+    /// reads past the new end: through the input's mapping, or (`other`) through one that is not an input.
+    fn read_after_the_file_is_cut_short(dir: &str, other: bool) {
         let path = Path::new(dir).join("bill.csv");
-        let m = Mapped::open(&path, "bill.csv").expect("mapped");
+        let input = Mapped::open(&path, "bill.csv").expect("mapped");
+        // SAFETY: the test's own file, truncated below on purpose.
+        let plain = unsafe { memmap2::Mmap::map(&File::open(&path).expect("opened")) }.expect("mapped");
         std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
             .and_then(|f| f.set_len(0))
             .expect("truncated");
-        let sum: u64 = m.bytes().iter().map(|&b| u64::from(b)).sum();
+        let bytes: &[u8] = if other { &plain } else { input.bytes() };
+        let sum: u64 = bytes.iter().map(|&b| u64::from(b)).sum();
         println!("read {sum} without a fault");
     }
 
     /// A mapped file cut short by another program while it is read ends the process with exit code 1
-    /// and a message naming the file, not a crash; a fault elsewhere is left to the default action.
+    /// and a message naming the file, not a crash. A fault in a mapping that is not an input still ends
+    /// the process by the signal, as it did before the handler.
     #[test]
     fn a_file_cut_short_while_it_is_read_is_named() {
-        if let Ok(dir) = std::env::var(CHILD) {
-            return read_after_the_file_is_cut_short(&dir);
+        if let Ok(child) = std::env::var(CHILD) {
+            let (mode, dir) = child.split_once(':').expect("mode:dir");
+            return read_after_the_file_is_cut_short(dir, mode == "other");
         }
         let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("bill.csv"), vec![b'x'; 1 << 20]).expect("write");
-        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "ingest::mapped::tests::a_file_cut_short_while_it_is_read_is_named",
-            ])
-            .arg("--nocapture")
-            .env(CHILD, dir.path())
-            .output()
-            .expect("child ran");
+        let run = |mode: &str| {
+            std::fs::write(dir.path().join("bill.csv"), vec![b'x'; 1 << 20]).expect("write");
+            std::process::Command::new(std::env::current_exe().expect("test binary"))
+                .args([
+                    "--exact",
+                    "ingest::mapped::tests::a_file_cut_short_while_it_is_read_is_named",
+                ])
+                .arg("--nocapture")
+                .env(CHILD, format!("{mode}:{}", dir.path().display()))
+                .output()
+                .expect("child ran")
+        };
+        let out = run("input");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains("bill.csv was changed or cut short"), "{stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("without a fault"));
+
+        let out = run("other");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(libc::SIGBUS), "{stderr}");
+        assert!(!stderr.contains("cut short"), "{stderr}");
         assert!(!String::from_utf8_lossy(&out.stdout).contains("without a fault"));
     }
 
