@@ -4,7 +4,25 @@ use std::time::Instant;
 
 /// Whether `PAYLENS_TIMINGS` asks for timings.
 fn enabled() -> bool {
+    since_start();
     std::env::var_os("PAYLENS_TIMINGS").is_some_and(|v| v != "0")
+}
+
+/// Seconds since timings were first asked about (early in the run): with it, the phases of threads that
+/// run side by side can be laid out on one time line.
+fn since_start() -> f64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
+/// The end of a line: when the phase ended and on which thread.
+fn when() -> String {
+    let thread = std::thread::current();
+    format!(
+        "(to {:.2} s, {})",
+        since_start(),
+        thread.name().unwrap_or("a worker thread")
+    )
 }
 
 pub struct Phases {
@@ -21,7 +39,11 @@ impl Phases {
     /// Ends the running phase (printing its time) and starts `next`.
     pub fn mark(&mut self, next: &'static str) {
         if let Some((t, name)) = self.last {
-            eprintln!("paylens timings: {name:<20} {:>8.2} s", t.elapsed().as_secs_f64());
+            eprintln!(
+                "paylens timings: {name:<20} {:>8.2} s {}",
+                t.elapsed().as_secs_f64(),
+                when()
+            );
             self.last = Some((Instant::now(), next));
         }
     }
@@ -71,7 +93,7 @@ impl Totals {
 impl Drop for Totals {
     fn drop(&mut self) {
         for (part, t) in &self.parts {
-            eprintln!("paylens timings: {part:<20} {:>8.2} s", t.as_secs_f64());
+            eprintln!("paylens timings: {part:<20} {:>8.2} s {}", t.as_secs_f64(), when());
         }
     }
 }
