@@ -1,8 +1,8 @@
-//! Large input files mapped into memory read-only, so that their digest and their parse read the bytes where
-//! the kernel's page cache holds them. Read with `read(2)`, every byte of a 2.4 GB bill was copied out of
-//! the page cache twice (once for the digest, once for the parse): 8-10 % of the 10M-row bill's ingest
-//! (`_copy_to_iter` in `perf`), and a file read whole first went into fresh memory the kernel cleared page
-//! by page.
+//! Input files (all but the smallest) mapped into memory read-only, so that their digest and their parse
+//! read the bytes where the kernel's page cache holds them. Read with `read(2)`, every byte of a 2.4 GB
+//! bill was copied out of the page cache twice (once for the digest, once for the parse): 8-10 % of the
+//! 10M-row bill's ingest (`_copy_to_iter` in `perf`), and a file read whole first went into fresh memory
+//! the kernel cleared page by page.
 //!
 //! A mapped file that another program truncates while it is read makes the reading thread fault (SIGBUS)
 //! where a `read` would have returned fewer bytes. For that case a handler prints which file it was and

@@ -24,7 +24,7 @@ use crate::tr;
 pub const PIECE_BYTES: u64 = 8 << 20;
 
 /// Files of more than this many pieces are read in pieces.
-pub const PIECES_FROM: u64 = 4;
+const PIECES_FROM: u64 = 4;
 
 /// Pieces parsed and not yet staged, at most, per file (about 10 MB of rows each).
 const PIECES_AHEAD: usize = 8;

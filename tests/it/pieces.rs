@@ -182,8 +182,10 @@ fn check_outcome(f: &serde_json::Value, bill: &Bill) {
 #[test]
 fn a_bill_read_in_pieces_is_stored_as_a_whole_read_stores_it() {
     let dir = tempfile::tempdir().unwrap();
-    let bill = wechat_bill(3000, 1234, "42000026262026");
+    let bill = wechat_bill(6000, 1234, "42000026262026");
     let path = written(dir.path(), "bill.csv", &bill);
+    // Over 1 MiB: mapped, not read whole (the next test's bill is read whole).
+    assert!(std::fs::metadata(&path).unwrap().len() > 1 << 20);
     let (whole, pieces) = (dir.path().join("whole"), dir.path().join("pieces"));
     for store in [&whole, &pieces] {
         std::fs::create_dir_all(store).unwrap();
@@ -216,6 +218,7 @@ fn a_piece_that_fails_takes_back_its_file_alone() {
     let dir = tempfile::tempdir().unwrap();
     let bill = wechat_bill(3000, 10, "42000026262026");
     let big = written(dir.path(), "big.csv", &bill);
+    assert!(std::fs::metadata(&big).unwrap().len() < 1 << 20);
     let small = fixture("wechat_merchant/all_27col_bom_crlf.csv");
     let store = dir.path().join("store");
     // Piece 60 of about 120 fails, after several batches of the file's rows were spilled.
