@@ -103,13 +103,12 @@ fn encode_opaque(pixmap: &Pixmap) -> Result<Vec<u8>> {
     encoder.set_color(png::ColorType::Rgba);
     encoder.set_depth(png::BitDepth::Eight);
     encoder.set_deflate_compression(png::DeflateCompression::Level(2));
-    let mut writer = encoder
-        .write_header()
-        .map_err(|e| anyhow!("encoding a PNG chart: {e}"))?;
+    let failed = |e: png::EncodingError| anyhow!("encoding a PNG chart: {e}");
+    let mut writer = encoder.write_header().map_err(failed)?;
     writer
         .write_image_data(pixmap.data())
         .and_then(|()| writer.finish())
-        .map_err(|e| anyhow!("encoding a PNG chart: {e}"))?;
+        .map_err(failed)?;
     Ok(out)
 }
 
