@@ -10,6 +10,7 @@ pub mod normalise;
 mod personal;
 mod pieces;
 pub mod source;
+mod views;
 mod wechat_merchant;
 
 use std::io::Write;

@@ -8,6 +8,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use polars::prelude::*;
 use serde::Serialize;
 
+use super::views::TextColumn;
 use crate::privacy::KeyHasher;
 use crate::slots::Slots;
 use crate::store::id_digest;
@@ -374,62 +375,62 @@ pub struct EventSink<'a> {
 /// owned strings are freed as soon as it is pushed, so their memory is reused for the next row.
 struct EventColumns {
     rows: usize,
-    event_id: StringChunkedBuilder,
-    kind: Vec<&'static str>,
+    event_id: TextColumn,
+    kind: TextColumn,
     occurred_at: Vec<i64>,
     local_date: Vec<i32>,
-    order_id: StringChunkedBuilder,
-    merchant_order_id: StringChunkedBuilder,
-    refund_id: StringChunkedBuilder,
-    payment_event_id: StringChunkedBuilder,
-    customer_key: StringChunkedBuilder,
-    customer_key_quality: Vec<&'static str>,
-    product_name: StringChunkedBuilder,
+    order_id: TextColumn,
+    merchant_order_id: TextColumn,
+    refund_id: TextColumn,
+    payment_event_id: TextColumn,
+    customer_key: TextColumn,
+    customer_key_quality: TextColumn,
+    product_name: TextColumn,
     amount_fen: Vec<i64>,
     settled_fen: Vec<i64>,
     discount_fen: Vec<i64>,
     fee_millifen: Vec<i64>,
-    currency: StringChunkedBuilder,
-    channel: Vec<&'static str>,
-    trade_type: StringChunkedBuilder,
-    store: StringChunkedBuilder,
-    terminal: StringChunkedBuilder,
-    operator: StringChunkedBuilder,
-    status: StringChunkedBuilder,
+    currency: TextColumn,
+    channel: TextColumn,
+    trade_type: TextColumn,
+    store: TextColumn,
+    terminal: TextColumn,
+    operator: TextColumn,
+    status: TextColumn,
     source_line: Vec<u64>,
 }
 
 impl EventColumns {
     fn new() -> EventColumns {
         // Sized for a whole chunk: growing by doubling copied the columns and touched fresh pages again.
-        let text = |name: &str| StringChunkedBuilder::new(name.into(), CHUNK_ROWS);
+        let text = || TextColumn::with_capacity(CHUNK_ROWS);
         fn v<T>() -> Vec<T> {
             Vec::with_capacity(CHUNK_ROWS)
         }
         EventColumns {
             rows: 0,
-            event_id: text("event_id"),
-            kind: v(),
+            event_id: text(),
+            kind: text(),
             occurred_at: v(),
             local_date: v(),
-            order_id: text("order_id"),
-            merchant_order_id: text("merchant_order_id"),
-            refund_id: text("refund_id"),
-            payment_event_id: text("payment_event_id"),
-            customer_key: text("customer_key"),
-            customer_key_quality: v(),
-            product_name: text("product_name"),
+            order_id: text(),
+            merchant_order_id: text(),
+            refund_id: text(),
+            payment_event_id: text(),
+            customer_key: text(),
+            customer_key_quality: text(),
+            product_name: text(),
             amount_fen: v(),
             settled_fen: v(),
             discount_fen: v(),
             fee_millifen: v(),
-            currency: text("currency"),
-            channel: v(),
-            trade_type: text("trade_type"),
-            store: text("store"),
-            terminal: text("terminal"),
-            operator: text("operator"),
-            status: text("status"),
+            currency: text(),
+            channel: text(),
+            trade_type: text(),
+            store: text(),
+            terminal: text(),
+            operator: text(),
+            status: text(),
             source_line: v(),
         }
     }
@@ -479,33 +480,33 @@ impl<'a> EventSink<'a> {
                 c.customer_key_quality.push(id.quality.as_str());
                 let key = self.cache.key(self.hasher, id, &mut self.identities);
                 c.customer_key
-                    .append_value(std::str::from_utf8(&key).expect("hex digits are ASCII"));
+                    .push(std::str::from_utf8(&key).expect("hex digits are ASCII"));
             }
             None => {
-                c.customer_key.append_null();
+                c.customer_key.push_null();
                 c.customer_key_quality.push("none");
             }
         }
-        c.event_id.append_value(e.event_id);
+        c.event_id.push(&e.event_id);
         c.kind.push(e.kind.as_str());
         c.occurred_at.push(e.occurred_at.timestamp_micros());
         c.local_date.push(days_since_epoch(e.occurred_local.date()));
-        c.order_id.append_option(e.order_id);
-        c.merchant_order_id.append_option(e.merchant_order_id);
-        c.refund_id.append_option(e.refund_id);
-        c.payment_event_id.append_option(e.payment_event_id);
-        c.product_name.append_option(e.product_name);
+        c.order_id.push_option(e.order_id.as_deref());
+        c.merchant_order_id.push_option(e.merchant_order_id.as_deref());
+        c.refund_id.push_option(e.refund_id.as_deref());
+        c.payment_event_id.push_option(e.payment_event_id.as_deref());
+        c.product_name.push_option(e.product_name.as_deref());
         c.amount_fen.push(e.amount_fen);
         c.settled_fen.push(e.settled_fen);
         c.discount_fen.push(e.discount_fen);
         c.fee_millifen.push(e.fee_millifen);
-        c.currency.append_value(e.currency);
+        c.currency.push(&e.currency);
         c.channel.push(e.channel);
-        c.trade_type.append_option(e.trade_type);
-        c.store.append_option(e.store);
-        c.terminal.append_option(e.terminal);
-        c.operator.append_option(e.operator);
-        c.status.append_option(e.status);
+        c.trade_type.push_option(e.trade_type.as_deref());
+        c.store.push_option(e.store.as_deref());
+        c.terminal.push_option(e.terminal.as_deref());
+        c.operator.push_option(e.operator.as_deref());
+        c.status.push_option(e.status.as_deref());
         c.source_line.push(e.line);
         c.rows += 1;
         if c.rows >= CHUNK_ROWS {
@@ -558,40 +559,39 @@ pub fn days_since_epoch(d: NaiveDate) -> i32 {
 
 fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
     let n = c.rows;
-    let s = |b: StringChunkedBuilder| b.finish().into_column();
     let columns = vec![
-        s(c.event_id),
+        c.event_id.into_column("event_id"),
         // Constant per file: a scalar column, not n copies of the string.
         Column::new_scalar(
             "source_format".into(),
             Scalar::new(DataType::String, AnyValue::StringOwned(format.into())),
             n,
         ),
-        Column::new("kind".into(), c.kind),
+        c.kind.into_column("kind"),
         Column::new("occurred_at".into(), c.occurred_at)
             .cast(&DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)))
             .expect("i64 to datetime"),
         Column::new("local_date".into(), c.local_date)
             .cast(&DataType::Date)
             .expect("i32 to date"),
-        s(c.order_id),
-        s(c.merchant_order_id),
-        s(c.refund_id),
-        s(c.payment_event_id),
-        s(c.customer_key),
-        Column::new("customer_key_quality".into(), c.customer_key_quality),
-        s(c.product_name),
+        c.order_id.into_column("order_id"),
+        c.merchant_order_id.into_column("merchant_order_id"),
+        c.refund_id.into_column("refund_id"),
+        c.payment_event_id.into_column("payment_event_id"),
+        c.customer_key.into_column("customer_key"),
+        c.customer_key_quality.into_column("customer_key_quality"),
+        c.product_name.into_column("product_name"),
         Column::new("amount_fen".into(), c.amount_fen),
         Column::new("settled_fen".into(), c.settled_fen),
         Column::new("discount_fen".into(), c.discount_fen),
         Column::new("fee_millifen".into(), c.fee_millifen),
-        s(c.currency),
-        Column::new("channel".into(), c.channel),
-        s(c.trade_type),
-        s(c.store),
-        s(c.terminal),
-        s(c.operator),
-        s(c.status),
+        c.currency.into_column("currency"),
+        c.channel.into_column("channel"),
+        c.trade_type.into_column("trade_type"),
+        c.store.into_column("store"),
+        c.terminal.into_column("terminal"),
+        c.operator.into_column("operator"),
+        c.status.into_column("status"),
         Column::new_scalar(
             "source_file".into(),
             Scalar::new(DataType::String, AnyValue::StringOwned(file.into())),
