@@ -11,7 +11,7 @@
 //!                                       adds a part with the keys first seen in it
 //! line_items/month=YYYY-MM/part-<gen>.parquet  POS line items, by month sold (UTC; `unknown` without a time)
 //! inventory/part-<gen>.parquet          inventory snapshots
-//! rejects/<sha256 prefix>.csv           rows that could not be read: file, line, reason, raw text
+//! rejects/<digest prefix>.csv           rows that could not be read: file, line, reason, raw text
 //! ```
 //!
 //! A write stages everything under new generation-numbered names, fsyncs, then replaces `manifest.json`
@@ -29,19 +29,28 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::ingest::model::{InventoryRow, LineItem};
+use crate::ingest::source::FileDigest;
 use crate::privacy::KeyHasher;
 use crate::UserError;
 
 pub const MANIFEST: &str = "manifest.json";
 /// 2: events and identities are lists of parts (version 1 named one file each; it is still read).
-const MANIFEST_VERSION: u32 = 2;
+/// 3: files are named by BLAKE3 (earlier versions named them by SHA-256; those entries are still matched).
+const MANIFEST_VERSION: u32 = 3;
 const LOCK: &str = ".lock";
 pub const SECRET: &str = "secret.key";
 
 /// One ingested file, as the manifest records it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileEntry {
-    pub sha256: String,
+    /// BLAKE3 of the file as stored (hex): what names it from manifest version 3 on, in the events'
+    /// `source_file` too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+    /// SHA-256 of the file as stored (hex): what named it in stores written before version 3; kept for
+    /// the files ingested into such a store since, so a store is never left with one kind alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     pub path: String,
     pub format: String,
     pub rows: u64,
@@ -112,8 +121,19 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    pub fn find(&self, sha256: &str) -> Option<&FileEntry> {
-        self.files.iter().find(|f| f.sha256 == sha256)
+    /// The entry of the file with this digest, by BLAKE3, or by SHA-256 for an entry named so alone.
+    pub fn find(&self, digest: &FileDigest) -> Option<&FileEntry> {
+        self.files.iter().find(|f| match (&f.blake3, &f.sha256) {
+            (Some(b), _) => *b == digest.blake3,
+            (None, Some(s)) => digest.sha256.as_ref() == Some(s),
+            (None, None) => false,
+        })
+    }
+
+    /// Whether some file is named by its SHA-256 alone (ingested before version 3): finding a file then
+    /// takes its SHA-256 too.
+    pub fn needs_sha256(&self) -> bool {
+        self.files.iter().any(|f| f.blake3.is_none())
     }
 
     fn referenced(&self) -> Vec<&str> {

@@ -29,7 +29,7 @@ use crate::store::{FileEntry, StoreWriter};
 use model::{Event, EventSink, FileReport};
 use normalise::TextEncoding;
 use pieces::{in_pieces, parse_in_pieces, PieceGate, PieceStaging, PIECE_BYTES};
-use source::Input;
+use source::{FileDigest, Input};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
@@ -508,10 +508,10 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
 /// A file read and parsed, ready to stage; or found in the store already. A large file comes as a
 /// stream: `Pieces` first, then its `Digest` and its pieces (in any order), then `End`.
 enum Parsed {
-    Already(String),
+    Already(FileDigest),
     File(Box<ParsedFile>),
     Pieces(Arc<PieceGate>, Format),
-    Digest(String),
+    Digest(FileDigest),
     Piece(Box<ParsedPiece>),
     /// The number of pieces the file was cut into.
     End(usize),
@@ -530,7 +530,7 @@ struct ParsedPiece {
 const PARSER_STOPPED: &str = "a parser thread stopped";
 
 struct ParsedFile {
-    sha: String,
+    digest: FileDigest,
     format: Format,
     report: FileReport,
     parts: model::SinkParts,
@@ -579,16 +579,16 @@ impl Parser<'_> {
     }
 
     fn parse_whole(&self, input: &Input, cache: &mut model::KeyCache) -> Result<Parsed> {
-        let sha = input
-            .sha256()
+        let digest = input
+            .digest(self.known.needs_sha256())
             .with_context(|| tr!("ingest.reading", file = input.name))?;
-        if self.known.find(&sha).is_some() {
-            return Ok(Parsed::Already(sha));
+        if self.known.find(&digest).is_some() {
+            return Ok(Parsed::Already(digest));
         }
-        let (format, ctx) = parse_input(input, self.cfg, self.hasher, cache, &sha)
+        let (format, ctx) = parse_input(input, self.cfg, self.hasher, cache, &digest.blake3)
             .with_context(|| tr!("ingest.reading", file = input.name))?;
         Ok(Parsed::File(Box::new(ParsedFile {
-            sha,
+            digest,
             format,
             report: ctx.report,
             parts: ctx.sink.finish(),
@@ -598,12 +598,12 @@ impl Parser<'_> {
 
 /// Stages a parsed input into the store and says what happened to it.
 fn stage_one(input: &Input, cfg: &Config, store: &mut StoreWriter, parsed: Parsed) -> Result<FileOutcome> {
-    let sha = match &parsed {
-        Parsed::Already(sha) => sha.clone(),
-        Parsed::File(f) => f.sha.clone(),
+    let digest = match &parsed {
+        Parsed::Already(d) => d.clone(),
+        Parsed::File(f) => f.digest.clone(),
         _ => anyhow::bail!("{}: a piece of a large file out of turn", input.name),
     };
-    if let Some(outcome) = already_ingested(input, store, &sha) {
+    if let Some(outcome) = already_ingested(input, store, &digest) {
         return Ok(outcome);
     }
     let Parsed::File(file) = parsed else {
@@ -620,14 +620,14 @@ fn stage_one(input: &Input, cfg: &Config, store: &mut StoreWriter, parsed: Parse
     // kept even if its events fail.
     store.stage_identities(identities)?;
     let duplicates = store.stage_events(events)?;
-    store.stage_line_items(&sha, line_items);
-    store.stage_inventory(&sha, inventory);
-    Ok(record_file(input, cfg, store, &sha, &format, report, duplicates))
+    store.stage_line_items(&digest.blake3, line_items);
+    store.stage_inventory(&digest.blake3, inventory);
+    Ok(record_file(input, cfg, store, &digest, &format, report, duplicates))
 }
 
 /// The outcome of a file the store has already (nothing is read again: every event of it is stored).
-fn already_ingested(input: &Input, store: &StoreWriter, sha: &str) -> Option<FileOutcome> {
-    store.manifest.find(sha).map(|prev| {
+fn already_ingested(input: &Input, store: &StoreWriter, digest: &FileDigest) -> Option<FileOutcome> {
+    store.manifest.find(digest).map(|prev| {
         let again = FileEntry {
             path: input.name.clone(),
             payments: 0,
@@ -652,14 +652,15 @@ fn record_file(
     input: &Input,
     cfg: &Config,
     store: &mut StoreWriter,
-    sha: &str,
+    digest: &FileDigest,
     format: &Format,
     report: FileReport,
     duplicates: u64,
 ) -> FileOutcome {
-    let rejects_file = (!report.rejects.is_empty()).then(|| format!("rejects/{}.csv", &sha[..16]));
+    let rejects_file = (!report.rejects.is_empty()).then(|| format!("rejects/{}.csv", &digest.blake3[..16]));
     let entry = FileEntry {
-        sha256: sha.to_string(),
+        blake3: Some(digest.blake3.clone()),
+        sha256: digest.sha256.clone(),
         path: input.name.clone(),
         format: format.name(),
         rows: report.payments + report.refunds + report.skipped_total() + report.rejects.len() as u64,

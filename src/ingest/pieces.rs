@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 
 use super::model::{self, FileReport};
 use super::normalise::TextEncoding;
-use super::source::{self, Input, Payload, Piece};
+use super::source::{self, FileDigest, Input, Payload, Piece};
 use super::{alipay_merchant, wechat_merchant, Ctx, FileOutcome, Format, Parsed, ParsedPiece, Parser, PARSER_STOPPED};
 use crate::config::Config;
 use crate::privacy::KeyHasher;
@@ -126,17 +126,17 @@ pub fn parse_in_pieces(
     let mut pieces = 0;
     std::thread::scope(|scope| {
         let helper = scope.spawn(|| parse_pieces(&mut model::KeyCache::default()));
-        let digest = source::digest_and_cut(input, piece_bytes, |p| {
+        let digest = source::digest_and_cut(input, piece_bytes, known.needs_sha256(), |p| {
             pieces += 1;
             piece_tx.send(p).is_ok() && !gate.stopped()
         });
         drop(piece_tx);
         match digest {
-            Ok(Some(sha)) => {
-                if known.find(&sha).is_some() {
+            Ok(Some(digest)) => {
+                if known.find(&digest).is_some() {
                     gate.stop(); // stored already: the stager says so without its rows
                 }
-                send(Ok(Parsed::Digest(sha)));
+                send(Ok(Parsed::Digest(digest)));
             }
             Ok(None) => {} // given up
             Err(e) => {
@@ -228,7 +228,7 @@ impl PieceStaging<'_> {
             },
             ..Default::default()
         };
-        let mut sha: Option<String> = None;
+        let mut digest: Option<FileDigest> = None;
         let mut waiting = BTreeMap::new();
         let mut failure: Option<anyhow::Error> = None;
         let mut already = false;
@@ -239,7 +239,7 @@ impl PieceStaging<'_> {
                 }
                 Ok(Parsed::Digest(d)) => {
                     already = self.store.manifest.find(&d).is_some();
-                    sha = Some(d);
+                    digest = Some(d);
                 }
                 Ok(Parsed::Piece(p)) => {
                     waiting.insert(p.index, p);
@@ -255,9 +255,9 @@ impl PieceStaging<'_> {
                 continue;
             }
             // Rows are staged once the digest is known (they name it), each piece after the one before.
-            let Some(sha) = &sha else { continue };
+            let Some(d) = &digest else { continue };
             while let Some(piece) = waiting.remove(&file.pieces) {
-                if let Err(e) = self.stage_piece(&mut file, *piece, sha) {
+                if let Err(e) = self.stage_piece(&mut file, *piece, &d.blake3) {
                     failure = Some(e);
                     break;
                 }
@@ -277,13 +277,13 @@ impl PieceStaging<'_> {
             }
             return Ok(Err(e));
         }
-        let Some(sha) = sha else {
+        let Some(digest) = digest else {
             return Ok(Err(anyhow::anyhow!(
                 "{}: read in pieces without its digest",
                 input.name
             )));
         };
-        if let Some(outcome) = super::already_ingested(input, self.store, &sha) {
+        if let Some(outcome) = super::already_ingested(input, self.store, &digest) {
             return Ok(Ok(outcome));
         }
         let FileState {
@@ -298,14 +298,14 @@ impl PieceStaging<'_> {
             None => report.expects_totals = true,
         }
         Ok(Ok(super::record_file(
-            input, cfg, self.store, &sha, &format, report, duplicates,
+            input, cfg, self.store, &digest, &format, report, duplicates,
         )))
     }
 
-    fn stage_piece(&mut self, file: &mut FileState, piece: ParsedPiece, sha: &str) -> Result<()> {
+    fn stage_piece(&mut self, file: &mut FileState, piece: ParsedPiece, file_id: &str) -> Result<()> {
         let (events, identities, ..) = piece.parts;
         self.store.stage_identities(identities)?;
-        file.duplicates += self.store.stage_events(model::set_source_file(events, sha)?)?;
+        file.duplicates += self.store.stage_events(model::set_source_file(events, file_id)?)?;
         file.report.absorb(piece.report);
         match &mut file.totals {
             Some(t) => t.add(piece.totals),

@@ -33,6 +33,60 @@ fn reingesting_the_same_files_changes_nothing() {
     assert!(before == after, "store bytes changed on a re-ingest");
 }
 
+/// A store written before files were named by BLAKE3 (manifest version 2: each file by its SHA-256
+/// alone) still knows its files: they are found again, nothing is rewritten, and a file new to it gets
+/// both digests. The digests are computed here from the files' bytes by the crates' one-call functions.
+#[test]
+fn a_store_that_names_files_by_sha256_still_knows_them() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let files = fx(&["wechat_merchant/all_27col_bom_crlf.csv", "wechat_personal/bill_2024.csv"]);
+    let (code, _) = ingest_json(&store, &files, &[]);
+    assert_eq!(code, 0);
+    let mut m = manifest(&store);
+    assert_eq!(m["version"], 3);
+    for entry in m["files"].as_array_mut().unwrap() {
+        let path = files
+            .iter()
+            .find(|f| f.display().to_string() == entry["path"].as_str().unwrap())
+            .expect("a file of the run");
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(entry["blake3"], blake3::hash(&bytes).to_hex().as_str());
+        assert!(entry.get("sha256").is_none(), "{entry:#}");
+        let e = entry.as_object_mut().unwrap();
+        e.remove("blake3");
+        e.insert("sha256".into(), hex::encode(sha2::Sha256::digest(&bytes)).into());
+    }
+    m["version"] = 2.into();
+    std::fs::write(store.join("manifest.json"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+
+    let before = snapshot(&store);
+    let (code, json) = ingest_json(&store, &files, &[]);
+    assert_eq!(code, 0);
+    for f in json["files"].as_array().unwrap() {
+        assert_eq!(f["status"], "already_ingested", "{f:#}");
+    }
+    assert!(snapshot(&store) == before, "a re-ingest into an old store changed it");
+
+    let new = fx(&["wechat_merchant/success_20col.csv"]);
+    let (code, _) = ingest_json(&store, &new, &[]);
+    assert_eq!(code, 0);
+    let m = manifest(&store);
+    assert_eq!(m["version"], 3);
+    let bytes = std::fs::read(&new[0]).unwrap();
+    let entry = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"].as_str().unwrap().ends_with("success_20col.csv"))
+        .expect("the new file's entry");
+    assert_eq!(entry["blake3"], blake3::hash(&bytes).to_hex().as_str());
+    assert_eq!(entry["sha256"], hex::encode(sha2::Sha256::digest(&bytes)));
+    let old = m["files"].as_array().unwrap().iter().filter(|e| e.get("blake3").is_none()).count();
+    assert_eq!(old, 2, "the old entries are kept as they were");
+}
+
 #[test]
 fn overlapping_exports_never_double_count_in_any_order() {
     // ALL holds tx1..tx3 and two refunds; SUCCESS repeats tx1 and adds tx5; REFUND repeats tx1's refund.
