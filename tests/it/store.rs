@@ -41,7 +41,10 @@ fn a_store_that_names_files_by_sha256_still_knows_them() {
     use sha2::Digest;
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let files = fx(&["wechat_merchant/all_27col_bom_crlf.csv", "wechat_personal/bill_2024.csv"]);
+    let files = fx(&[
+        "wechat_merchant/all_27col_bom_crlf.csv",
+        "wechat_personal/bill_2024.csv",
+    ]);
     let (code, _) = ingest_json(&store, &files, &[]);
     assert_eq!(code, 0);
     let mut m = manifest(&store);
@@ -83,7 +86,12 @@ fn a_store_that_names_files_by_sha256_still_knows_them() {
         .expect("the new file's entry");
     assert_eq!(entry["blake3"], blake3::hash(&bytes).to_hex().as_str());
     assert_eq!(entry["sha256"], hex::encode(sha2::Sha256::digest(&bytes)));
-    let old = m["files"].as_array().unwrap().iter().filter(|e| e.get("blake3").is_none()).count();
+    let old = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.get("blake3").is_none())
+        .count();
     assert_eq!(old, 2, "the old entries are kept as they were");
 }
 
@@ -423,7 +431,7 @@ fn a_later_ingest_adds_parts_and_never_rewrites_stored_files_even_in_a_version_1
     assert_eq!(code, 0, "{json:#}");
     assert_eq!(file(&json, "success_20col.csv")["duplicates"], 1);
     let m = manifest(&store);
-    assert_eq!(m["version"], 2);
+    assert_eq!(m["version"], 3);
     let parts = event_parts(&m);
     for (p, bytes) in first_parts.iter().zip(&stored) {
         assert!(parts.contains(p), "{p} is no longer in the store: {parts:?}");
