@@ -164,28 +164,28 @@ pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: 
     let (mut lines, mut header) = piece_lines(input, enc, piece, header_line, NO_HEADER)?;
     let mut totals = Totals::default();
     let (sums, trailer) = (&mut totals.sums, &mut totals.trailer);
-    let mut line = String::new();
+    let mut scratch = String::new();
     let mut text = RowText::default();
     let mut spare = Vec::new();
-    while lines.next_line_into(&mut line)? {
+    while let Some(line) = lines.next_line_in(&mut scratch)? {
         let n = lines.line_no;
         if line.trim().is_empty() {
             continue;
         }
         if line.starts_with('#') {
             if line.starts_with("#交易合计") || line.starts_with("#退款合计") {
-                trailer.push((n, line.clone()));
+                trailer.push((n, line.to_string()));
             }
             continue;
         }
         let mut quoted = Vec::new();
         let mut cells = recycle_cells(std::mem::take(&mut spare));
-        line_cells_into(&line, &mut quoted, &mut cells);
+        line_cells_into(line, &mut quoted, &mut cells);
         match &header {
             None => header = header_cols(&cells, n)?,
             Some(cols) => match read_row(cols, &cells, n, &mut text, ctx) {
                 Ok(()) => add_sums(cols, &cells, sums),
-                Err(reason) => ctx.report.reject(n, reason, &line),
+                Err(reason) => ctx.report.reject(n, reason, line),
             },
         }
         spare = recycle_cells(cells);

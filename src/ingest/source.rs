@@ -488,6 +488,9 @@ fn expand_zip(zip_input: &Input, inputs: &mut Vec<Input>, bad: &mut Vec<Unreadab
 /// Streams the lines of a text input, decoded, with 1-based line numbers. CR and a BOM are removed.
 pub struct Lines<'a> {
     reader: Box<dyn BufRead + Send + 'a>,
+    /// The bytes still to read, when they are in memory (read whole or mapped) and not compressed: lines
+    /// are then found where the bytes are, and a UTF-8 line is handed out without a copy.
+    in_memory: Option<&'a [u8]>,
     enc: TextEncoding,
     buf: Vec<u8>,
     pub line_no: u64,
@@ -497,6 +500,7 @@ impl<'a> Lines<'a> {
     pub fn new(input: &'a Input, enc: TextEncoding) -> Result<Self> {
         Ok(Lines {
             reader: input.reader()?,
+            in_memory: input.payload.bytes().filter(|b| !b.starts_with(&GZIP_MAGIC)),
             enc,
             buf: Vec::with_capacity(4096),
             line_no: 0,
@@ -507,6 +511,10 @@ impl<'a> Lines<'a> {
     pub fn piece(input: &'a Input, enc: TextEncoding, piece: Piece) -> Result<Self> {
         Ok(Lines {
             reader: input.range_reader(piece.start, piece.end)?,
+            in_memory: input
+                .payload
+                .bytes()
+                .and_then(|b| b.get(piece.start as usize..piece.end as usize)),
             enc,
             buf: Vec::with_capacity(4096),
             line_no: piece.line0,
@@ -522,8 +530,14 @@ impl<'a> Lines<'a> {
     /// The next line decoded into `line` (its old content replaced, its allocation reused); `false` at the
     /// end. The large dialects read every line this way.
     pub fn next_line_into(&mut self, line: &mut String) -> Result<bool> {
-        self.buf.clear();
         line.clear();
+        if self.in_memory.is_some() {
+            return Ok(self.next_in_memory().is_some_and(|bytes| {
+                decode_into(bytes, self.enc, line);
+                true
+            }));
+        }
+        self.buf.clear();
         loop {
             let avail = match self.reader.fill_buf() {
                 Ok(a) => a,
@@ -560,6 +574,44 @@ impl<'a> Lines<'a> {
         self.line_no += 1;
         decode_into(&self.buf, self.enc, line);
         Ok(true)
+    }
+}
+
+impl<'a> Lines<'a> {
+    /// The next line, or `None` at the end: borrowed from the input where it is in memory and in UTF-8,
+    /// else decoded into `scratch` (its old content replaced). The merchant bills, millions of lines, are
+    /// read this way: a mapped bill's lines are not copied.
+    pub fn next_line_in<'s>(&mut self, scratch: &'s mut String) -> Result<Option<&'s str>>
+    where
+        'a: 's,
+    {
+        if self.in_memory.is_some() && self.enc == TextEncoding::Utf8 {
+            let Some(bytes) = self.next_in_memory() else {
+                return Ok(None);
+            };
+            // What `decode_into` takes off every line: a BOM and the CR of a CRLF.
+            let bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF][..]).unwrap_or(bytes);
+            let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+            if let Ok(s) = simdutf8::basic::from_utf8(bytes) {
+                return Ok(Some(s));
+            }
+            scratch.clear();
+            decode_into(bytes, self.enc, scratch);
+            return Ok(Some(scratch.as_str()));
+        }
+        Ok(self.next_line_into(scratch)?.then_some(scratch.as_str()))
+    }
+
+    /// The bytes of the next line in memory (without its `\n`), or `None` at the end.
+    fn next_in_memory(&mut self) -> Option<&'a [u8]> {
+        let rest = self.in_memory.filter(|r| !r.is_empty())?;
+        let (line, next) = match memchr::memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        self.in_memory = Some(next);
+        self.line_no += 1;
+        Some(line)
     }
 }
 
@@ -915,6 +967,58 @@ mod tests {
         .expect("read");
         assert!(pieces > 10);
         assert!(rss() <= 8, "{} KiB still resident", rss());
+    }
+
+    /// Lines read where the bytes are in memory (borrowed, or decoded into a scratch line) are the lines
+    /// a streamed read decodes: with a BOM, CRLF, empty lines, bytes that are not UTF-8, a last line
+    /// without its newline, in UTF-8 and in GB18030, whole and in a piece.
+    #[test]
+    fn lines_in_memory_are_the_streamed_lines() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bill.csv");
+        let mut content = b"\xEF\xBB\xBFh1,h2\r\n`a,\xE6\x8B\xBF\r\n\r\n\n`b,\xFF\xFEx\r\n".to_vec();
+        content.extend(b"\xC4\xC3,last");
+        std::fs::write(&path, &content).expect("write");
+        let streamed = Input {
+            name: "bill.csv".into(),
+            payload: Payload::File(path),
+            size: content.len() as u64,
+        };
+        let loaded = streamed.loaded(u64::MAX).expect("read");
+        assert!(matches!(loaded.payload, Payload::Bytes(_)));
+        let piece = Piece {
+            index: 1,
+            start: 10, // after the BOM and the header line
+            end: content.len() as u64,
+            line0: 1,
+        };
+        for enc in [TextEncoding::Utf8, TextEncoding::Gb18030] {
+            let read = |input: &Input, piece: Option<Piece>, borrowed: bool| {
+                let mut lines = match piece {
+                    Some(p) => Lines::piece(input, enc, p).expect("lines"),
+                    None => Lines::new(input, enc).expect("lines"),
+                };
+                let mut out = Vec::new();
+                let mut scratch = String::new();
+                loop {
+                    let line = if borrowed {
+                        lines.next_line_in(&mut scratch).expect("read").map(str::to_string)
+                    } else {
+                        lines.next_line().expect("read")
+                    };
+                    let Some(line) = line else { break };
+                    out.push((lines.line_no, line));
+                }
+                out
+            };
+            for piece in [None, Some(piece)] {
+                let want = read(&streamed, piece, false);
+                assert_eq!(want.len(), if piece.is_some() { 5 } else { 6 }, "{want:?}");
+                assert_eq!(read(&loaded, piece, true), want, "{enc:?} {piece:?}");
+                assert_eq!(read(&loaded, piece, false), want, "{enc:?} {piece:?}");
+                assert_eq!(read(&streamed, piece, true), want, "{enc:?} {piece:?}");
+            }
+        }
     }
 
     /// A file read whole, a file mapped and a file streamed have the same digest and the same content.

@@ -229,20 +229,20 @@ const NO_HEADER: &str = "no WeChat merchant header line (交易时间,公众账�
 pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: &mut Ctx) -> Result<Totals> {
     let (mut lines, mut header) = piece_lines(input, enc, piece, header_cols, NO_HEADER)?;
     let mut totals = Totals::default();
-    let mut line = String::new();
+    let mut scratch = String::new();
     let mut text = RowText::default();
     let mut spare = Vec::new();
-    while lines.next_line_into(&mut line)? {
+    while let Some(line) = lines.next_line_in(&mut scratch)? {
         let n = lines.line_no;
         if line.trim().is_empty() {
             continue;
         }
         let Some(cols) = &header else {
-            header = header_cols(&line, n)?;
+            header = header_cols(line, n)?;
             continue;
         };
         if line.starts_with("总交易单数") {
-            let names = split_csv_line(&line);
+            let names = split_csv_line(line);
             let values = next_non_empty(&mut lines)?;
             totals.summaries.push(Summary {
                 names,
@@ -254,14 +254,14 @@ pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: 
         }
         let mut quoted = Vec::new();
         let mut cells = recycle_cells(std::mem::take(&mut spare));
-        line_cells_into(&line, &mut quoted, &mut cells);
+        line_cells_into(line, &mut quoted, &mut cells);
         // Totals are recomputed over the rows read: a rejected row shows as a mismatch.
         match read_row(cols, &cells, n, &mut text, ctx) {
             Ok(()) => {
                 totals.sums.rows += 1;
                 add_sums(cols, &cells, &mut totals.sums);
             }
-            Err(reason) => ctx.report.reject(n, reason, &line),
+            Err(reason) => ctx.report.reject(n, reason, line),
         }
         spare = recycle_cells(cells);
     }
