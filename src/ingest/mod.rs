@@ -28,7 +28,7 @@ use crate::privacy::KeyHasher;
 use crate::store::{FileEntry, StoreWriter};
 use model::{Event, EventSink, FileReport};
 use normalise::TextEncoding;
-use pieces::{in_pieces, parse_in_pieces, PieceGate, PieceStaging, PIECE_BYTES};
+use pieces::{in_pieces, parse_in_pieces, PieceGate, PieceStaging, PIECE_BYTES, PIECE_LINES};
 use source::{FileDigest, Input};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -376,10 +376,11 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(COMMIT_BATCH_ROWS);
-    let piece_bytes = std::env::var("PAYLENS_TEST_PIECE_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(PIECE_BYTES);
+    let test_setting = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    let cut = source::Cut {
+        bytes: test_setting("PAYLENS_TEST_PIECE_BYTES").unwrap_or(PIECE_BYTES),
+        lines: test_setting("PAYLENS_TEST_PIECE_LINES").unwrap_or(PIECE_LINES),
+    };
     // Two stages: parser threads read and parse files, this thread stages each parsed file into the store
     // (dedupe, identities) in input order and commits batches.
     let hasher = store.hasher.clone();
@@ -420,7 +421,7 @@ pub fn run(params: &IngestParams, cfg: &Config) -> Result<IngestOutcome> {
                         cfg,
                         hasher,
                         known,
-                        piece_bytes,
+                        cut,
                     };
                     parser.parse(input, &mut cache, &mut buf, &senders[i]);
                 }
@@ -549,7 +550,8 @@ struct Parser<'a> {
     cfg: &'a Config,
     hasher: &'a KeyHasher,
     known: &'a crate::store::Manifest,
-    piece_bytes: u64,
+    /// Where a large file is cut into pieces.
+    cut: source::Cut,
 }
 
 impl Parser<'_> {
@@ -569,7 +571,7 @@ impl Parser<'_> {
                 return;
             }
         };
-        match in_pieces(&loaded, self.cfg, self.piece_bytes) {
+        match in_pieces(&loaded, self.cfg, self.cut.bytes) {
             Some((format, enc)) => parse_in_pieces(&loaded, format, enc, self, out),
             None => {
                 let _ = out.send(self.parse_whole(&loaded, cache));

@@ -653,19 +653,28 @@ pub struct Piece {
 /// one piece with its last rows.
 const PIECE_TAIL: u64 = 64 * 1024;
 
-/// Reads a file once as stored, returning its digest (with its SHA-256 if `with_sha256`) and cutting it at line ends into pieces of about
-/// `piece_bytes`, each handed to `on_piece` as soon as it has been read (so it can be parsed while the
-/// rest is read). The pieces cover the file in order; the last ends where the file does. In both
-/// encodings read here (UTF-8, GB18030) a `\n` byte is always a line end, never part of a character.
-/// `on_piece` returns `false` to stop: the digest is then not needed (`None`).
+/// Where a large file is cut: a piece ends at its `lines`-th line end, or at the first line end at or past
+/// `bytes` bytes into it if that comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    pub bytes: u64,
+    pub lines: u64,
+}
+
+/// Reads a file once as stored, returning its digest (with its SHA-256 if `with_sha256`) and cutting it
+/// at line ends into pieces (see [`Cut`]), each handed to `on_piece` as soon as it has been read (so it
+/// can be parsed while the rest is read). The pieces cover the file in order; the last ends where the file
+/// does. In both encodings read here (UTF-8, GB18030) a `\n` byte is always a line end, never part of a
+/// character. `on_piece` returns `false` to stop: the digest is then not needed (`None`).
 pub fn digest_and_cut(
     input: &Input,
-    piece_bytes: u64,
+    cut: Cut,
     with_sha256: bool,
     mut on_piece: impl FnMut(Piece) -> bool,
 ) -> Result<Option<FileDigest>> {
-    let piece_bytes = piece_bytes.max(1);
+    let (piece_bytes, piece_lines) = (cut.bytes.max(1), cut.lines.max(1));
     let mut h = FileHasher::new(with_sha256);
+    // Line ends before `piece`'s start, and in it up to where the current block has been counted.
     let mut lines = 0u64;
     let mut piece = Piece {
         index: 0,
@@ -678,32 +687,50 @@ pub fn digest_and_cut(
     input.each_block(|pos, block| {
         h.update(block);
         end = pos + block.len() as u64;
-        // Cuts at the first line end at or past each piece's length, while enough of the file follows.
-        let mut counted = 0;
-        while piece.start + piece_bytes <= end {
-            let from = (piece.start + piece_bytes).saturating_sub(1).max(pos) - pos;
-            let Some(i) = memchr::memchr(b'\n', &block[from as usize..]).map(|i| from as usize + i) else {
-                break; // the line goes on into the next block
+        let mut counted = 0; // the line ends of block[..counted] are in `lines`
+        loop {
+            // The piece's last line end in this block: its `piece_lines`-th, or the first at or past its
+            // `piece_bytes`-th byte, whichever comes first.
+            let left = piece_lines.saturating_sub(lines - piece.line0).max(1);
+            let mut seen = 0; // line ends of block[counted..] looked at (all of them if there is no cut)
+            let by_lines = memchr::memchr_iter(b'\n', &block[counted..]).find_map(|i| {
+                seen += 1;
+                (seen == left).then_some(counted + i)
+            });
+            let by_bytes = if piece.start + piece_bytes <= end {
+                let from = ((piece.start + piece_bytes).saturating_sub(1).max(pos) - pos) as usize;
+                memchr::memchr(b'\n', &block[from.max(counted)..]).map(|i| from.max(counted) + i)
+            } else {
+                None
             };
-            let cut = pos + i as u64 + 1;
-            if input.size.saturating_sub(cut) < PIECE_TAIL {
+            let cut_at = by_lines
+                .into_iter()
+                .chain(by_bytes)
+                .min()
+                .filter(|&i| input.size.saturating_sub(pos + i as u64 + 1) >= PIECE_TAIL);
+            let Some(i) = cut_at else {
+                // The piece goes on into the next block.
+                lines += match by_lines {
+                    None => seen,
+                    Some(_) => memchr::memchr_iter(b'\n', &block[counted..]).count() as u64,
+                };
                 break;
-            }
+            };
+            let at = pos + i as u64 + 1;
             lines += memchr::memchr_iter(b'\n', &block[counted..=i]).count() as u64;
             counted = i + 1;
-            piece.end = cut;
+            piece.end = at;
             if !on_piece(piece) {
                 stopped = true;
                 return false;
             }
             piece = Piece {
                 index: piece.index + 1,
-                start: cut,
+                start: at,
                 end: 0,
                 line0: lines,
             };
         }
-        lines += memchr::memchr_iter(b'\n', &block[counted..]).count() as u64;
         // Done with the block: the pieces are parsed from the file again, so a mapped file's pages need not
         // stay in the process meanwhile. (A file parsed whole keeps them: its parse reads every page next.)
         input.release(pos, end);
@@ -872,14 +899,26 @@ mod tests {
         };
         let mapped = on_disk.loaded(0).expect("mapped").into_owned();
         assert!(matches!(mapped.payload, Payload::Mapped(_)));
-        for (input, piece_bytes) in [&on_disk, &mapped]
+        let by_bytes = [1, 4096, 100_000, 3 << 20, 1 << 40].map(|b| (b, u64::MAX));
+        let by_lines = [
+            (1 << 40, 1),
+            (1 << 40, 1000),
+            (1 << 40, 25_000),
+            (100_000, 1000),
+            (4096, 40),
+        ];
+        for (input, (piece_bytes, piece_lines)) in [&on_disk, &mapped]
             .into_iter()
-            .flat_map(|i| [1, 4096, 100_000, 3 << 20, 1 << 40].map(|p| (i, p)))
+            .flat_map(|i| by_bytes.into_iter().chain(by_lines).map(move |c| (i, c)))
         {
             let mut pieces = Vec::new();
             // The SHA-256 is asked for on every other size of piece.
             let with_sha256 = piece_bytes % 2 == 0;
-            let digest = digest_and_cut(input, piece_bytes, with_sha256, |p| {
+            let cut = Cut {
+                bytes: piece_bytes,
+                lines: piece_lines,
+            };
+            let digest = digest_and_cut(input, cut, with_sha256, |p| {
                 pieces.push(p);
                 true
             })
@@ -900,25 +939,42 @@ mod tests {
                 if i + 1 < pieces.len() {
                     assert_eq!(pieces[i + 1].start, p.end);
                     assert_eq!(content[end - 1], b'\n');
-                    assert!(end - start >= piece_bytes as usize, "{p:?}");
                     assert!(content.len() - end >= PIECE_TAIL as usize);
+                    // Cut at its `piece_lines`-th line end, or at the first one past `piece_bytes` bytes,
+                    // whichever came first.
+                    let lines = memchr::memchr_iter(b'\n', &content[start..end]).count() as u64;
+                    assert!(lines <= piece_lines, "{p:?}: {lines} lines");
+                    if lines < piece_lines {
+                        assert!(end - start >= piece_bytes as usize, "{p:?}");
+                    }
+                    let first_by_bytes = (start + piece_bytes as usize - 1).min(end - 1);
+                    assert!(!content[first_by_bytes..end - 1].contains(&b'\n'), "{p:?}");
                 }
             }
-            let expected = match piece_bytes {
-                1 => 55_000, // about one a line, but for the lines in the tail (64 KiB of ~50 bytes)
-                4096 => content.len() / 4096 / 2,
+            let expected = match (piece_bytes, piece_lines) {
+                (1, _) | (_, 1) => 55_000, // about one a line, but for the lines in the tail (64 KiB of ~50 bytes)
+                (4096, _) => content.len() / 4096 / 2,
+                (_, 1000) => 50,
                 _ => 1,
             };
-            assert!(pieces.len() >= expected, "{piece_bytes}: {} pieces", pieces.len());
+            assert!(pieces.len() >= expected, "{cut:?}: {} pieces", pieces.len());
         }
         // Stopped part-way: no digest.
         for input in [&on_disk, &mapped] {
             let mut n = 0;
             assert_eq!(
-                digest_and_cut(input, 4096, false, |_| {
-                    n += 1;
-                    n < 3
-                })
+                digest_and_cut(
+                    input,
+                    Cut {
+                        bytes: 4096,
+                        lines: u64::MAX
+                    },
+                    false,
+                    |_| {
+                        n += 1;
+                        n < 3
+                    }
+                )
                 .expect("read"),
                 None
             );
@@ -960,10 +1016,18 @@ mod tests {
         assert_eq!(mapped.digest(false).expect("digest").blake3, digest_of(&content).blake3);
         assert!(rss() > 8 << 10, "a whole read keeps the pages: {} KiB", rss());
         let mut pieces = 0;
-        digest_and_cut(&mapped, 1 << 20, false, |_| {
-            pieces += 1;
-            true
-        })
+        digest_and_cut(
+            &mapped,
+            Cut {
+                bytes: 1 << 20,
+                lines: u64::MAX,
+            },
+            false,
+            |_| {
+                pieces += 1;
+                true
+            },
+        )
         .expect("read");
         assert!(pieces > 10);
         assert!(rss() <= 8, "{} KiB still resident", rss());

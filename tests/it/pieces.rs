@@ -159,9 +159,11 @@ fn ingest_env(store: &Path, paths: &[PathBuf], env: &[(&str, &str)], extra: &[&s
     (out.status.code().unwrap_or(-1), json)
 }
 
-/// Pieces of 8 KiB (a file over 32 KiB is read in pieces) and batches of 300 rows.
+/// Pieces of 30 lines or 8 KiB, whichever ends first (a file over 8 KiB is read in pieces), and batches
+/// of 300 rows.
 const IN_PIECES: &[(&str, &str)] = &[
     ("PAYLENS_TEST_PIECE_BYTES", "8192"),
+    ("PAYLENS_TEST_PIECE_LINES", "30"),
     ("PAYLENS_TEST_COMMIT_BATCH_ROWS", "300"),
 ];
 
