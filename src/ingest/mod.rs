@@ -121,6 +121,8 @@ pub struct Ctx<'a> {
     pub tz: Tz,
     pub sink: EventSink<'a>,
     pub report: FileReport,
+    /// Bill times to UTC, the zone's offset looked up once a day.
+    to_utc: normalise::ToUtc,
 }
 
 impl<'a> Ctx<'a> {
@@ -131,6 +133,7 @@ impl<'a> Ctx<'a> {
         Ctx {
             cfg,
             tz: cfg.timezone,
+            to_utc: normalise::ToUtc::new(cfg.timezone),
             sink,
             report: FileReport {
                 format: format.name(),
@@ -146,7 +149,7 @@ impl<'a> Ctx<'a> {
     /// A local bill time and its UTC instant.
     pub fn time(&self, raw: &str) -> Result<(NaiveDateTime, DateTime<Utc>), String> {
         let local = normalise::parse_local_time(raw)?;
-        Ok((local, normalise::to_utc(local, self.tz)?))
+        Ok((local, self.to_utc.convert(local)?))
     }
 
     pub fn today(&self) -> NaiveDate {
