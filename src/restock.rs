@@ -316,10 +316,12 @@ fn revenue_by_window(daily: &DataFrame, as_of: i32) -> Result<HashMap<String, (i
     Ok(out)
 }
 
-/// The latest snapshot row per sku.
-fn latest_inventory(rows: Vec<InventoryRow>) -> Vec<InventoryRow> {
+/// The latest snapshot row per sku, of those taken by `by` if given (the as-of date of a report for an
+/// earlier week: stock counted after it was not known then). A sku counted only later has no row: if it sold in the last
+/// 28 days it is listed as a gap (sold, not stocked).
+fn latest_inventory(rows: Vec<InventoryRow>, by: Option<NaiveDate>) -> Vec<InventoryRow> {
     let mut by_sku: HashMap<String, InventoryRow> = HashMap::new();
-    for r in rows {
+    for r in rows.into_iter().filter(|r| by.is_none_or(|by| r.snapshot_date <= by)) {
         match by_sku.get(&r.sku) {
             Some(prev) if prev.snapshot_date > r.snapshot_date => {}
             _ => {
@@ -436,11 +438,17 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
             ..Default::default()
         });
     }
-    let inventory = match &p.inventory {
-        Some(path) => crate::ingest::read_inventory(path, cfg)?,
-        None => inventory_from_store(&store)?,
+    // A file given with --inventory is the stock the user means, whatever its dates. The store's latest
+    // count is the stock of the latest week (counted, say, on the Monday after it); for an earlier week,
+    // the counts up to its as-of date.
+    let counted_by = match p.as_of {
+        Some(d) if d < resolve_as_of(None, &events)? => Some(d),
+        _ => None,
     };
-    let inventory = latest_inventory(inventory);
+    let inventory = match &p.inventory {
+        Some(path) => latest_inventory(crate::ingest::read_inventory(path, cfg)?, None),
+        None => latest_inventory(inventory_from_store(&store)?, counted_by),
+    };
     if let Some(weeks) = p.simulate_weeks {
         let r = simulate(&parts, line_items, &inventory, &p.settings, day, weeks)?;
         let text = serde_json::to_string_pretty(&r)?;
@@ -664,4 +672,59 @@ fn restock_frames(
     )?;
     let gaps = df!("kind" => gap_kind, "sku" => gap_sku, "name" => gap_name, "detail" => gap_detail)?;
     Ok((restock, gaps, urgent, to_order))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(sku: &str, date: (i32, u32, u32), on_hand: f64) -> InventoryRow {
+        InventoryRow {
+            snapshot_date: NaiveDate::from_ymd_opt(date.0, date.1, date.2).expect("a date"),
+            sku: sku.into(),
+            name: None,
+            on_hand,
+            on_order: 0.0,
+            lead_time_days: None,
+            pack_size: None,
+            min_order: None,
+            unit_cost_fen: None,
+            line: 0,
+        }
+    }
+
+    /// A report for an earlier week takes each sku's last count up to its as-of date; a sku first counted
+    /// later has none; without a date the latest count is taken.
+    #[test]
+    fn inventory_is_the_last_count_by_the_as_of_date() {
+        let rows = || {
+            vec![
+                row("beans", (2026, 11, 1), 10.0),
+                row("beans", (2026, 11, 15), 4.0),
+                row("beans", (2026, 11, 22), 30.0),
+                row("milk", (2026, 11, 22), 12.0),
+                row("cups", (2026, 11, 8), 500.0),
+            ]
+        };
+        let counts = |v: Vec<InventoryRow>| v.into_iter().map(|r| (r.sku, r.on_hand)).collect::<Vec<_>>();
+        let day = |d| NaiveDate::from_ymd_opt(2026, 11, d);
+        assert_eq!(
+            counts(latest_inventory(rows(), day(16))),
+            [("beans".to_string(), 4.0), ("cups".to_string(), 500.0)]
+        );
+        // A count taken on the as-of date counts.
+        assert_eq!(
+            counts(latest_inventory(rows(), day(15))),
+            [("beans".to_string(), 4.0), ("cups".to_string(), 500.0)]
+        );
+        assert_eq!(counts(latest_inventory(rows(), day(7))), [("beans".to_string(), 10.0)]);
+        assert_eq!(
+            counts(latest_inventory(rows(), None)),
+            [
+                ("beans".to_string(), 30.0),
+                ("cups".to_string(), 500.0),
+                ("milk".to_string(), 12.0)
+            ]
+        );
+    }
 }

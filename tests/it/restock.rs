@@ -172,3 +172,73 @@ fn the_monday_run_twice_changes_nothing() {
     assert!(second.contains("0 new file(s), 0 new event(s)"), "{second}");
     assert!(before == csvs(&shop.join("reports")), "a second run changed the tables");
 }
+
+/// The store's inventory counts (the demo's of Sunday 22 November, and two more): a restock for an earlier
+/// week takes each product's last count up to that week's end (a later count was not known then, and a
+/// product first counted later is a gap); the latest week takes the latest count, here the Monday after.
+#[test]
+fn an_earlier_week_takes_the_counts_of_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    demo(&out, &["--customers", "300", "--days", "120"]);
+    let store = out.join("store");
+    let counts = [
+        ("early.csv", "2026-11-08", "SKU002,美式咖啡,7", "SKU003,燕麦拿铁,11"),
+        ("late.csv", "2026-11-23", "SKU002,美式咖啡,70", "SKU001,拿铁,5"),
+    ];
+    let mut files = Vec::new();
+    for (name, date, a, b) in counts {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!("sku,name,on_hand,on_order,snapshot_date\n{a},0,{date}\n{b},0,{date}\n"),
+        )
+        .unwrap();
+        files.push(path);
+    }
+    let (code, json) = ingest_json(&store, &files, &[]);
+    assert_eq!(code, 0, "{json:#}");
+    let on_hand = |as_of: Option<&str>| {
+        let reports = dir.path().join(format!("reports-{}", as_of.unwrap_or("latest")));
+        let mut args = vec!["restock", "--reports", reports.to_str().unwrap()];
+        if let Some(d) = as_of {
+            args.extend(["--as-of", d]);
+        }
+        let o = run(&store, &args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let week = std::fs::read_dir(&reports).unwrap().next().unwrap().unwrap().path();
+        let (h, rows) = csv_rows(&week.join("restock.csv"));
+        let col = |name: &str| h.iter().position(|c| c == name).unwrap();
+        let mut v: Vec<(String, f64)> = rows
+            .iter()
+            .filter(|r| ["SKU001", "SKU002", "SKU003"].contains(&r[col("sku")].as_str()))
+            .map(|r| (r[col("sku")].clone(), r[col("on_hand")].parse().unwrap()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        let (_, gaps) = csv_rows(&week.join("inventory_gaps.csv"));
+        let unstocked = gaps
+            .iter()
+            .any(|g| g[0] == "sold, not in the inventory snapshot" && g[1] == "SKU001");
+        (v, unstocked)
+    };
+    let s = |a: &str, b: f64| (a.to_string(), b);
+    // The demo's own count of 燕麦拿铁 (SKU003), from its file.
+    let demo_count = std::fs::read_to_string(out.join("inbox/inventory/inventory_2026-11-22.csv")).unwrap();
+    let oat: f64 = demo_count
+        .lines()
+        .find_map(|l| l.strip_prefix("SKU003,"))
+        .and_then(|rest| rest.split(',').nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The week to Sunday 2026-11-15: the 8 November counts; 拿铁 (SKU001) was first counted later.
+    assert_eq!(
+        on_hand(Some("2026-11-15")),
+        (vec![s("SKU002", 7.0), s("SKU003", 11.0)], true)
+    );
+    // The latest week (to Sunday 2026-11-22): the latest count of each product, the Monday's where there
+    // is one.
+    let latest = (vec![s("SKU001", 5.0), s("SKU002", 70.0), s("SKU003", oat)], false);
+    assert_eq!(on_hand(None), latest);
+    assert_eq!(on_hand(Some("2026-11-22")), latest);
+}
