@@ -441,13 +441,17 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
     // A file given with --inventory is the stock the user means, whatever its dates. The store's latest
     // count is the stock of the latest week (counted, say, on the Monday after it); for an earlier week,
     // the counts up to its as-of date.
-    let counted_by = match p.as_of {
-        Some(d) if d < resolve_as_of(None, &events)? => Some(d),
-        _ => None,
-    };
     let inventory = match &p.inventory {
         Some(path) => latest_inventory(crate::ingest::read_inventory(path, cfg)?, None),
-        None => latest_inventory(inventory_from_store(&store)?, counted_by),
+        None => {
+            let counts = inventory_from_store(&store)?;
+            // (The store's events are scanned for their latest week only if a count is later than as_of.)
+            let counted_by = match p.as_of {
+                Some(d) if counts.iter().any(|r| r.snapshot_date > d) && d < resolve_as_of(None, &events)? => Some(d),
+                _ => None,
+            };
+            latest_inventory(counts, counted_by)
+        }
     };
     if let Some(weeks) = p.simulate_weeks {
         let r = simulate(&parts, line_items, &inventory, &p.settings, day, weeks)?;
