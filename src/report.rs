@@ -126,6 +126,7 @@ pub fn headline(a: &AnalyzeOutcome, r: &RestockOutcome) -> Result<String> {
                 .order_by
                 .map_or(String::new(), |d| tr!("report.order_by", day = i18n::day(d)))
         )),
+        None if r.no_counts => parts.push(tr!("report.no_counts_headline").to_string()),
         None => parts.push(tr!("report.nothing_to_order").to_string()),
     }
     Ok(parts.join(tr!("report.headline_separator")) + tr!("report.headline_end"))
@@ -272,7 +273,9 @@ pub fn summary_markdown(a: &AnalyzeOutcome, r: &RestockOutcome) -> Result<String
     }
     let _ = writeln!(md, "\n{}", tr!("report.lists_to_act_on"));
     let _ = writeln!(md, "\n## {}\n", tr!("report.to_order"));
-    if r.to_order.is_empty() {
+    if r.no_counts {
+        let _ = writeln!(md, "{}", tr!("report.no_counts"));
+    } else if r.to_order.is_empty() {
         let _ = writeln!(md, "{}", tr!("report.nothing_this_week"));
     }
     for o in r.to_order.iter().take(10) {

@@ -374,6 +374,9 @@ fn inventory_from_store(store: &StoreReader) -> Result<Vec<InventoryRow>> {
 pub struct RestockOutcome {
     pub folder: PathBuf,
     pub to_order: Vec<OrderLine>,
+    /// No stock count to order from (none in the store up to the as-of date, or an empty file): nothing
+    /// to order means nothing known, not enough stock.
+    pub no_counts: bool,
     /// (product name, 28-day trend) of every product with a trend, fastest rise first.
     pub movers: Vec<(String, f64)>,
     /// 90-day revenue per product in fen, largest first (the ABC Pareto curve).
@@ -497,7 +500,9 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
         for line in urgent.iter().take(12) {
             writeln!(out, "  {line}")?;
         }
-        if urgent.is_empty() {
+        if inventory.is_empty() {
+            writeln!(out, "  {}", tr!("restock.no_counts", date = crate::i18n::date(as_of)))?;
+        } else if urgent.is_empty() {
             writeln!(out, "  {}", tr!("restock.nothing"))?;
         }
         writeln!(
@@ -518,6 +523,7 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
     Ok(RestockOutcome {
         folder,
         to_order,
+        no_counts: inventory.is_empty(),
         movers,
         revenue_90,
     })

@@ -175,7 +175,8 @@ fn the_monday_run_twice_changes_nothing() {
 
 /// The store's inventory counts (the demo's of Sunday 22 November, and two more): a restock for an earlier
 /// week takes each product's last count up to that week's end (a later count was not known then, and a
-/// product first counted later is a gap); the latest week takes the latest count, here the Monday after.
+/// product first counted later is a gap); the latest week takes the latest count, here the Monday after;
+/// a week before every count has nothing to order from, and says so.
 #[test]
 fn an_earlier_week_takes_the_counts_of_its_time() {
     let dir = tempfile::tempdir().unwrap();
@@ -241,4 +242,34 @@ fn an_earlier_week_takes_the_counts_of_its_time() {
     let latest = (vec![s("SKU001", 5.0), s("SKU002", 70.0), s("SKU003", oat)], false);
     assert_eq!(on_hand(None), latest);
     assert_eq!(on_hand(Some("2026-11-22")), latest);
+    // Before the first count there is nothing to order from, and the planner and the owner are told so
+    // rather than that nothing needs ordering.
+    let o = run(
+        &store,
+        &[
+            "restock",
+            "--as-of",
+            "2026-11-01",
+            "--reports",
+            dir.path().join("r44").to_str().unwrap(),
+        ],
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains("no stock count up to"), "{text}");
+    assert!(!text.contains("nothing to order"), "{text}");
+    let reports = dir.path().join("report44");
+    let o = run(
+        &store,
+        &["report", "--week", "2026-W44", "--reports", reports.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = std::fs::read_to_string(reports.join("2026-W44/summary.md")).unwrap();
+    assert!(
+        md.contains("no stock count to order from") && md.contains("No stock count up to this week's end"),
+        "{md}"
+    );
+    assert!(
+        !md.contains("Nothing this week") && !md.contains("nothing to order this week"),
+        "{md}"
+    );
 }
