@@ -323,6 +323,8 @@ pub struct StoreWriter {
     /// Staged events being written ahead of their commit ([`StoreWriter::spill`]), if any.
     spilling: Option<std::thread::JoinHandle<Result<()>>>,
     spills: u64,
+    /// The entries of the files this run has staged, committed or not.
+    this_run: Vec<FileEntry>,
 }
 
 impl StoreWriter {
@@ -369,6 +371,7 @@ impl StoreWriter {
             pending: None,
             spilling: None,
             spills: 0,
+            this_run: Vec::new(),
         };
         w.remove_unreferenced()?;
         Ok(w)
@@ -466,10 +469,21 @@ impl StoreWriter {
     }
 
     pub fn stage_file(&mut self, entry: FileEntry, rejects_csv: Option<Vec<u8>>) {
+        self.this_run.push(entry.clone());
         if let (Some(name), Some(bytes)) = (&entry.rejects_file, rejects_csv) {
             self.staged.rejects.push((name.clone(), bytes));
         }
         self.staged.files.push(entry);
+    }
+
+    /// The entry of a file with this digest that the store holds, or that this run has stored (staged, or
+    /// being committed): the same export given twice in one run is read once.
+    pub fn find_file(&self, digest: &crate::ingest::source::FileDigest) -> Option<&FileEntry> {
+        self.manifest.find(digest).or_else(|| {
+            self.this_run
+                .iter()
+                .find(|f| f.blake3.as_deref() == Some(digest.blake3.as_str()))
+        })
     }
 
     pub fn has_staged(&self) -> bool {

@@ -632,7 +632,7 @@ fn stage_one(input: &Input, cfg: &Config, store: &mut StoreWriter, parsed: Parse
 
 /// The outcome of a file the store has already (nothing is read again: every event of it is stored).
 fn already_ingested(input: &Input, store: &StoreWriter, digest: &FileDigest) -> Option<FileOutcome> {
-    store.manifest.find(digest).map(|prev| {
+    store.find_file(digest).map(|prev| {
         let again = FileEntry {
             path: input.name.clone(),
             payments: 0,

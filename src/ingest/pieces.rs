@@ -242,7 +242,7 @@ impl PieceStaging<'_> {
                     failure.get_or_insert(e);
                 }
                 Ok(Parsed::Digest(d)) => {
-                    already = self.store.manifest.find(&d).is_some();
+                    already = self.store.find_file(&d).is_some();
                     digest = Some(d);
                 }
                 Ok(Parsed::Piece(p)) => {

@@ -365,3 +365,38 @@ fn an_alipay_export_read_in_pieces_from_disk_or_a_zip_is_stored_as_a_whole_read_
         "the zip entry was not read in pieces"
     );
 }
+
+/// The same export given twice in one run (a download saved twice, a copy in another folder) is stored
+/// once and the copy is reported as already ingested, both for a file read whole and for one read in
+/// pieces, and whether or not a commit fell between them.
+#[test]
+fn the_same_export_twice_in_one_run_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bill = wechat_bill(3000, 10, "42000026262026");
+    let big = written(dir.path(), "big.csv", &bill);
+    let big_copy = written(dir.path(), "big (1).csv", &bill);
+    let small = fixture("wechat_merchant/all_27col_bom_crlf.csv");
+    let small_copy = dir.path().join("small copy.csv");
+    std::fs::copy(&small, &small_copy).unwrap();
+    // Read whole in one commit; then in pieces, in batches of 300 rows (a commit falls between a file and
+    // its copy).
+    for env in [&[][..], IN_PIECES] {
+        let store = dir.path().join(format!("store-{}", env.len()));
+        let inputs = [small.clone(), big.clone(), small_copy.clone(), big_copy.clone()];
+        let (code, json) = ingest_env(&store, &inputs, env, &[]);
+        assert_eq!(code, 0, "{json:#}");
+        check_outcome(file(&json, "big.csv"), &bill);
+        assert_eq!(file(&json, "all_27col_bom_crlf.csv")["status"], "ingested");
+        let copy = file(&json, "big (1).csv");
+        assert_eq!(copy["status"], "already_ingested", "{copy:#}");
+        assert_eq!(copy["duplicates"], bill.payments + bill.refunds, "{copy:#}");
+        assert_eq!(copy["payments"], 0);
+        let copy = file(&json, "small copy.csv");
+        assert_eq!(copy["status"], "already_ingested", "{copy:#}");
+        assert_eq!(copy["duplicates"], 5, "{copy:#}");
+        assert_eq!(events(&store).len() as u64, 5 + bill.payments + bill.refunds);
+        // The manifest names each export once.
+        let m = manifest(&store);
+        assert_eq!(m["files"].as_array().unwrap().len(), 2, "{m:#}");
+    }
+}
