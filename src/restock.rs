@@ -317,8 +317,8 @@ fn revenue_by_window(daily: &DataFrame, as_of: i32) -> Result<HashMap<String, (i
 }
 
 /// The latest snapshot row per sku, of those taken by `by` if given (the as-of date of a report for an
-/// earlier week: stock counted after it was not known then). A sku counted only later has no row: if it sold in the last
-/// 28 days it is listed as a gap (sold, not stocked).
+/// earlier week: stock counted after it was not known then). A sku counted only later has no row: if it
+/// sold in the last 28 days it is listed as a gap (sold, not stocked).
 fn latest_inventory(rows: Vec<InventoryRow>, by: Option<NaiveDate>) -> Vec<InventoryRow> {
     let mut by_sku: HashMap<String, InventoryRow> = HashMap::new();
     for r in rows.into_iter().filter(|r| by.is_none_or(|by| r.snapshot_date <= by)) {

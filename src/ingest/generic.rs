@@ -188,7 +188,7 @@ fn payment_row<'a>(
     let order = get("order_id").ok_or("order_id is empty")?;
     let order = super::normalise::check_id(order, "order_id")?;
     let local = super::normalise::parse_local_time_with(get("time").unwrap_or(""), m.time_format.as_deref())?;
-    let utc = super::normalise::to_utc(local, ctx.tz)?;
+    let utc = ctx.utc(local)?;
     let amount = money(m, get("amount").ok_or("amount is empty")?)?;
     let refund = amount < 0 || get("kind").is_some_and(|k| m.refund_values.iter().any(|v| v == k));
     let amount = if refund { -amount.abs() } else { amount };
@@ -248,7 +248,7 @@ fn line_item_row<'a>(
     let sold_at = match get("time") {
         Some(t) => {
             let local = super::normalise::parse_local_time_with(t, m.time_format.as_deref())?;
-            Some(super::normalise::to_utc(local, ctx.tz)?)
+            Some(ctx.utc(local)?)
         }
         None => None,
     };

@@ -149,7 +149,12 @@ impl<'a> Ctx<'a> {
     /// A local bill time and its UTC instant.
     pub fn time(&self, raw: &str) -> Result<(NaiveDateTime, DateTime<Utc>), String> {
         let local = normalise::parse_local_time(raw)?;
-        Ok((local, self.to_utc.convert(local)?))
+        Ok((local, self.utc(local)?))
+    }
+
+    /// The UTC instant of a local time in the configured zone (`normalise::to_utc`, a day's offset kept).
+    pub fn utc(&self, local: NaiveDateTime) -> Result<DateTime<Utc>, String> {
+        self.to_utc.convert(local)
     }
 
     pub fn today(&self) -> NaiveDate {

@@ -717,7 +717,12 @@ pub fn digest_and_cut(
                 break;
             };
             let at = pos + i as u64 + 1;
-            lines += memchr::memchr_iter(b'\n', &block[counted..=i]).count() as u64;
+            // Cut by lines, the line ends up to it were just counted; by bytes, they are counted now.
+            lines += if by_lines == Some(i) {
+                left
+            } else {
+                memchr::memchr_iter(b'\n', &block[counted..=i]).count() as u64
+            };
             counted = i + 1;
             piece.end = at;
             if !on_piece(piece) {
