@@ -68,6 +68,18 @@ pub struct FileEntry {
     pub rejects_file: Option<String>,
 }
 
+impl FileEntry {
+    /// Whether this entry names the file of `digest`: by BLAKE3, or by SHA-256 for an entry written before
+    /// version 3.
+    fn is_file(&self, digest: &FileDigest) -> bool {
+        match (&self.blake3, &self.sha256) {
+            (Some(b), _) => *b == digest.blake3,
+            (None, Some(s)) => digest.sha256.as_ref() == Some(s),
+            (None, None) => false,
+        }
+    }
+}
+
 /// Days from 0001-01-01 (chrono's day 1) to 1970-01-01, the Date column's day 0.
 const EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
@@ -123,11 +135,7 @@ pub struct Manifest {
 impl Manifest {
     /// The entry of the file with this digest, by BLAKE3, or by SHA-256 for an entry named so alone.
     pub fn find(&self, digest: &FileDigest) -> Option<&FileEntry> {
-        self.files.iter().find(|f| match (&f.blake3, &f.sha256) {
-            (Some(b), _) => *b == digest.blake3,
-            (None, Some(s)) => digest.sha256.as_ref() == Some(s),
-            (None, None) => false,
-        })
+        self.files.iter().find(|f| f.is_file(digest))
     }
 
     /// Whether some file is named by its SHA-256 alone (ingested before version 3): finding a file then
@@ -477,13 +485,11 @@ impl StoreWriter {
     }
 
     /// The entry of a file with this digest that the store holds, or that this run has stored (staged, or
-    /// being committed): the same export given twice in one run is read once.
-    pub fn find_file(&self, digest: &crate::ingest::source::FileDigest) -> Option<&FileEntry> {
-        self.manifest.find(digest).or_else(|| {
-            self.this_run
-                .iter()
-                .find(|f| f.blake3.as_deref() == Some(digest.blake3.as_str()))
-        })
+    /// being committed): the same export given twice in one run is stored once.
+    pub fn find_file(&self, digest: &FileDigest) -> Option<&FileEntry> {
+        self.manifest
+            .find(digest)
+            .or_else(|| self.this_run.iter().find(|f| f.is_file(digest)))
     }
 
     pub fn has_staged(&self) -> bool {
