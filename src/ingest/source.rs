@@ -661,6 +661,33 @@ pub struct Cut {
     pub lines: u64,
 }
 
+/// The bytes hashed and cut at a time: well inside a core's L2 cache.
+const CUT_PART: usize = 256 << 10;
+
+/// The line ends (`\n` bytes) in `bytes`, counted 32 bytes at a time.
+fn line_ends(bytes: &[u8]) -> u64 {
+    bytecount::count(bytes, b'\n') as u64
+}
+
+/// Where the `n`-th line end (`n` >= 1) of `bytes` is, or how many there are if fewer. Line ends are
+/// counted a few KiB at a time and only the few KiB that hold the `n`-th are searched one by one (one
+/// search per line was 4 % of a 10M-row bill's ingest).
+fn nth_line_end(bytes: &[u8], n: u64) -> Result<usize, u64> {
+    const STRETCH: usize = 4096;
+    let mut seen = 0;
+    for (k, stretch) in bytes.chunks(STRETCH).enumerate() {
+        let here = line_ends(stretch);
+        if seen + here >= n {
+            let nth = (n.max(seen + 1) - seen - 1) as usize;
+            if let Some(i) = memchr::memchr_iter(b'\n', stretch).nth(nth) {
+                return Ok(k * STRETCH + i);
+            }
+        }
+        seen += here;
+    }
+    Err(seen)
+}
+
 /// Reads a file once as stored, returning its digest (with its SHA-256 if `with_sha256`) and cutting it
 /// at line ends into pieces (see [`Cut`]), each handed to `on_piece` as soon as it has been read (so it
 /// can be parsed while the rest is read). The pieces cover the file in order; the last ends where the file
@@ -684,61 +711,63 @@ pub fn digest_and_cut(
     };
     let mut end = 0;
     let mut stopped = false;
-    input.each_block(|pos, block| {
-        h.update(block);
-        end = pos + block.len() as u64;
-        let mut counted = 0; // the line ends of block[..counted] are in `lines`
-        loop {
-            // The piece's last line end in this block: its `piece_lines`-th, or the first at or past its
-            // `piece_bytes`-th byte, whichever comes first.
-            let left = piece_lines.saturating_sub(lines - piece.line0).max(1);
-            let mut seen = 0; // line ends of block[counted..] looked at (all of them if there is no cut)
-            let by_lines = memchr::memchr_iter(b'\n', &block[counted..]).find_map(|i| {
-                seen += 1;
-                (seen == left).then_some(counted + i)
-            });
-            let by_bytes = if piece.start + piece_bytes <= end {
-                let from = ((piece.start + piece_bytes).saturating_sub(1).max(pos) - pos) as usize;
-                memchr::memchr(b'\n', &block[from.max(counted)..]).map(|i| from.max(counted) + i)
-            } else {
-                None
-            };
-            let cut_at = by_lines
-                .into_iter()
-                .chain(by_bytes)
-                .min()
-                .filter(|&i| input.size.saturating_sub(pos + i as u64 + 1) >= PIECE_TAIL);
-            let Some(i) = cut_at else {
-                // The piece goes on into the next block.
-                lines += match by_lines {
-                    None => seen,
-                    Some(_) => memchr::memchr_iter(b'\n', &block[counted..]).count() as u64,
+    input.each_block(|block_pos, block| {
+        // Hashed and cut a part at a time, so that the cut reads what the hash has just brought into the
+        // core's cache.
+        for (k, part) in block.chunks(CUT_PART).enumerate() {
+            let pos = block_pos + (k * CUT_PART) as u64;
+            h.update(part);
+            end = pos + part.len() as u64;
+            let mut counted = 0; // the line ends of part[..counted] are in `lines`
+            loop {
+                // The piece's last line end in this part: its `piece_lines`-th, or the first at or past its
+                // `piece_bytes`-th byte, whichever comes first.
+                let left = piece_lines.saturating_sub(lines - piece.line0).max(1);
+                let by_lines = nth_line_end(&part[counted..], left);
+                let by_bytes = if piece.start + piece_bytes <= end {
+                    let from = ((piece.start + piece_bytes).saturating_sub(1).max(pos) - pos) as usize;
+                    memchr::memchr(b'\n', &part[from.max(counted)..]).map(|i| from.max(counted) + i)
+                } else {
+                    None
                 };
-                break;
-            };
-            let at = pos + i as u64 + 1;
-            // Cut by lines, the line ends up to it were just counted; by bytes, they are counted now.
-            lines += if by_lines == Some(i) {
-                left
-            } else {
-                memchr::memchr_iter(b'\n', &block[counted..=i]).count() as u64
-            };
-            counted = i + 1;
-            piece.end = at;
-            if !on_piece(piece) {
-                stopped = true;
-                return false;
+                let by_lines_at = by_lines.ok().map(|i| counted + i);
+                let cut_at = by_lines_at
+                    .into_iter()
+                    .chain(by_bytes)
+                    .min()
+                    .filter(|&i| input.size.saturating_sub(pos + i as u64 + 1) >= PIECE_TAIL);
+                let Some(i) = cut_at else {
+                    // The piece goes on into the next part.
+                    lines += match by_lines {
+                        Err(all) => all,
+                        Ok(_) => line_ends(&part[counted..]),
+                    };
+                    break;
+                };
+                let at = pos + i as u64 + 1;
+                // Cut by lines, the line ends up to it were just counted; by bytes, they are counted now.
+                lines += if by_lines_at == Some(i) {
+                    left
+                } else {
+                    line_ends(&part[counted..=i])
+                };
+                counted = i + 1;
+                piece.end = at;
+                if !on_piece(piece) {
+                    stopped = true;
+                    return false;
+                }
+                piece = Piece {
+                    index: piece.index + 1,
+                    start: at,
+                    end: 0,
+                    line0: lines,
+                };
             }
-            piece = Piece {
-                index: piece.index + 1,
-                start: at,
-                end: 0,
-                line0: lines,
-            };
         }
         // Done with the block: the pieces are parsed from the file again, so a mapped file's pages need not
         // stay in the process meanwhile. (A file parsed whole keeps them: its parse reads every page next.)
-        input.release(pos, end);
+        input.release(block_pos, end);
         true
     })?;
     if stopped {
