@@ -232,6 +232,7 @@ pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: 
     let mut scratch = String::new();
     let mut text = RowText::default();
     let mut spare = Vec::new();
+    let mut parsed = Parsed::default();
     while let Some(line) = lines.next_line_in(&mut scratch)? {
         let n = lines.line_no;
         if line.trim().is_empty() {
@@ -256,10 +257,11 @@ pub fn parse_piece(input: &Input, enc: TextEncoding, piece: Option<Piece>, ctx: 
         let mut cells = recycle_cells(std::mem::take(&mut spare));
         line_cells_into(line, &mut quoted, &mut cells);
         // Totals are recomputed over the rows read: a rejected row shows as a mismatch.
-        match read_row(cols, &cells, n, &mut text, ctx) {
+        parsed.len = 0;
+        match read_row(cols, &cells, n, &mut text, &mut parsed, ctx) {
             Ok(()) => {
                 totals.sums.rows += 1;
-                add_sums(cols, &cells, &mut totals.sums);
+                add_sums(cols, &cells, &parsed, &mut totals.sums);
             }
             Err(reason) => ctx.report.reject(n, reason, line),
         }
@@ -280,8 +282,37 @@ fn next_non_empty(lines: &mut Lines) -> Result<Option<String>> {
     Ok(None)
 }
 
-fn add_sums(cols: &Cols, cells: &[&str], sums: &mut Sums) {
+/// The amounts `read_row` parsed, by column index: the running totals take them as they are instead of
+/// parsing the same cells again (3 of the 6 summed cells of a payment row; a row skipped before its
+/// amounts were read has none).
+#[derive(Default)]
+struct Parsed {
+    at: [usize; 4],
+    value: [i64; 4],
+    len: usize,
+}
+
+impl Parsed {
+    fn note(&mut self, idx: Option<usize>, value: i64) {
+        if let (Some(i), true) = (idx, self.len < self.at.len()) {
+            self.at[self.len] = i;
+            self.value[self.len] = value;
+            self.len += 1;
+        }
+    }
+
+    fn get(&self, idx: Option<usize>) -> Option<i64> {
+        let i = idx?;
+        (0..self.len).find(|&k| self.at[k] == i).map(|k| self.value[k])
+    }
+}
+
+fn add_sums(cols: &Cols, cells: &[&str], parsed: &Parsed, sums: &mut Sums) {
     for (&(col, idx), sum) in cols.summed.iter().zip(sums.by_column.iter_mut()) {
+        if let Some(v) = parsed.get(idx) {
+            *sum += v;
+            continue;
+        }
         // Cleaned once here; an empty cell counts 0, as parse_*_or_zero read it.
         let scale = if col == "手续费" { 5 } else { 2 };
         let v = Header::opt_at(cells, idx).map_or(Ok(0), |c| super::normalise::parse_scaled(c, scale));
@@ -322,7 +353,14 @@ fn check_summary(names: &[String], values: Option<&str>, sums: &Sums, report: &m
     }
 }
 
-fn read_row(c: &Cols, cells: &[&str], line: u64, text: &mut RowText, ctx: &mut Ctx) -> Result<(), String> {
+fn read_row(
+    c: &Cols,
+    cells: &[&str],
+    line: u64,
+    text: &mut RowText,
+    parsed: &mut Parsed,
+    ctx: &mut Ctx,
+) -> Result<(), String> {
     let at = |idx| Header::at(cells, idx);
     let opt = |idx| Header::opt_at(cells, idx);
     // Every detail cell carries a backtick, so a field too many is an unquoted comma, not padding.
@@ -371,6 +409,7 @@ fn read_row(c: &Cols, cells: &[&str], line: u64, text: &mut RowText, ctx: &mut C
     };
     let (local, utc) = ctx.time(time_raw)?;
     let fee = parse_millifen_or_zero(at(c.fee))?;
+    parsed.note(c.fee, fee);
     payment_event_id.push_str("wx:");
     payment_event_id.push_str(tx);
     let (kind, event_id, payment_event_id, amount, settled, discount, refund_id) = if is_refund {
@@ -384,10 +423,13 @@ fn read_row(c: &Cols, cells: &[&str], line: u64, text: &mut RowText, ctx: &mut C
             .ok_or("a refund row without 微信退款单号")?;
         let refund_id = check_id(refund_id, "微信退款单号")?;
         let amount = match opt(c.refund_amount) {
-            Some(a) => parse_fen(a)?,
-            None => parse_fen_or_zero(at(c.applied_refund_amount))?,
+            Some(a) => parse_fen(a).inspect(|&v| parsed.note(c.refund_amount, v))?,
+            None => {
+                parse_fen_or_zero(at(c.applied_refund_amount)).inspect(|&v| parsed.note(c.applied_refund_amount, v))?
+            }
         };
         let coupon = parse_fen_or_zero(at(c.coupon_refund))?;
+        parsed.note(c.coupon_refund, coupon);
         for part in [payment_event_id.as_str(), ":refund:", refund_id] {
             event_id.push_str(part);
         }
@@ -402,8 +444,9 @@ fn read_row(c: &Cols, cells: &[&str], line: u64, text: &mut RowText, ctx: &mut C
         )
     } else {
         let settled = parse_fen(at(c.settled))?;
+        parsed.note(c.settled, settled);
         let amount = match opt(c.order_amount) {
-            Some(a) => parse_fen(a)?,
+            Some(a) => parse_fen(a).inspect(|&v| parsed.note(c.order_amount, v))?,
             None => settled,
         };
         let discount = parse_fen_or_zero(at(c.coupon))?;
