@@ -437,6 +437,21 @@ impl StoreWriter {
         Ok((before - kept) as u64)
     }
 
+    /// Names the file of the staged rows whose `source_file` is `unnamed` (rows of a large file staged
+    /// before its digest was known): they get `file_id`.
+    pub fn name_staged_source(&mut self, unnamed: &str, file_id: &str) -> Result<()> {
+        for frames in self.staged.events.values_mut() {
+            for df in frames.iter_mut() {
+                // A file's rows are a constant column: its first value says whose they are.
+                let first = df.column("source_file")?.get(0).ok();
+                if df.height() > 0 && first.as_ref().and_then(AnyValue::get_str) == Some(unnamed) {
+                    *df = crate::ingest::model::set_source_file(std::mem::take(df), file_id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn known_ids(&mut self, month: &str) -> Result<&mut IdSet> {
         if !self.known.contains_key(month) {
             let mut set = IdSet::default();

@@ -29,6 +29,10 @@ pub const PIECE_LINES: u64 = crate::ingest::model::CHUNK_ROWS as u64;
 /// read in pieces.
 pub const PIECE_BYTES: u64 = 32 << 20;
 
+/// The `source_file` of a piece's rows as parsed: the file's digest is not known until it has been read
+/// whole, and the stager names the rows then.
+pub const UNNAMED: &str = "";
+
 /// Pieces parsed and not yet staged, at most, per file (a chunk of rows each, about 16 MB of a WeChat
 /// bill).
 const PIECES_AHEAD: usize = 4;
@@ -67,6 +71,17 @@ impl PieceGate {
             staged = self.turn.wait(staged).unwrap_or_else(PoisonError::into_inner);
         }
         !self.stopped()
+    }
+
+    /// Waits (at most `limit`) until the stager has staged `n` pieces or given the file up; whether it
+    /// staged them.
+    fn wait_staged(&self, n: usize, limit: std::time::Duration) -> bool {
+        let staged = self.staged.lock().unwrap_or_else(PoisonError::into_inner);
+        let (staged, _) = self
+            .turn
+            .wait_timeout_while(staged, limit, |staged| !self.stopped() && *staged < n)
+            .unwrap_or_else(PoisonError::into_inner);
+        *staged >= n
     }
 
     fn set_staged(&self, n: usize) {
@@ -135,6 +150,17 @@ pub fn parse_in_pieces(
             piece_tx.send(p).is_ok() && !gate.stopped()
         });
         drop(piece_tx);
+        // Tests hold the digest back until pieces were staged without it (a large file's digest comes a
+        // second or more after its first pieces; a small test file's before them).
+        let late = std::env::var("PAYLENS_TEST_DIGEST_AFTER_STAGED")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let digest = match late {
+            Some(n) if !gate.wait_staged(n, std::time::Duration::from_secs(10)) => Err(anyhow::anyhow!(
+                "{n} pieces were not staged before the digest (PAYLENS_TEST_DIGEST_AFTER_STAGED)"
+            )),
+            _ => digest,
+        };
         match digest {
             Ok(Some(digest)) => {
                 if known.find(&digest).is_some() {
@@ -171,8 +197,8 @@ fn parse_piece(
     if fail.and_then(|f| f.parse().ok()) == Some(piece.index) {
         anyhow::bail!("injected failure in piece {} (PAYLENS_TEST_FAIL_PIECE)", piece.index);
     }
-    // The digest is not known yet: the stager names the source file when it stages the rows.
-    let mut ctx = Ctx::new(cfg, hasher, cache, "", format);
+    // The digest is not known yet: the stager names the source file (see `UNNAMED`).
+    let mut ctx = Ctx::new(cfg, hasher, cache, UNNAMED, format);
     let totals = match format {
         Format::WechatMerchant => PieceTotals::Wechat(wechat_merchant::parse_piece(input, enc, Some(piece), &mut ctx)?),
         Format::AlipayMerchant => PieceTotals::Alipay(alipay_merchant::parse_piece(input, enc, Some(piece), &mut ctx)?),
@@ -243,6 +269,16 @@ impl PieceStaging<'_> {
                 }
                 Ok(Parsed::Digest(d)) => {
                     already = self.store.find_file(&d).is_some();
+                    // Pieces staged unnamed (never under --strict: the store stages this file's rows alone).
+                    if file.pieces > 0 {
+                        if !already {
+                            self.store.name_staged_source(UNNAMED, &d.blake3)?;
+                        } else if self.store.staged_rows() > 0 {
+                            // New rows of a file stored already (its parts changed by hand since): taken
+                            // back, as the file is not stored again.
+                            *self.new_events += self.store.abort_events()?.new_events;
+                        }
+                    }
                     digest = Some(d);
                 }
                 Ok(Parsed::Piece(p)) => {
@@ -258,10 +294,17 @@ impl PieceStaging<'_> {
                 waiting.clear();
                 continue;
             }
-            // Rows are staged once the digest is known (they name it), each piece after the one before.
-            let Some(d) = &digest else { continue };
-            while let Some(piece) = waiting.remove(&file.pieces) {
-                if let Err(e) = self.stage_piece(&mut file, *piece, &d.blake3) {
+            // Each piece is staged after the one before. The rows name their file by its digest, which is
+            // known once the whole file has been read (about a second for 2 GB): until then a commit batch
+            // of rows at most is staged unnamed and nothing is spilled, so that parsing and staging start
+            // with the reading (not under --strict, where a file stored already must not have taken back
+            // the rows of the files before it).
+            while digest.is_some() || !self.strict && self.store.staged_rows() < self.batch_rows {
+                let Some(piece) = waiting.remove(&file.pieces) else {
+                    break;
+                };
+                let file_id = digest.as_ref().map(|d| d.blake3.as_str());
+                if let Err(e) = self.stage_piece(&mut file, *piece, file_id) {
                     failure = Some(e);
                     break;
                 }
@@ -282,6 +325,9 @@ impl PieceStaging<'_> {
             return Ok(Err(e));
         }
         let Some(digest) = digest else {
+            if !self.strict {
+                *self.new_events += self.store.abort_events()?.new_events;
+            }
             return Ok(Err(anyhow::anyhow!(
                 "{}: read in pieces without its digest",
                 input.name
@@ -306,10 +352,16 @@ impl PieceStaging<'_> {
         )))
     }
 
-    fn stage_piece(&mut self, file: &mut FileState, piece: ParsedPiece, file_id: &str) -> Result<()> {
+    /// Stages a piece's rows, named by the file's digest if it is known (`file_id`; the parser did not know
+    /// it), else unnamed until it is; spills a full batch of named rows.
+    fn stage_piece(&mut self, file: &mut FileState, piece: ParsedPiece, file_id: Option<&str>) -> Result<()> {
         let (events, identities, ..) = piece.parts;
         self.store.stage_identities(identities)?;
-        file.duplicates += self.store.stage_events(model::set_source_file(events, file_id)?)?;
+        let events = match file_id {
+            Some(id) => model::set_source_file(events, id)?,
+            None => events,
+        };
+        file.duplicates += self.store.stage_events(events)?;
         file.report.absorb(piece.report);
         match &mut file.totals {
             Some(t) => t.add(piece.totals),
@@ -317,7 +369,7 @@ impl PieceStaging<'_> {
         }
         file.pieces += 1;
         self.progress.inc(piece.bytes);
-        if self.store.staged_rows() >= self.batch_rows {
+        if file_id.is_some() && self.store.staged_rows() >= self.batch_rows {
             self.store.spill()?;
         }
         Ok(())

@@ -167,6 +167,12 @@ const IN_PIECES: &[(&str, &str)] = &[
     ("PAYLENS_TEST_COMMIT_BATCH_ROWS", "300"),
 ];
 
+/// `IN_PIECES`, with the file's digest held back until 8 pieces (240 rows, under a batch) were staged
+/// (or 10 s passed).
+fn digest_late() -> Vec<(&'static str, &'static str)> {
+    [IN_PIECES, &[("PAYLENS_TEST_DIGEST_AFTER_STAGED", "8")]].concat()
+}
+
 fn check_outcome(f: &serde_json::Value, bill: &Bill) {
     assert_eq!(f["status"], "ingested", "{f:#}");
     assert_eq!(f["payments"], bill.payments, "{f:#}");
@@ -188,8 +194,12 @@ fn a_bill_read_in_pieces_is_stored_as_a_whole_read_stores_it() {
     let path = written(dir.path(), "bill.csv", &bill);
     // Over 1 MiB: mapped, not read whole (the next test's bill is read whole).
     assert!(std::fs::metadata(&path).unwrap().len() > 1 << 20);
-    let (whole, pieces) = (dir.path().join("whole"), dir.path().join("pieces"));
-    for store in [&whole, &pieces] {
+    let (whole, pieces, late) = (
+        dir.path().join("whole"),
+        dir.path().join("pieces"),
+        dir.path().join("late"),
+    );
+    for store in [&whole, &pieces, &late] {
         std::fs::create_dir_all(store).unwrap();
         std::fs::write(store.join("secret.key"), "0123456789abcdef0123456789abcdef").unwrap();
     }
@@ -203,6 +213,21 @@ fn a_bill_read_in_pieces_is_stored_as_a_whole_read_stores_it() {
     let ev = events(&pieces);
     assert_eq!(ev.len() as u64, bill.payments + bill.refunds);
     assert_eq!(events(&whole), ev);
+    // The same when the digest comes after 8 pieces (240 rows) were staged without it, as a large bill's
+    // does: they are named by it like the rest.
+    let (code, c) = ingest_env(&late, std::slice::from_ref(&path), &digest_late(), &[]);
+    assert_eq!(code, 0, "{c:#}");
+    check_outcome(&c["files"][0], &bill);
+    assert_eq!(events(&late), ev);
+    // Given again, with its digest as late: stored already, and the store is as it was.
+    let before = snapshot(&late);
+    let (code, c) = ingest_env(&late, std::slice::from_ref(&path), &digest_late(), &[]);
+    assert_eq!(
+        (code, &c["files"][0]["status"]),
+        (0, &serde_json::json!("already_ingested")),
+        "{c:#}"
+    );
+    assert!(snapshot(&late) == before, "a re-ingest changed the store");
     // Spilled as it was read (parts beyond the one a month a single commit writes), in one generation.
     let m = manifest(&pieces);
     assert_eq!(m["generation"], 1);
@@ -379,8 +404,9 @@ fn the_same_export_twice_in_one_run_is_read_once() {
     let small_copy = dir.path().join("small copy.csv");
     std::fs::copy(&small, &small_copy).unwrap();
     // Read whole in one commit; then in pieces, in batches of 300 rows (a commit falls between a file and
-    // its copy).
-    for env in [&[][..], IN_PIECES] {
+    // its copy); then with the digest held back until 8 pieces were staged without it.
+    let late = digest_late();
+    for env in [&[][..], IN_PIECES, &late] {
         let store = dir.path().join(format!("store-{}", env.len()));
         let inputs = [small.clone(), big.clone(), small_copy.clone(), big_copy.clone()];
         let (code, json) = ingest_env(&store, &inputs, env, &[]);
