@@ -12,6 +12,11 @@ pub unsafe trait Zeroable: Copy + Default {}
 // SAFETY: 0 is a u128.
 unsafe impl Zeroable for u128 {}
 
+/// The size of a transparent huge page (x86_64, aarch64 with 4 KiB pages): tables of at least this many
+/// bytes get a mapping of their own, in whole huge pages.
+#[cfg(target_os = "linux")]
+const HUGE: usize = 2 << 20;
+
 /// Zeroed (empty) slots. A large table gets memory of its own, asked for as transparent huge pages
 /// (Linux): every row reads the table at a random place, and with 4 KiB pages nearly every lookup also
 /// missed the TLB, a page walk that is dear on a virtual machine (main.rs leaves huge pages to the memory
@@ -34,7 +39,6 @@ impl<T: Zeroable> Slots<T> {
     pub fn zeroed(len: usize) -> Slots<T> {
         #[cfg(target_os = "linux")]
         {
-            const HUGE: usize = 2 << 20;
             let bytes = len * std::mem::size_of::<T>();
             if bytes >= HUGE {
                 let bytes = bytes.div_ceil(HUGE) * HUGE;
@@ -59,6 +63,42 @@ impl<T: Zeroable> Slots<T> {
             }
         }
         Slots::Heap(vec![T::default(); len])
+    }
+
+    /// Grows to `len` slots, keeping the slots there are and adding zeroed ones after them. A mapped table
+    /// is moved by the kernel without a copy (`mremap`) and only its new pages are fresh memory, which the
+    /// kernel clears on first touch: dear on a virtual machine (a 10M-row bill's table of event-id digests
+    /// grew by doubling into new mappings, clearing 512 MB where the table ends at 256).
+    pub fn grow_zeroed(&mut self, len: usize) {
+        if len <= self.len() {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        if let Slots::Mapped {
+            ptr,
+            len: old_len,
+            bytes,
+        } = self
+        {
+            let want = (len * std::mem::size_of::<T>()).div_ceil(HUGE) * HUGE;
+            // SAFETY: the mapping is ours (made by `zeroed` with `bytes`); on success the old address is no
+            // longer used, on failure (MAP_FAILED) it is left as it was.
+            unsafe {
+                let p = libc::mremap(ptr.as_ptr().cast(), *bytes, want, libc::MREMAP_MAYMOVE);
+                if p != libc::MAP_FAILED {
+                    if let Some(moved) = std::ptr::NonNull::new(p.cast::<T>()) {
+                        libc::madvise(p, want, libc::MADV_HUGEPAGE);
+                        *ptr = moved;
+                        *old_len = len;
+                        *bytes = want;
+                        return;
+                    }
+                }
+            }
+        }
+        let mut grown = Slots::zeroed(len);
+        grown[..self.len()].copy_from_slice(self);
+        *self = grown;
     }
 
     /// Starts fetching the memory of slot `i` (a hint: nothing is read).
@@ -114,19 +154,30 @@ impl<T: Zeroable> Drop for Slots<T> {
 /// flight to hide the memory's latency.
 const AHEAD: usize = 16;
 
+/// Slots past the last home slot, where a run of taken slots goes on instead of wrapping round to the
+/// first: a table without wrap-around grows in place (see [`DigestSet::reserve`]). At most 3/4 full, a run
+/// of more than a thousand slots is about as likely as a chance collision of digests; were it needed,
+/// the slots go on growing by this many.
+const OVERFLOW: usize = 4096;
+
 /// A set of digests (never 0), at most 3/4 full: 16 bytes a slot, for about the memory of a `HashSet`
-/// (which is fuller, but keeps a control byte a slot), where the stager keeps a set for each month. Ids (event ids of one month, or customer keys) as 128-bit
-/// XXH3 digests: 16 bytes each and no allocation per id, so the sets stay in memory for a whole run (a
-/// chance collision among 10^8 ids is about 10^-23).
+/// (which is fuller, but keeps a control byte a slot), where the stager keeps a set for each month. Ids
+/// (event ids of one month, or customer keys) as 128-bit XXH3 digests: 16 bytes each and no allocation
+/// per id, so the sets stay in memory for a whole run (a chance collision among 10^8 ids is about
+/// 10^-23). A digest's home slot is its low bits; it is stored in the first free slot from there on.
 pub struct DigestSet {
     slots: Slots<u128>,
+    /// Home slots (a power of two); `slots` has `OVERFLOW` or more after them.
+    homes: usize,
     len: usize,
 }
 
 impl Default for DigestSet {
     fn default() -> Self {
+        let homes = 1 << 10;
         DigestSet {
-            slots: Slots::zeroed(1 << 10),
+            slots: Slots::zeroed(homes + OVERFLOW),
+            homes,
             len: 0,
         }
     }
@@ -151,7 +202,7 @@ impl DigestSet {
     /// whether it was new (not there, and not earlier in `digests`).
     pub fn insert_all(&mut self, digests: &[u128]) -> Vec<bool> {
         self.reserve(digests.len());
-        let mask = self.slots.len() - 1;
+        let mask = self.homes - 1;
         let mut fresh = Vec::with_capacity(digests.len());
         for (n, &d) in digests.iter().enumerate() {
             if let Some(&ahead) = digests.get(n + AHEAD) {
@@ -162,26 +213,46 @@ impl DigestSet {
         fresh
     }
 
-    /// Makes room for `more` digests without growing on the way.
+    /// Makes room for `more` digests without growing on the way. The table grows in place: its slots are
+    /// extended (zeroed), and the digests of the old home slots are taken out and put back in one pass
+    /// from the first slot on, then those of the old overflow. A digest's new home is its old one or one
+    /// in the new slots, so one put back lands at or before the slot just emptied, or among the new slots
+    /// (which held nothing of the old table after the overflow was taken out): no digest is moved past one
+    /// not yet put back, and every run from a home to its digest stays unbroken.
     pub fn reserve(&mut self, more: usize) {
         let need = self.len + more;
-        let mut len = self.slots.len();
-        while need * 4 > len * 3 {
-            len *= 2;
+        let mut homes = self.homes;
+        while need * 4 > homes * 3 {
+            homes *= 2;
         }
-        if len > self.slots.len() {
-            let old = std::mem::replace(&mut self.slots, Slots::zeroed(len));
-            self.len = 0;
-            for &d in old.iter().filter(|&&d| d != 0) {
-                self.insert_in_room(d);
+        if homes == self.homes {
+            return;
+        }
+        let old_homes = self.homes;
+        let overflow: Vec<u128> = self.slots[old_homes..]
+            .iter_mut()
+            .filter(|d| **d != 0)
+            .map(std::mem::take)
+            .collect();
+        self.slots.grow_zeroed(homes + OVERFLOW);
+        self.homes = homes;
+        for i in 0..old_homes {
+            let d = std::mem::take(&mut self.slots[i]);
+            if d != 0 {
+                self.put(d);
             }
+        }
+        for d in overflow {
+            self.put(d);
         }
     }
 
     fn insert_in_room(&mut self, digest: u128) -> bool {
-        let mask = self.slots.len() - 1;
-        let mut i = digest as usize & mask;
+        let mut i = digest as usize & (self.homes - 1);
         loop {
+            if i == self.slots.len() {
+                self.slots.grow_zeroed(i + OVERFLOW);
+            }
             match self.slots[i] {
                 0 => {
                     self.slots[i] = digest;
@@ -189,9 +260,15 @@ impl DigestSet {
                     return true;
                 }
                 d if d == digest => return false,
-                _ => i = (i + 1) & mask,
+                _ => i += 1,
             }
         }
+    }
+
+    /// Puts back a digest taken out while growing (not in the table, counted in `len`).
+    fn put(&mut self, digest: u128) {
+        self.len -= 1;
+        self.insert_in_room(digest);
     }
 }
 
@@ -229,5 +306,48 @@ mod tests {
             assert_eq!(set.len(), reference.len());
         }
         assert!(set.slots.len() * 16 > 2 << 20, "grew past the mapped size");
+    }
+
+    /// Digests whose home is the last slot at every size (low bits all ones): their run goes past the
+    /// overflow slots, which are extended, and is moved as the table grows in place (heap, then mapped),
+    /// among random digests. Each is found again, and the set answers as a HashSet does.
+    #[test]
+    fn runs_past_the_last_home_and_growth_in_place_keep_every_digest() {
+        let mut set = DigestSet::default();
+        let mut reference = std::collections::HashSet::new();
+        let mut next = crate::analytics::testing::pseudo_random(5);
+        let mut all = Vec::new();
+        for round in 0..30u128 {
+            let batch: Vec<u128> = (0..(round as usize * 2000))
+                .map(|i| {
+                    let n: u64 = next(1 << 31) << 33 | next(1 << 31) << 2 | next(4);
+                    if round <= 3 && i % 2 == 0 {
+                        // 6,000 of them, more than the overflow slots (each is put after all the others).
+                        (round << 96 | (i as u128) << 32) | 0xffff_ffff // home: the last slot
+                    } else {
+                        u128::from(n) << 64 | u128::from(n.rotate_left(29)) | 1
+                    }
+                })
+                .collect();
+            let fresh = set.insert_all(&batch);
+            let expected: Vec<bool> = batch.iter().map(|&d| reference.insert(d)).collect();
+            assert_eq!(fresh, expected, "round {round}");
+            assert_eq!(set.len(), reference.len());
+            all.extend(batch);
+        }
+        assert!(set.slots.len() > set.homes + OVERFLOW, "the overflow was extended");
+        assert!(set.slots.len() * 16 > 2 << 20, "grew past the mapped size");
+        // Every digest is there: found again, none added.
+        assert!(set.insert_all(&all).iter().all(|&fresh| !fresh));
+        assert_eq!(set.len(), reference.len());
+        // Each run from a home to its digest is unbroken: found where a lookup stops.
+        let mask = set.homes - 1;
+        for &d in &all {
+            let mut i = d as usize & mask;
+            while set.slots[i] != d {
+                assert_ne!(set.slots[i], 0, "{d:x}: an empty slot before it");
+                i += 1;
+            }
+        }
     }
 }
