@@ -30,6 +30,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 END = "2026-11-22"
 
 
+def warm(*paths):
+    """Reads every file under paths once, so that the command timed next finds its input in the page cache.
+    This VM's page cache shrinks by about 20 MB a second when idle (a 2.3 GiB bill read a minute earlier was
+    a quarter gone), so without this a run read part of its input from disk, more or less by chance."""
+    for top in paths:
+        for root, _, files in os.walk(top) if os.path.isdir(top) else [(os.path.dirname(top), [], [os.path.basename(top)])]:
+            for f in files:
+                with open(os.path.join(root, f), "rb") as fh:
+                    while fh.read(1 << 20):
+                        pass
+
+
 def timed(cmd, env, log):
     """Runs cmd under GNU time; returns (wall seconds, peak RSS MiB)."""
     stats = log + ".time"
@@ -138,6 +150,7 @@ def main():
                     if step == "ingest":
                         shutil.rmtree(t["out"], ignore_errors=True)
                         os.makedirs(t["out"])
+                    warm(inbox if step == "ingest" else t["out"])
                     log = os.path.join(base, f"{name}_{step}_{i}.log")
                     wall, rss = timed(t[step], env, log)
                     print(f"{size:>10,} {name:<8} {step:<7} run {i + 1}: {wall:7.2f} s {rss:8.0f} MiB", flush=True)
@@ -171,6 +184,7 @@ def calibration(a, env):
         for name, t in all_tools.items():
             shutil.rmtree(t["out"], ignore_errors=True)
             os.makedirs(t["out"])
+            warm(path)
             log = os.path.join(base, f"{name}_ingest_{i}.log")
             wall, rss = timed(t["ingest"], env, log)
             print(f"one bill {name:<8} ingest  run {i + 1}: {wall:7.2f} s {rss:8.0f} MiB", flush=True)
@@ -214,7 +228,7 @@ def write_results(a, results, bill):
          f"Written by `bench/run` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. Do not edit by hand: rerun it.", "",
          f"- Machine: {v['machine']}", f"- paylens: {v['paylens']}",
          f"- Peers: DuckDB {v['duckdb']} and Python Polars {v['polars']} (Python {v['python']}), from PyPI",
-         f"- Threads: {a.threads} for every tool (POLARS_MAX_THREADS, DuckDB `threads`); {a.runs} runs per step, taken in turn (each round runs every tool's ingest, then every tool's report, so the VM's drift falls on all alike), median wall time; peak RSS is the largest of the runs (GNU time).",
+         f"- Threads: {a.threads} for every tool (POLARS_MAX_THREADS, DuckDB `threads`); {a.runs} runs per step, taken in turn (each round runs every tool's ingest, then every tool's report, so the VM's drift falls on all alike), median wall time; peak RSS is the largest of the runs (GNU time). Before each run the step's input (the bills, or what that tool's ingest wrote) is read once into the page cache, which this VM shrinks when idle.",
          "- Input: the demo shop's merchant bills (`paylens demo --scale N`): WeChat Pay daily trade bills and Alipay 业务明细 monthly zips (GBK; the peers transcode them to UTF-8 first, inside their ingest time).",
          "- Steps: **ingest** = bills to Parquet (paylens: every column, dedupe against the store, keyed hashes, rejects, manifest; peers: the columns their report needs, deduplicated within the run). **report** = from Parquet to RFM scores and segments, the monthly cohort triangle and per-product velocity (paylens: the whole weekly report: also segment transitions over 12 weeks, repeat rates, weekly KPIs, target lists, forecasts and restock, 12 SVG + PNG charts, report.html).",
          ""]
