@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io::Write;
 
 use polars::prelude::*;
-use polars_arrow::array::{Array, DictionaryArray, PrimitiveArray, Utf8ViewArray};
+use polars_arrow::array::{Array, DictionaryArray, PrimitiveArray, Utf8ViewArray, View};
 use polars_arrow::datatypes::{ArrowDataType, IntegerType};
 use polars_parquet::parquet::compression::Compression;
 use polars_parquet::parquet::page::CompressedDictPage;
@@ -209,7 +209,11 @@ fn plan_text(a: &Utf8ViewArray) -> TextPlan {
         return TextPlan::PolarsChoice;
     }
     let views = a.views();
-    let mut index: HashMap<&str, u32, foldhash::fast::FixedState> = HashMap::default();
+    // Values of at most 12 bytes are looked up by their view (length and bytes, zero-padded: equal views
+    // are equal values), longer ones by their text: the short values of a row group's few distinct ones
+    // (kinds, statuses, most product names) cost no hash of their bytes and no comparison of them.
+    let mut short: HashMap<u128, u32, foldhash::fast::FixedState> = HashMap::default();
+    let mut long: HashMap<&str, u32, foldhash::fast::FixedState> = HashMap::default();
     let mut values: Vec<&str> = Vec::new();
     let mut keys: Vec<u32> = Vec::with_capacity(a.len());
     // The view and key of the last value looked up: equal views are equal values (a view holds the
@@ -221,6 +225,7 @@ fn plan_text(a: &Utf8ViewArray) -> TextPlan {
             keys.push(0);
             continue;
         }
+        let is_short = view.length <= View::MAX_INLINE_SIZE;
         let view = view.as_u128();
         if let Some((v, k)) = last {
             if v == view {
@@ -231,7 +236,8 @@ fn plan_text(a: &Utf8ViewArray) -> TextPlan {
         }
         // SAFETY: i < a.len() (the views are the array's own).
         let value = unsafe { a.value_unchecked(i) };
-        let key = match index.get(value) {
+        let found = if is_short { short.get(&view) } else { long.get(value) };
+        let key = match found {
             Some(&k) => {
                 repeated += 1;
                 k
@@ -248,7 +254,11 @@ fn plan_text(a: &Utf8ViewArray) -> TextPlan {
                 }
                 let k = values.len() as u32;
                 values.push(value);
-                index.insert(value, k);
+                if is_short {
+                    short.insert(view, k);
+                } else {
+                    long.insert(value, k);
+                }
                 k
             }
         };
