@@ -568,12 +568,13 @@ fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
             n,
         ),
         c.kind.into_column("kind"),
-        Column::new("occurred_at".into(), c.occurred_at)
-            .cast(&DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)))
-            .expect("i64 to datetime"),
-        Column::new("local_date".into(), c.local_date)
-            .cast(&DataType::Date)
-            .expect("i32 to date"),
+        // The number columns take the parser's vectors as they are (`Column::new` would copy them).
+        Int64Chunked::from_vec("occurred_at".into(), c.occurred_at)
+            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+            .into_column(),
+        Int32Chunked::from_vec("local_date".into(), c.local_date)
+            .into_date()
+            .into_column(),
         c.order_id.into_column("order_id"),
         c.merchant_order_id.into_column("merchant_order_id"),
         c.refund_id.into_column("refund_id"),
@@ -581,10 +582,10 @@ fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
         c.customer_key.into_column("customer_key"),
         c.customer_key_quality.into_column("customer_key_quality"),
         c.product_name.into_column("product_name"),
-        Column::new("amount_fen".into(), c.amount_fen),
-        Column::new("settled_fen".into(), c.settled_fen),
-        Column::new("discount_fen".into(), c.discount_fen),
-        Column::new("fee_millifen".into(), c.fee_millifen),
+        Int64Chunked::from_vec("amount_fen".into(), c.amount_fen).into_column(),
+        Int64Chunked::from_vec("settled_fen".into(), c.settled_fen).into_column(),
+        Int64Chunked::from_vec("discount_fen".into(), c.discount_fen).into_column(),
+        Int64Chunked::from_vec("fee_millifen".into(), c.fee_millifen).into_column(),
         c.currency.into_column("currency"),
         c.channel.into_column("channel"),
         c.trade_type.into_column("trade_type"),
@@ -597,7 +598,7 @@ fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
             Scalar::new(DataType::String, AnyValue::StringOwned(file.into())),
             n,
         ),
-        Column::new("source_line".into(), c.source_line),
+        UInt64Chunked::from_vec("source_line".into(), c.source_line).into_column(),
     ];
     DataFrame::new(n, columns).expect("columns have equal length")
 }
