@@ -295,11 +295,11 @@ impl PieceStaging<'_> {
                 continue;
             }
             // Each piece is staged after the one before. The rows name their file by its digest, which is
-            // known once the whole file has been read (about a second for 2 GB): until then a commit batch
+            // known once the whole file has been read (about a second for 2 GB): until then a spill's worth
             // of rows at most is staged unnamed and nothing is spilled, so that parsing and staging start
             // with the reading (not under --strict, where a file stored already must not have taken back
             // the rows of the files before it).
-            while digest.is_some() || !self.strict && self.store.staged_rows() < self.batch_rows {
+            while digest.is_some() || !self.strict && self.store.staged_rows() < self.spill_rows() {
                 let Some(piece) = waiting.remove(&file.pieces) else {
                     break;
                 };
@@ -352,6 +352,14 @@ impl PieceStaging<'_> {
         )))
     }
 
+    /// The staged rows of a large file that are spilled together: half a commit batch (4 pieces of 65,536
+    /// rows), so that the rows staged and the rows being written hold half the memory. A 10M-row bill
+    /// peaked at 0.94-0.97 GB against 1.26 GB, in the same time; its month is stored in 38 parts instead of
+    /// 19 (each of 4 row groups).
+    fn spill_rows(&self) -> usize {
+        (self.batch_rows / 2).max(1)
+    }
+
     /// Stages a piece's rows, named by the file's digest if it is known (`file_id`; the parser did not know
     /// it), else unnamed until it is; spills a full batch of named rows.
     fn stage_piece(&mut self, file: &mut FileState, piece: ParsedPiece, file_id: Option<&str>) -> Result<()> {
@@ -369,7 +377,7 @@ impl PieceStaging<'_> {
         }
         file.pieces += 1;
         self.progress.inc(piece.bytes);
-        if file_id.is_some() && self.store.staged_rows() >= self.batch_rows {
+        if file_id.is_some() && self.store.staged_rows() >= self.spill_rows() {
             self.store.spill()?;
         }
         Ok(())

@@ -167,10 +167,10 @@ const IN_PIECES: &[(&str, &str)] = &[
     ("PAYLENS_TEST_COMMIT_BATCH_ROWS", "300"),
 ];
 
-/// `IN_PIECES`, with the file's digest held back until 8 pieces (240 rows, under a batch) were staged
-/// (or 10 s passed).
+/// `IN_PIECES`, with the file's digest held back until 4 pieces (120 rows, under the 150 spilled
+/// together) were staged (or 10 s passed).
 fn digest_late() -> Vec<(&'static str, &'static str)> {
-    [IN_PIECES, &[("PAYLENS_TEST_DIGEST_AFTER_STAGED", "8")]].concat()
+    [IN_PIECES, &[("PAYLENS_TEST_DIGEST_AFTER_STAGED", "4")]].concat()
 }
 
 fn check_outcome(f: &serde_json::Value, bill: &Bill) {
@@ -213,7 +213,7 @@ fn a_bill_read_in_pieces_is_stored_as_a_whole_read_stores_it() {
     let ev = events(&pieces);
     assert_eq!(ev.len() as u64, bill.payments + bill.refunds);
     assert_eq!(events(&whole), ev);
-    // The same when the digest comes after 8 pieces (240 rows) were staged without it, as a large bill's
+    // The same when the digest comes after 4 pieces (120 rows) were staged without it, as a large bill's
     // does: they are named by it like the rest.
     let (code, c) = ingest_env(&late, std::slice::from_ref(&path), &digest_late(), &[]);
     assert_eq!(code, 0, "{c:#}");
@@ -404,7 +404,7 @@ fn the_same_export_twice_in_one_run_is_read_once() {
     let small_copy = dir.path().join("small copy.csv");
     std::fs::copy(&small, &small_copy).unwrap();
     // Read whole in one commit; then in pieces, in batches of 300 rows (a commit falls between a file and
-    // its copy); then with the digest held back until 8 pieces were staged without it.
+    // its copy); then with the digest held back until 4 pieces were staged without it.
     let late = digest_late();
     for env in [&[][..], IN_PIECES, &late] {
         let store = dir.path().join(format!("store-{}", env.len()));
