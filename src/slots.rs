@@ -36,12 +36,17 @@ pub enum Slots<T: Zeroable> {
 unsafe impl<T: Zeroable + Send> Send for Slots<T> {}
 
 impl<T: Zeroable> Slots<T> {
+    /// The bytes of a mapping of `len` slots: whole huge pages.
+    #[cfg(target_os = "linux")]
+    fn mapping_bytes(len: usize) -> usize {
+        (len * std::mem::size_of::<T>()).div_ceil(HUGE) * HUGE
+    }
+
     pub fn zeroed(len: usize) -> Slots<T> {
         #[cfg(target_os = "linux")]
         {
-            let bytes = len * std::mem::size_of::<T>();
-            if bytes >= HUGE {
-                let bytes = bytes.div_ceil(HUGE) * HUGE;
+            if len * std::mem::size_of::<T>() >= HUGE {
+                let bytes = Self::mapping_bytes(len);
                 // SAFETY: an anonymous private mapping of `bytes` (zero-filled by the kernel, and all-zero is
                 // an empty slot: `Zeroable`); on failure the heap is used instead.
                 unsafe {
@@ -80,7 +85,7 @@ impl<T: Zeroable> Slots<T> {
             bytes,
         } = self
         {
-            let want = (len * std::mem::size_of::<T>()).div_ceil(HUGE) * HUGE;
+            let want = Self::mapping_bytes(len);
             // SAFETY: the mapping is ours (made by `zeroed` with `bytes`); on success the old address is no
             // longer used, on failure (MAP_FAILED) it is left as it was.
             unsafe {
