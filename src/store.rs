@@ -83,6 +83,31 @@ impl FileEntry {
 /// Days from 0001-01-01 (chrono's day 1) to 1970-01-01, the Date column's day 0.
 const EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
+/// The month (year * 12 + month0) of a day number (days since 1970-01-01). Rows come mostly in order of
+/// time: the last month asked for, with its first day and the next month's, answers for most rows without
+/// a calendar computation.
+#[derive(Default)]
+struct MonthOfDay {
+    last: Option<(std::ops::Range<i32>, i32)>,
+}
+
+impl MonthOfDay {
+    fn month(&mut self, day: i32) -> Option<i32> {
+        if let Some((days, m)) = &self.last {
+            if days.contains(&day) {
+                return Some(*m);
+            }
+        }
+        let date = chrono::NaiveDate::from_num_days_from_ce_opt(day.checked_add(EPOCH_DAYS_FROM_CE)?)?;
+        let first = date.with_day(1)?;
+        let next = first.checked_add_months(chrono::Months::new(1))?;
+        let day_of = |d: chrono::NaiveDate| d.num_days_from_ce() - EPOCH_DAYS_FROM_CE;
+        let m = date.year() * 12 + date.month0() as i32;
+        self.last = Some((day_of(first)..day_of(next), m));
+        Some(m)
+    }
+}
+
 /// Event ids of one month, or customer keys, as digests.
 type IdSet = crate::slots::DigestSet;
 
@@ -395,14 +420,8 @@ impl StoreWriter {
         let before = events.height();
         // Month of each row as year * 12 + month0, from the day numbers (no string per row).
         let days = events.column("local_date")?.to_physical_repr();
-        let month_of_row: Vec<Option<i32>> = days
-            .i32()?
-            .iter()
-            .map(|d| {
-                d.and_then(|d| chrono::NaiveDate::from_num_days_from_ce_opt(d + EPOCH_DAYS_FROM_CE))
-                    .map(|d| d.year() * 12 + d.month0() as i32)
-            })
-            .collect();
+        let mut months_of = MonthOfDay::default();
+        let month_of_row: Vec<Option<i32>> = days.i32()?.iter().map(|d| d.and_then(|d| months_of.month(d))).collect();
         let mut months: Vec<i32> = Vec::new();
         for m in month_of_row.iter().flatten() {
             if months.last() != Some(m) && !months.contains(m) {
@@ -1052,6 +1071,31 @@ fn write_bytes_atomic(path: &Path, bytes: &[u8], written: &mut Vec<PathBuf>) -> 
 mod tests {
     use super::*;
     use crate::parquet_file::MIN_ROW_GROUP_ROWS;
+
+    /// The remembered month answers as the calendar does: days in order, across month and year ends and
+    /// leap days, days out of order, and days the calendar cannot place.
+    #[test]
+    fn month_of_day_is_the_calendar_month() {
+        let calendar = |d: i32| {
+            chrono::NaiveDate::from_num_days_from_ce_opt(d + EPOCH_DAYS_FROM_CE)
+                .map(|x| x.year() * 12 + x.month0() as i32)
+        };
+        let mut months = MonthOfDay::default();
+        // 1968-06 to 2031: a leap year's February, year ends.
+        for d in -600..22_000 {
+            assert_eq!(months.month(d), calendar(d), "day {d}");
+        }
+        let mut next = crate::analytics::testing::pseudo_random(7);
+        for _ in 0..20_000 {
+            let d = next(30_000) as i32 - 5_000;
+            assert_eq!(months.month(d), calendar(d), "day {d}");
+        }
+        // 2024-02-29 is day 19782; 2024-03-01 day 19783 (1970-01-01 is day 0).
+        assert_eq!(months.month(19_782), Some(2024 * 12 + 1));
+        assert_eq!(months.month(19_783), Some(2024 * 12 + 2));
+        assert_eq!(months.month(i32::MAX), None);
+        assert_eq!(months.month(i32::MIN), None);
+    }
 
     /// Staged identities are written in the text order of their keys, whether every key is 32 hex digits
     /// (sorted as numbers) or not (sorted as text).

@@ -553,8 +553,11 @@ pub fn set_source_file(mut events: DataFrame, sha: &str) -> PolarsResult<DataFra
     Ok(events)
 }
 
+/// Days since 1970-01-01 (day 719,163 counted from 0001-01-01 as day 1): integer arithmetic, as every
+/// row's local date goes through here.
 pub fn days_since_epoch(d: NaiveDate) -> i32 {
-    (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
+    use chrono::Datelike;
+    d.num_days_from_ce() - 719_163
 }
 
 fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
@@ -606,6 +609,26 @@ fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Day numbers as chrono counts the days between dates, and at points known by hand.
+    #[test]
+    fn days_since_epoch_counts_from_1970() {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
+        let mut d = NaiveDate::from_ymd_opt(1900, 1, 1).expect("a date");
+        while chrono::Datelike::year(&d) < 2100 {
+            assert_eq!(days_since_epoch(d), (d - epoch).num_days() as i32, "{d}");
+            d = d + chrono::Days::new(1);
+        }
+        // 2024-02-29: 54 years of 365 days and 13 leap days, then 31 + 28 days.
+        assert_eq!(
+            days_since_epoch(NaiveDate::from_ymd_opt(2024, 2, 29).expect("a date")),
+            19_782
+        );
+        assert_eq!(
+            days_since_epoch(NaiveDate::from_ymd_opt(1969, 12, 31).expect("a date")),
+            -1
+        );
+    }
 
     fn payment<'a>(id: &str, customer: &'a str) -> Event<'a> {
         let t = NaiveDate::from_ymd_opt(2026, 11, 2)
