@@ -388,6 +388,12 @@ mod tests {
     /// of few values have a dictionary page, the ids none.
     #[test]
     fn text_columns_get_their_encoding_and_read_back_whole() {
+        // splitmix64's finaliser: near-random bits, as a keyed hash's are.
+        let mix = |mut z: u64| {
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
         let n = ROW_GROUP_ROWS + 1000;
         let products = [
             "拿铁咖啡（大杯，燕麦奶）",
@@ -403,6 +409,8 @@ mod tests {
             "customer_key" => (0..n).map(|i| format!("{:032x}", (i * 7919) % 6000)).collect::<Vec<_>>(),
             "refund_id" => (0..n).map(|_| None::<&str>).collect::<Vec<_>>(),
             "amount_fen" => (0..n as i64).collect::<Vec<_>>(),
+            // Keyed hashes of many customers, some repeated: plain, and entropy-coded only (`zstd_mode`).
+            "payer_key" => (0..n).map(|i| format!("{:016x}{:016x}", mix(i as u64 % 50_000), mix((i as u64 % 50_000) << 32 | 1))).collect::<Vec<_>>(),
         )
         .expect("a frame");
         // Two chunks, as two ingest chunks of a month would be.
@@ -432,6 +440,36 @@ mod tests {
             assert!(dictionary("kind"));
             assert!(dictionary("product_name"));
             assert!(!dictionary("event_id"));
+            assert!(!dictionary("payer_key"));
+        }
+        // The text as the `parquet` crate decodes it (its own zstd reader).
+        let file = File::open(&path).expect("open");
+        let batches = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        let mut texts: HashMap<&str, Vec<Option<String>>> = HashMap::new();
+        for batch in batches {
+            let batch = batch.expect("a batch");
+            for name in ["event_id", "payer_key", "customer_key"] {
+                let c = batch.column_by_name(name).expect("column");
+                let c = arrow::array::AsArray::as_string_view(c);
+                texts
+                    .entry(name)
+                    .or_default()
+                    .extend(c.iter().map(|v| v.map(str::to_string)));
+            }
+        }
+        for (name, got) in texts {
+            let want: Vec<Option<String>> = whole
+                .column(name)
+                .expect("column")
+                .str()
+                .expect("text")
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect();
+            assert!(got == want, "{name} differs as the parquet crate reads it");
         }
     }
 
@@ -442,7 +480,9 @@ mod tests {
         let mut hex = Vec::new();
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         for _ in 0..4000 {
-            // xorshift64: near-random digits, as keyed hashes are.
+            // A plain page's value: its length in 4 bytes, then 32 near-random hex digits (xorshift64), as
+            // keyed hashes are.
+            hex.extend(32u32.to_le_bytes());
             for _ in 0..2 {
                 x ^= x << 13;
                 x ^= x >> 7;

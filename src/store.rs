@@ -81,7 +81,7 @@ impl FileEntry {
 }
 
 /// Days from 0001-01-01 (chrono's day 1) to 1970-01-01, the Date column's day 0.
-const EPOCH_DAYS_FROM_CE: i32 = 719_163;
+pub(crate) const EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
 /// The month (year * 12 + month0) of a day number (days since 1970-01-01). Rows come mostly in order of
 /// time: the last month asked for, with its first day and the next month's, answers for most rows without
@@ -101,7 +101,7 @@ impl MonthOfDay {
         let date = chrono::NaiveDate::from_num_days_from_ce_opt(day.checked_add(EPOCH_DAYS_FROM_CE)?)?;
         let first = date.with_day(1)?;
         let next = first.checked_add_months(chrono::Months::new(1))?;
-        let day_of = |d: chrono::NaiveDate| d.num_days_from_ce() - EPOCH_DAYS_FROM_CE;
+        let day_of = crate::ingest::model::days_since_epoch;
         let m = date.year() * 12 + date.month0() as i32;
         self.last = Some((day_of(first)..day_of(next), m));
         Some(m)

@@ -553,11 +553,10 @@ pub fn set_source_file(mut events: DataFrame, sha: &str) -> PolarsResult<DataFra
     Ok(events)
 }
 
-/// Days since 1970-01-01 (day 719,163 counted from 0001-01-01 as day 1): integer arithmetic, as every
-/// row's local date goes through here.
+/// Days since 1970-01-01: integer arithmetic, as every row's local date goes through here.
 pub fn days_since_epoch(d: NaiveDate) -> i32 {
     use chrono::Datelike;
-    d.num_days_from_ce() - 719_163
+    d.num_days_from_ce() - crate::store::EPOCH_DAYS_FROM_CE
 }
 
 fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
