@@ -97,7 +97,7 @@ pub fn day_number(d: NaiveDate) -> i32 {
 }
 
 pub fn date_of(day: i32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Duration::days(day as i64)
+    crate::ingest::model::date_of_day(day).expect("a day number within the calendar")
 }
 
 /// `2026-W47`.

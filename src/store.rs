@@ -80,9 +80,6 @@ impl FileEntry {
     }
 }
 
-/// Days from 0001-01-01 (chrono's day 1) to 1970-01-01, the Date column's day 0.
-pub(crate) const EPOCH_DAYS_FROM_CE: i32 = 719_163;
-
 /// The month (year * 12 + month0) of a day number (days since 1970-01-01). Rows come mostly in order of
 /// time: the last month asked for, with its first day and the next month's, answers for most rows without
 /// a calendar computation.
@@ -98,7 +95,7 @@ impl MonthOfDay {
                 return Some(*m);
             }
         }
-        let date = chrono::NaiveDate::from_num_days_from_ce_opt(day.checked_add(EPOCH_DAYS_FROM_CE)?)?;
+        let date = crate::ingest::model::date_of_day(day)?;
         let first = date.with_day(1)?;
         let next = first.checked_add_months(chrono::Months::new(1))?;
         let day_of = crate::ingest::model::days_since_epoch;
@@ -1076,8 +1073,10 @@ mod tests {
     /// leap days, days out of order, and days the calendar cannot place.
     #[test]
     fn month_of_day_is_the_calendar_month() {
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
         let calendar = |d: i32| {
-            chrono::NaiveDate::from_num_days_from_ce_opt(d + EPOCH_DAYS_FROM_CE)
+            epoch
+                .checked_add_signed(chrono::TimeDelta::days(d.into()))
                 .map(|x| x.year() * 12 + x.month0() as i32)
         };
         let mut months = MonthOfDay::default();

@@ -46,7 +46,7 @@ fn month_expr(day: Expr) -> Expr {
 /// Month number (year * 12 + month - 1) of a day number.
 pub fn month_of(day: i32) -> i32 {
     use chrono::Datelike;
-    let d = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Days::new(day as u64);
+    let d = crate::analyze::date_of(day);
     d.year() * 12 + d.month() as i32 - 1
 }
 

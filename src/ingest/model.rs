@@ -553,10 +553,19 @@ pub fn set_source_file(mut events: DataFrame, sha: &str) -> PolarsResult<DataFra
     Ok(events)
 }
 
+/// Days from 0001-01-01 (chrono's day 1) to 1970-01-01, day 0 of the store's Date columns.
+const EPOCH_DAYS_FROM_CE: i32 = 719_163;
+
 /// Days since 1970-01-01: integer arithmetic, as every row's local date goes through here.
 pub fn days_since_epoch(d: NaiveDate) -> i32 {
     use chrono::Datelike;
-    d.num_days_from_ce() - crate::store::EPOCH_DAYS_FROM_CE
+    d.num_days_from_ce() - EPOCH_DAYS_FROM_CE
+}
+
+/// The date of a day number (days since 1970-01-01), the inverse of [`days_since_epoch`]; `None` past
+/// the calendar's range.
+pub fn date_of_day(day: i32) -> Option<NaiveDate> {
+    NaiveDate::from_num_days_from_ce_opt(day.checked_add(EPOCH_DAYS_FROM_CE)?)
 }
 
 fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
@@ -609,13 +618,14 @@ fn columns_to_frame(c: EventColumns, format: &str, file: &str) -> DataFrame {
 mod tests {
     use super::*;
 
-    /// Day numbers as chrono counts the days between dates, and at points known by hand.
+    /// Day numbers as chrono counts the days between dates, and at points known by hand; and back.
     #[test]
     fn days_since_epoch_counts_from_1970() {
         let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
         let mut d = NaiveDate::from_ymd_opt(1900, 1, 1).expect("a date");
         while chrono::Datelike::year(&d) < 2100 {
             assert_eq!(days_since_epoch(d), (d - epoch).num_days() as i32, "{d}");
+            assert_eq!(date_of_day(days_since_epoch(d)), Some(d));
             d = d + chrono::Days::new(1);
         }
         // 2024-02-29: 54 years of 365 days and 13 leap days, then 31 + 28 days.
