@@ -12,6 +12,7 @@ pub mod i18n;
 pub mod ingest;
 pub mod monday;
 pub mod parquet_file;
+pub mod prefetch;
 pub mod privacy;
 pub mod raster;
 pub mod report;

@@ -108,15 +108,7 @@ impl<T: Zeroable> Slots<T> {
 
     /// Starts fetching the memory of slot `i` (a hint: nothing is read).
     pub fn prefetch(&self, i: usize) {
-        #[cfg(target_arch = "x86_64")]
-        if i < self.len() {
-            // SAFETY: a prefetch is a hint that reads nothing; the pointer is in bounds.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch(self.as_ptr().add(i).cast::<i8>(), std::arch::x86_64::_MM_HINT_T0);
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = i;
+        crate::prefetch::prefetch(self, i);
     }
 }
 

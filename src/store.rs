@@ -114,10 +114,24 @@ pub(crate) fn id_digest(id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(id.as_bytes()).max(1)
 }
 
-/// The digests of a column of ids, 0 (no id) for a null.
+/// The digests of a column of ids, 0 (no id) for a null. The ids were written by a parser a while ago:
+/// their views and texts are fetched ahead of the one digested.
 fn digests(ids: &StringChunked) -> Vec<u128> {
-    ids.iter().map(|id| id.map_or(0, id_digest)).collect()
+    use crate::prefetch::{prefetch_text, prefetch_views};
+    let mut out = Vec::with_capacity(ids.len());
+    for texts in ids.downcast_iter() {
+        let views = texts.views();
+        for i in 0..texts.len() {
+            prefetch_views(views, i);
+            prefetch_text(texts, i + TEXTS_AHEAD);
+            out.push(texts.get(i).map_or(0, id_digest));
+        }
+    }
+    out
 }
+
+/// How many rows ahead of the one digested [`digests`] fetches the text of.
+const TEXTS_AHEAD: usize = 16;
 
 /// Reads one string column of the given parts into a digest set.
 fn digests_of(root: &Path, parts: &[String], column: &str, set: &mut IdSet) -> Result<()> {
@@ -1068,6 +1082,30 @@ fn write_bytes_atomic(path: &Path, bytes: &[u8], written: &mut Vec<PathBuf>) -> 
 mod tests {
     use super::*;
     use crate::parquet_file::MIN_ROW_GROUP_ROWS;
+
+    /// A column's digests, read with the views and texts fetched ahead, are those of its values one by one
+    /// (XXH3-128 by the crate's own call, 0 for a null), across chunks, inline and stored values, and the
+    /// rows near a chunk's end where the fetch ahead runs past it.
+    #[test]
+    fn digests_are_each_values_digest() {
+        let value = |i: usize| match i % 5 {
+            0 => None,
+            1 => Some(format!("wx:42000{i:024}")),
+            2 => Some(format!("s{i}")),
+            _ => Some(format!("alipay:2026112222001{i:012}")),
+        };
+        let chunk =
+            |from: usize, n: usize| Series::new("event_id".into(), (from..from + n).map(value).collect::<Vec<_>>());
+        let mut ids = chunk(0, 1000);
+        ids.append(&chunk(1000, 3)).expect("same type");
+        ids.append(&chunk(1003, 70)).expect("same type");
+        let ids = ids.str().expect("text");
+        assert_eq!(ids.chunks().len(), 3);
+        let want: Vec<u128> = (0..1073)
+            .map(|i| value(i).map_or(0, |v| xxhash_rust::xxh3::xxh3_128(v.as_bytes()).max(1)))
+            .collect();
+        assert_eq!(digests(ids), want);
+    }
 
     /// The remembered month answers as the calendar does: days in order, across month and year ends and
     /// leap days, days out of order, and days the calendar cannot place.

@@ -153,29 +153,6 @@ impl<K: std::hash::Hash + Eq, V: Copy> ByViews<K, V> {
     }
 }
 
-/// Asks the processor to fetch row `i`'s text (when it is not inside the view) into the cache.
-fn prefetch_text(texts: &Utf8ViewArray, i: usize) {
-    let Some(v) = texts.views().get(i) else { return };
-    if v.length <= View::MAX_INLINE_SIZE {
-        return;
-    }
-    let Some(buffer) = texts.data_buffers().get(v.buffer_idx as usize) else {
-        return;
-    };
-    let Some(text) = buffer.get(v.offset as usize..v.offset as usize + v.length as usize) else {
-        return;
-    };
-    #[cfg(target_arch = "x86_64")]
-    for at in [0, text.len() - 1] {
-        // SAFETY: a prefetch only hints the cache; the address is inside the buffer.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch(text.as_ptr().add(at).cast(), std::arch::x86_64::_MM_HINT_T0);
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = text;
-}
-
 /// The refunds among `events`, as [`Builder::new`] takes them (payment_event_id, amount_fen).
 pub fn refunds(events: LazyFrame) -> LazyFrame {
     events
@@ -334,7 +311,7 @@ impl Builder {
                 };
                 // The key's text is read a few rows ahead: in a dictionary-encoded column the rows' texts
                 // are all over the dictionary, and each would be a wait for memory.
-                prefetch_text(key, i + 16);
+                crate::prefetch::prefetch_text(key, i + 16);
                 let net = amount.is_valid(i).then(|| amount.value(i) + back);
                 let views = (
                     view(quality, i),
