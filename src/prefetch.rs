@@ -9,6 +9,10 @@ use polars_arrow::array::{Utf8ViewArray, View};
 pub const VIEWS_PER_LINE: usize = 4;
 pub const VIEWS_AHEAD: usize = 64;
 
+/// How many rows ahead of the one read a column's texts (stored outside their views) are fetched: each is a
+/// cache miss of its own, so fewer are in flight than lines of views.
+pub const TEXTS_AHEAD: usize = 16;
+
 /// Starts fetching the memory of `items[i]` into the cache, if there is such an item (a hint: nothing is
 /// read).
 #[inline]

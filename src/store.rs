@@ -117,7 +117,7 @@ pub(crate) fn id_digest(id: &str) -> u128 {
 /// The digests of a column of ids, 0 (no id) for a null. The ids were written by a parser a while ago:
 /// their views and texts are fetched ahead of the one digested.
 fn digests(ids: &StringChunked) -> Vec<u128> {
-    use crate::prefetch::{prefetch_text, prefetch_views};
+    use crate::prefetch::{prefetch_text, prefetch_views, TEXTS_AHEAD};
     let mut out = Vec::with_capacity(ids.len());
     for texts in ids.downcast_iter() {
         let views = texts.views();
@@ -129,9 +129,6 @@ fn digests(ids: &StringChunked) -> Vec<u128> {
     }
     out
 }
-
-/// How many rows ahead of the one digested [`digests`] fetches the text of.
-const TEXTS_AHEAD: usize = 16;
 
 /// Reads one string column of the given parts into a digest set.
 fn digests_of(root: &Path, parts: &[String], column: &str, set: &mut IdSet) -> Result<()> {

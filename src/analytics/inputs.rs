@@ -311,7 +311,7 @@ impl Builder {
                 };
                 // The key's text is read a few rows ahead: in a dictionary-encoded column the rows' texts
                 // are all over the dictionary, and each would be a wait for memory.
-                crate::prefetch::prefetch_text(key, i + 16);
+                crate::prefetch::prefetch_text(key, i + crate::prefetch::TEXTS_AHEAD);
                 let net = amount.is_valid(i).then(|| amount.value(i) + back);
                 let views = (
                     view(quality, i),
