@@ -189,6 +189,11 @@ impl DigestSet {
         self.len == 0
     }
 
+    /// The digests it holds without growing.
+    pub fn capacity(&self) -> usize {
+        self.homes / 4 * 3
+    }
+
     /// Adds a digest; `true` if it was not there.
     pub fn insert(&mut self, digest: u128) -> bool {
         self.reserve(1);
@@ -217,7 +222,7 @@ impl DigestSet {
     /// (which held nothing of the old table after the overflow was taken out): no digest is moved past one
     /// not yet put back, and every run from a home to its digest stays unbroken.
     pub fn reserve(&mut self, more: usize) {
-        let need = self.len + more;
+        let need = self.len.saturating_add(more);
         let mut homes = self.homes;
         while need * 4 > homes * 3 {
             homes *= 2;

@@ -359,6 +359,9 @@ pub struct StoreWriter {
     known: HashMap<String, IdSet>,
     /// customer keys with an identities row (store + staged), loaded on first use.
     known_customers: Option<IdSet>,
+    /// The events a large file is expected to bring (see [`StoreWriter::expect_events`]), until a month's
+    /// set is made for them.
+    expected_events: usize,
     /// The commit being written in the background, if any.
     pending: Option<std::thread::JoinHandle<Result<(Manifest, CommitStats)>>>,
     /// Staged events being written ahead of their commit ([`StoreWriter::spill`]), if any.
@@ -409,6 +412,7 @@ impl StoreWriter {
             staged: Staged::default(),
             known: HashMap::new(),
             known_customers: None,
+            expected_events: 0,
             pending: None,
             spilling: None,
             spills: 0,
@@ -464,6 +468,17 @@ impl StoreWriter {
         Ok((before - kept) as u64)
     }
 
+    /// Says how many events the rows staged next belong to (a large file, estimated from its size once its
+    /// first piece is parsed; 0: no estimate). The first month they open that has no stored events yet gets
+    /// room for them all at once: a set that grew by doubling as a 10M-row bill was staged moved 10M ids
+    /// on the way (1.5, 3 and 6M) and cleared its new memory in three steps, the stager's work while the
+    /// parsers wait. A month with stored events grows as it goes (the file may well be stored already).
+    /// A file that spans months leaves the first one room for rows that go to the next, which its later
+    /// months then lack: at most the file's own rows counted twice.
+    pub fn expect_events(&mut self, rows: usize) {
+        self.expected_events = rows;
+    }
+
     /// Names the file of the staged rows whose `source_file` is `unnamed` (rows of a large file staged
     /// before its digest was known): they get `file_id`.
     pub fn name_staged_source(&mut self, unnamed: &str, file_id: &str) -> Result<()> {
@@ -482,8 +497,9 @@ impl StoreWriter {
     fn known_ids(&mut self, month: &str) -> Result<&mut IdSet> {
         if !self.known.contains_key(month) {
             let mut set = IdSet::default();
-            if let Some(parts) = self.manifest.events.get(month) {
-                digests_of(&self.root, parts, "event_id", &mut set)?;
+            match self.manifest.events.get(month) {
+                Some(parts) => digests_of(&self.root, parts, "event_id", &mut set)?,
+                None => set.reserve(std::mem::take(&mut self.expected_events)),
             }
             self.known.insert(month.to_string(), set);
         }
@@ -1102,6 +1118,49 @@ mod tests {
             .map(|i| value(i).map_or(0, |v| xxhash_rust::xxh3::xxh3_128(v.as_bytes()).max(1)))
             .collect();
         assert_eq!(digests(ids), want);
+    }
+
+    /// A large file's expected events size the set of the first new month its rows open, once: months
+    /// opened later, and a month with stored events, grow as they go; every id is still checked.
+    #[test]
+    fn expected_events_size_the_first_new_month() {
+        let day = |y, m, d| {
+            let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
+            (chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a date") - epoch).num_days() as i32
+        };
+        let events = |ids: &[&str], d: i32| {
+            let n = ids.len();
+            DataFrame::new(
+                n,
+                vec![
+                    Column::new("event_id".into(), ids.to_vec()),
+                    Column::new("local_date".into(), vec![d; n])
+                        .cast(&DataType::Date)
+                        .expect("dates"),
+                ],
+            )
+            .expect("a frame")
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = StoreWriter::open(dir.path()).expect("store");
+        store.expect_events(100_000);
+        let dups = store
+            .stage_events(events(&["a", "b", "a"], day(2026, 10, 31)))
+            .expect("staged");
+        assert_eq!(dups, 1);
+        store.expect_events(0);
+        let october = &store.known["2026-10"];
+        assert!(october.capacity() >= 100_000, "{}", october.capacity());
+        assert_eq!(october.len(), 2);
+        // A month opened after the first piece: as small as a set starts.
+        store.stage_events(events(&["c"], day(2026, 11, 1))).expect("staged");
+        assert_eq!(store.known["2026-11"].capacity(), IdSet::default().capacity());
+        assert_eq!(
+            store
+                .stage_events(events(&["b", "c", "d"], day(2026, 10, 30)))
+                .expect("staged"),
+            1
+        );
     }
 
     /// The remembered month answers as the calendar does: days in order, across month and year ends and

@@ -37,6 +37,11 @@ pub const UNNAMED: &str = "";
 /// bill).
 const PIECES_AHEAD: usize = 4;
 
+/// Fewer bytes than any row of a merchant bill takes (a WeChat Pay row has 20-odd fields of which an order
+/// number alone is 28 digits; 200-250 bytes in the bills seen): bounds the rows a large file is expected to
+/// bring, should its first piece hold unusually short rows.
+const MIN_ROW_BYTES: u64 = 64;
+
 /// Whether an input is read in pieces, with its format and encoding: a merchant bill (a WeChat Pay trade
 /// bill or an Alipay 业务明细: the exports that reach gigabytes), uncompressed on disk or in memory (read
 /// whole, or a zip entry inflated), of more than `piece_bytes`.
@@ -304,7 +309,7 @@ impl PieceStaging<'_> {
                     break;
                 };
                 let file_id = digest.as_ref().map(|d| d.blake3.as_str());
-                if let Err(e) = self.stage_piece(&mut file, *piece, file_id) {
+                if let Err(e) = self.stage_piece(&mut file, *piece, file_id, input.size) {
                     failure = Some(e);
                     break;
                 }
@@ -362,14 +367,30 @@ impl PieceStaging<'_> {
 
     /// Stages a piece's rows, named by the file's digest if it is known (`file_id`; the parser did not know
     /// it), else unnamed until it is; spills a full batch of named rows.
-    fn stage_piece(&mut self, file: &mut FileState, piece: ParsedPiece, file_id: Option<&str>) -> Result<()> {
+    /// The first piece's rows per byte give the file's expected rows (`file_bytes` of it), which the store
+    /// makes room for at once (see [`StoreWriter::expect_events`]).
+    fn stage_piece(
+        &mut self,
+        file: &mut FileState,
+        piece: ParsedPiece,
+        file_id: Option<&str>,
+        file_bytes: u64,
+    ) -> Result<()> {
         let (events, identities, ..) = piece.parts;
         self.store.stage_identities(identities)?;
         let events = match file_id {
             Some(id) => model::set_source_file(events, id)?,
             None => events,
         };
-        file.duplicates += self.store.stage_events(events)?;
+        if file.pieces == 0 && piece.bytes > 0 {
+            let rows = u128::from(file_bytes) * events.height() as u128 / u128::from(piece.bytes);
+            let most = file_bytes / MIN_ROW_BYTES;
+            self.store
+                .expect_events(usize::try_from(rows.min(u128::from(most))).unwrap_or(usize::MAX));
+        }
+        let staged = self.store.stage_events(events);
+        self.store.expect_events(0);
+        file.duplicates += staged?;
         file.report.absorb(piece.report);
         match &mut file.totals {
             Some(t) => t.add(piece.totals),
