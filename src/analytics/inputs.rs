@@ -418,7 +418,8 @@ impl Builder {
         let (rank, products) = product_ranks(&labels.values)?;
         let pair_rank: Vec<Option<u32>> = pairs.values.iter().map(|&(_, l, _)| rank[l as usize]).collect();
 
-        let mut occ = OccasionColumns::default();
+        // At most an occasion a payment: room for all, so that the columns are not copied as they grow.
+        let mut occ = OccasionColumns::with_capacity(bucketed.len());
         let (mut fav_keys, mut fav_products) = (Vec::new(), Vec::new());
         let mut by_code: Vec<String> = Vec::new();
         let mut bought: Vec<u32> = Vec::new();
@@ -521,7 +522,6 @@ pub fn from_events(events: &DataFrame) -> Result<Inputs> {
 }
 
 /// Occasions as they are built, customer by customer.
-#[derive(Default)]
 struct OccasionColumns {
     key: Vec<u32>,
     day: Vec<i32>,
@@ -532,6 +532,16 @@ struct OccasionColumns {
 }
 
 impl OccasionColumns {
+    fn with_capacity(n: usize) -> OccasionColumns {
+        OccasionColumns {
+            key: Vec::with_capacity(n),
+            day: Vec::with_capacity(n),
+            quality: Vec::with_capacity(n),
+            net: Vec::with_capacity(n),
+            charges: Vec::with_capacity(n),
+        }
+    }
+
     /// One customer's payments, sorted by day (input order within a day): those with something left after
     /// refunds, merged per day.
     fn push_customer(&mut self, code: u32, payments: &[Slot], quality: impl Fn(u32) -> u32) {
@@ -553,14 +563,15 @@ impl OccasionColumns {
     /// The frame, with the qualities' texts (by number) gathered into place.
     fn frame(self, qualities: &[Option<String>]) -> Result<DataFrame> {
         let quality = Series::new("quality".into(), qualities).take_slice(&self.quality)?;
+        // The vectors moved in (`Column::new` copies a slice).
         Ok(DataFrame::new(
             self.key.len(),
             vec![
-                Column::new("customer_key".into(), self.key),
-                Column::new("day".into(), self.day),
+                Series::from_vec("customer_key".into(), self.key).into(),
+                Series::from_vec("day".into(), self.day).into(),
                 quality.into(),
-                Column::new("net_fen".into(), self.net),
-                Column::new("charges".into(), self.charges),
+                Series::from_vec("net_fen".into(), self.net).into(),
+                Series::from_vec("charges".into(), self.charges).into(),
             ],
         )?)
     }

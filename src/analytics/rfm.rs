@@ -49,7 +49,6 @@ pub fn rfm_tables(occasions: &DataFrame, days: &[i32], window_days: Option<i32>)
     let (keys, day) = super::occasions::sorted_keys_and_days(occasions)?;
     let net: Vec<i64> = occasions.column("net_fen")?.i64()?.into_no_null_iter().collect();
     let quality = occasions.column("quality")?;
-    #[derive(Default)]
     struct Table {
         key: Vec<u32>,
         /// The row of the first occasion counted, for its quality.
@@ -60,7 +59,21 @@ pub fn rfm_tables(occasions: &DataFrame, days: &[i32], window_days: Option<i32>)
         monetary: Vec<i64>,
         recency: Vec<i64>,
     }
-    let mut tables: Vec<Table> = days.iter().map(|_| Table::default()).collect();
+    // Room for every customer in each table up front: grown by doubling, the 14 tables' columns were
+    // copied and faulted in twice over.
+    let customers = super::occasions::customer_runs(&keys).count();
+    let mut tables: Vec<Table> = days
+        .iter()
+        .map(|_| Table {
+            key: Vec::with_capacity(customers),
+            first_row: Vec::with_capacity(customers),
+            first: Vec::with_capacity(customers),
+            last: Vec::with_capacity(customers),
+            frequency: Vec::with_capacity(customers),
+            monetary: Vec::with_capacity(customers),
+            recency: Vec::with_capacity(customers),
+        })
+        .collect();
     for rows in super::occasions::customer_runs(&keys) {
         let start = rows.start;
         let run = &day[rows];
@@ -84,15 +97,16 @@ pub fn rfm_tables(occasions: &DataFrame, days: &[i32], window_days: Option<i32>)
         .map(|t| {
             Ok(DataFrame::new(
                 t.key.len(),
+                // Each column's vector moved in (`Column::new` copies a slice).
                 vec![
-                    Column::new("customer_key".into(), t.key),
+                    Series::from_vec("customer_key".into(), t.key).into(),
                     // A gather copies the (short, inline) strings' views, not the text.
                     quality.take_slice(&t.first_row)?.with_name("quality".into()),
-                    Column::new("first_day".into(), t.first),
-                    Column::new("last_day".into(), t.last),
-                    Column::new("frequency".into(), t.frequency),
-                    Column::new("monetary_fen".into(), t.monetary),
-                    Column::new("recency_days".into(), t.recency),
+                    Series::from_vec("first_day".into(), t.first).into(),
+                    Series::from_vec("last_day".into(), t.last).into(),
+                    Series::from_vec("frequency".into(), t.frequency).into(),
+                    Series::from_vec("monetary_fen".into(), t.monetary).into(),
+                    Series::from_vec("recency_days".into(), t.recency).into(),
                 ],
             )?)
         })
