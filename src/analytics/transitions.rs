@@ -134,10 +134,12 @@ pub fn segment_snapshots(
     }
     let cube = map.score_cube();
     let names = map.names();
-    // Each snapshot: its customer codes (ascending, as rfm_tables writes them) and segment per customer.
-    let mut snapshots: Vec<(Vec<u32>, Vec<Option<u8>>)> = Vec::with_capacity(tables.len());
-    let mut now_parts = None;
-    for (i, t) in tables.iter().enumerate() {
+    // Each snapshot: its customer codes (ascending, as rfm_tables writes them) and segment per customer;
+    // the table now also its cut points and scores. The snapshots are scored on two threads, the later
+    // half on a second one (each is about a table now's work: cut points, then a loop over its rows).
+    type Scores = (Vec<i32>, Vec<i32>, Vec<i32>);
+    type Scored = (Vec<u32>, Vec<Option<u8>>, Option<(CutPoints, Scores)>);
+    let score = |i: usize, t: &DataFrame| -> Result<Scored> {
         let cuts = cut_points(&t.clone().lazy())?;
         let keys: Vec<u32> = t.column("customer_key")?.u32()?.into_no_null_iter().collect();
         if keys.windows(2).any(|w| w[0] >= w[1]) {
@@ -145,7 +147,7 @@ pub fn segment_snapshots(
         }
         let values = |c: &str| -> Result<Vec<i64>> { Ok(t.column(c)?.i64()?.into_no_null_iter().collect()) };
         let (recency, frequency, monetary) = (values("recency_days")?, values("frequency")?, values("monetary_fen")?);
-        let mut scores = (Vec::new(), Vec::new(), Vec::new());
+        let mut scores: Scores = (Vec::new(), Vec::new(), Vec::new());
         let mut segment = Vec::with_capacity(keys.len());
         for j in 0..keys.len() {
             let (r, f, m) = cuts.scores(recency[j], frequency[j], monetary[j]);
@@ -156,8 +158,30 @@ pub fn segment_snapshots(
                 scores.2.push(m);
             }
         }
-        if i == 0 {
-            now_parts = Some((cuts, scores));
+        Ok((keys, segment, (i == 0).then_some((cuts, scores))))
+    };
+    let half = tables.len().div_ceil(2);
+    let (first, later) = std::thread::scope(|scope| {
+        let later = scope.spawn(|| {
+            tables[half..]
+                .iter()
+                .enumerate()
+                .map(|(k, t)| score(half + k, t))
+                .collect::<Result<Vec<_>>>()
+        });
+        let first = tables[..half]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| score(i, t))
+            .collect::<Result<Vec<_>>>();
+        (first, later.join())
+    });
+    let later = later.map_err(|_| anyhow::anyhow!("a snapshot's scoring thread panicked"))??;
+    let mut now_parts = None;
+    let mut snapshots: Vec<(Vec<u32>, Vec<Option<u8>>)> = Vec::with_capacity(tables.len());
+    for (keys, segment, now) in first?.into_iter().chain(later) {
+        if now.is_some() {
+            now_parts = now;
         }
         snapshots.push((keys, segment));
     }
