@@ -20,7 +20,7 @@ const HUGE: usize = 2 << 20;
 /// Zeroed (empty) slots. A large table gets memory of its own, asked for as transparent huge pages
 /// (Linux): every row reads the table at a random place, and with 4 KiB pages nearly every lookup also
 /// missed the TLB, a page walk that is dear on a virtual machine (main.rs leaves huge pages to the memory
-/// that asks for them).
+/// that asks for them). Unless fresh huge pages prove dearer still: see [`advise_huge_pages`].
 pub enum Slots<T: Zeroable> {
     Heap(Vec<T>),
     #[cfg(target_os = "linux")]
@@ -59,7 +59,7 @@ impl<T: Zeroable> Slots<T> {
                         0,
                     );
                     if p != libc::MAP_FAILED {
-                        libc::madvise(p, bytes, libc::MADV_HUGEPAGE);
+                        advise_huge_pages(p.cast(), 0, bytes);
                         if let Some(ptr) = std::ptr::NonNull::new(p.cast::<T>()) {
                             return Slots::Mapped { ptr, len, bytes };
                         }
@@ -92,7 +92,7 @@ impl<T: Zeroable> Slots<T> {
                 let p = libc::mremap(ptr.as_ptr().cast(), *bytes, want, libc::MREMAP_MAYMOVE);
                 if p != libc::MAP_FAILED {
                     if let Some(moved) = std::ptr::NonNull::new(p.cast::<T>()) {
-                        libc::madvise(p, want, libc::MADV_HUGEPAGE);
+                        advise_huge_pages(p.cast(), *bytes, want);
                         *ptr = moved;
                         *old_len = len;
                         *bytes = want;
@@ -110,6 +110,63 @@ impl<T: Zeroable> Slots<T> {
     pub fn prefetch(&self, i: usize) {
         crate::prefetch::prefetch(self, i);
     }
+}
+
+/// A fresh huge page's first touch (fault and clear) that takes longer than this, in the thread's CPU
+/// time, is taken as a sign that fresh huge pages are dear here: a few tenths of a millisecond is the
+/// clearing of 2 MiB; on this VM 10-20 ms when the host has taken the memory back (see below).
+#[cfg(target_os = "linux")]
+const DEAR_HUGE_PAGE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Asks for transparent huge pages for the mapping at `base` (`to` bytes, of which `from..to` are fresh:
+/// all zero, never touched), unless the first huge page among the fresh bytes proves dear: then the
+/// mapping's later faults get 4 KiB pages. The advice covers the whole mapping either way, so that it
+/// stays one mapping the kernel can move and extend (`mremap`).
+///
+/// Why: a virtual machine whose guest reports free memory to its host (free page reporting, in blocks of
+/// 2 MiB and more) gets every huge page from memory the host has taken back, and the first touch of each
+/// is a fault on the host as well: 10-20 ms a huge page here after an idle spell, against a few tenths of
+/// a millisecond right after another process freed memory (the host still backs it). 4 KiB pages mostly
+/// come from the smaller free blocks, which are never reported. A 10M-row bill's 256 MiB event-id set:
+/// 1-2 s of CPU in fresh huge pages when cold; in 4 KiB pages about 0.6 s more in TLB misses instead.
+///
+/// # Safety
+/// `base..base + to` must be a private anonymous mapping of ours, `from..to` of it untouched.
+#[cfg(target_os = "linux")]
+unsafe fn advise_huge_pages(base: *mut u8, from: usize, to: usize) {
+    advise_huge_pages_unless(base, from, to, DEAR_HUGE_PAGE);
+}
+
+/// [`advise_huge_pages`], with the first fresh huge page dear above `dear`.
+///
+/// # Safety
+/// As for [`advise_huge_pages`].
+#[cfg(target_os = "linux")]
+unsafe fn advise_huge_pages_unless(base: *mut u8, from: usize, to: usize, dear: std::time::Duration) {
+    libc::madvise(base.cast(), to, libc::MADV_HUGEPAGE);
+    // The first whole huge page of the fresh bytes, if there is one besides it to decide for.
+    let fresh = base.add(from);
+    let first = fresh.add(fresh.align_offset(HUGE));
+    if first.add(2 * HUGE) > base.add(to) {
+        return;
+    }
+    let before = thread_cpu_time();
+    // Writes the zero the byte holds: the kernel faults in (and clears) the page around it.
+    std::ptr::write_volatile(first, 0);
+    if thread_cpu_time().saturating_sub(before) > dear {
+        libc::madvise(base.cast(), to, libc::MADV_NOHUGEPAGE);
+    }
+}
+
+/// The calling thread's CPU time (a fault's time on the host counts, time spent waiting does not).
+#[cfg(target_os = "linux")]
+fn thread_cpu_time() -> std::time::Duration {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t);
+    }
+    std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 impl<T: Zeroable> std::ops::Deref for Slots<T> {
@@ -308,6 +365,64 @@ mod tests {
             assert_eq!(set.len(), reference.len());
         }
         assert!(set.slots.len() * 16 > 2 << 20, "grew past the mapped size");
+    }
+
+    /// Huge pages or not, the advice covers the whole mapping: it stays one mapping (which `mremap` can
+    /// extend, as a table grows), all zero but for nothing, and grows with its bytes kept.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn huge_page_advice_covers_the_whole_mapping() {
+        // The VmFlags of each mapping /proc/self/smaps lists over `start..start + len`.
+        let flags_over = |start: usize, len: usize| -> Vec<Vec<String>> {
+            let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+            let mut found = Vec::new();
+            let mut over = false;
+            for line in smaps.lines() {
+                let head = line.split(' ').next().unwrap_or("");
+                if let Some((a, b)) = head.split_once('-') {
+                    if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                        over = a < start + len && start < b;
+                        continue;
+                    }
+                }
+                if let Some(f) = line.strip_prefix("VmFlags:").filter(|_| over) {
+                    found.push(f.split_whitespace().map(str::to_string).collect());
+                }
+            }
+            found
+        };
+        for (dear, flag) in [(std::time::Duration::ZERO, "nh"), (std::time::Duration::MAX, "hg")] {
+            let bytes = 6 * HUGE;
+            // SAFETY: a fresh private anonymous mapping of `bytes`, advised, read, grown and unmapped here
+            // alone.
+            unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    bytes,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                assert_ne!(p, libc::MAP_FAILED);
+                let base = p.cast::<u8>();
+                advise_huge_pages_unless(base, 0, bytes, dear);
+                let flags = flags_over(base as usize, bytes);
+                assert_eq!(flags.len(), 1, "one mapping: {flags:?}");
+                assert!(flags[0].iter().any(|f| f == flag), "{flag} in {:?}", flags[0]);
+                assert!(std::slice::from_raw_parts(base, bytes).iter().all(|&b| b == 0));
+                *base.add(bytes - 1) = 7;
+                let q = libc::mremap(p, bytes, 2 * bytes, libc::MREMAP_MAYMOVE);
+                assert_ne!(q, libc::MAP_FAILED, "grown as one mapping");
+                let grown = q.cast::<u8>();
+                advise_huge_pages_unless(grown, bytes, 2 * bytes, dear);
+                assert_eq!(flags_over(grown as usize, 2 * bytes).len(), 1);
+                let all = std::slice::from_raw_parts(grown, 2 * bytes);
+                assert_eq!(all[bytes - 1], 7);
+                assert!(all.iter().enumerate().all(|(i, &b)| b == 0 || i == bytes - 1));
+                libc::munmap(q, 2 * bytes);
+            }
+        }
     }
 
     /// Digests whose home is the last slot at every size (low bits all ones): their run goes past the
