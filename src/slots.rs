@@ -47,23 +47,16 @@ impl<T: Zeroable> Slots<T> {
         {
             if len * std::mem::size_of::<T>() >= HUGE {
                 let bytes = Self::mapping_bytes(len);
-                // SAFETY: an anonymous private mapping of `bytes` (zero-filled by the kernel, and all-zero is
-                // an empty slot: `Zeroable`); on failure the heap is used instead.
-                unsafe {
-                    let p = libc::mmap(
-                        std::ptr::null_mut(),
+                // On failure the heap is used instead.
+                if let Some(p) = anonymous_mapping(bytes) {
+                    // SAFETY: a fresh private anonymous mapping of `bytes`, zero-filled by the kernel (and
+                    // all-zero is an empty slot: `Zeroable`).
+                    unsafe { advise_huge_pages(p.as_ptr(), 0, bytes) };
+                    return Slots::Mapped {
+                        ptr: p.cast(),
+                        len,
                         bytes,
-                        libc::PROT_READ | libc::PROT_WRITE,
-                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                        -1,
-                        0,
-                    );
-                    if p != libc::MAP_FAILED {
-                        advise_huge_pages(p.cast(), 0, bytes);
-                        if let Some(ptr) = std::ptr::NonNull::new(p.cast::<T>()) {
-                            return Slots::Mapped { ptr, len, bytes };
-                        }
-                    }
+                    };
                 }
             }
         }
@@ -110,6 +103,26 @@ impl<T: Zeroable> Slots<T> {
     pub fn prefetch(&self, i: usize) {
         crate::prefetch::prefetch(self, i);
     }
+}
+
+/// A new private anonymous mapping of `bytes` (zero-filled, untouched), if the kernel gives one.
+#[cfg(target_os = "linux")]
+fn anonymous_mapping(bytes: usize) -> Option<std::ptr::NonNull<u8>> {
+    // SAFETY: a new mapping at an address the kernel chooses touches no memory of ours.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    std::ptr::NonNull::new(p.cast())
 }
 
 /// A fresh huge page's first touch (fault and clear) that takes longer than this, in the thread's CPU
@@ -393,26 +406,17 @@ mod tests {
         };
         for (dear, flag) in [(std::time::Duration::ZERO, "nh"), (std::time::Duration::MAX, "hg")] {
             let bytes = 6 * HUGE;
+            let base = anonymous_mapping(bytes).expect("a mapping").as_ptr();
             // SAFETY: a fresh private anonymous mapping of `bytes`, advised, read, grown and unmapped here
             // alone.
             unsafe {
-                let p = libc::mmap(
-                    std::ptr::null_mut(),
-                    bytes,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                );
-                assert_ne!(p, libc::MAP_FAILED);
-                let base = p.cast::<u8>();
                 advise_huge_pages_unless(base, 0, bytes, dear);
                 let flags = flags_over(base as usize, bytes);
                 assert_eq!(flags.len(), 1, "one mapping: {flags:?}");
                 assert!(flags[0].iter().any(|f| f == flag), "{flag} in {:?}", flags[0]);
                 assert!(std::slice::from_raw_parts(base, bytes).iter().all(|&b| b == 0));
                 *base.add(bytes - 1) = 7;
-                let q = libc::mremap(p, bytes, 2 * bytes, libc::MREMAP_MAYMOVE);
+                let q = libc::mremap(base.cast(), bytes, 2 * bytes, libc::MREMAP_MAYMOVE);
                 assert_ne!(q, libc::MAP_FAILED, "grown as one mapping");
                 let grown = q.cast::<u8>();
                 advise_huge_pages_unless(grown, bytes, 2 * bytes, dear);
