@@ -359,9 +359,6 @@ pub struct StoreWriter {
     known: HashMap<String, IdSet>,
     /// customer keys with an identities row (store + staged), loaded on first use.
     known_customers: Option<IdSet>,
-    /// The events a large file is expected to bring (see [`StoreWriter::expect_events`]), until a month's
-    /// set is made for them.
-    expected_events: usize,
     /// The commit being written in the background, if any.
     pending: Option<std::thread::JoinHandle<Result<(Manifest, CommitStats)>>>,
     /// Staged events being written ahead of their commit ([`StoreWriter::spill`]), if any.
@@ -412,7 +409,6 @@ impl StoreWriter {
             staged: Staged::default(),
             known: HashMap::new(),
             known_customers: None,
-            expected_events: 0,
             pending: None,
             spilling: None,
             spills: 0,
@@ -426,6 +422,17 @@ impl StoreWriter {
     /// before it (or of itself). Copies are avoided where they are not needed: a file within one month is
     /// not split, a file without repeated ids is not de-duplicated, a new month is not anti-joined.
     pub fn stage_events(&mut self, events: DataFrame) -> Result<u64> {
+        self.stage_events_expecting(events, 0)
+    }
+
+    /// [`StoreWriter::stage_events`], the rows being the first of a large file expected to bring `expected`
+    /// events in all (estimated from its size; 0: no estimate). The first month they open that has no
+    /// stored events yet gets room for them all at once: a set that grew by doubling as a 10M-row bill was
+    /// staged moved 10M ids on the way (1.5, 3 and 6M) and cleared its new memory in three steps, the
+    /// stager's work while the parsers wait. A month with stored events grows as it goes (the file may well
+    /// be stored already). A file that spans months leaves the first one room for rows that go to the next,
+    /// which its later months then lack: at most the file's own rows counted twice.
+    pub fn stage_events_expecting(&mut self, events: DataFrame, mut expected: usize) -> Result<u64> {
         if events.height() == 0 {
             return Ok(0);
         }
@@ -453,7 +460,11 @@ impl StoreWriter {
             };
             // New ids only, each once: the set answers for the store, earlier files and this file alike.
             let digests = digests(part.column("event_id")?.str()?);
-            let fresh_mask: BooleanChunked = self.known_ids(&month)?.insert_all(&digests).into_iter().collect();
+            let fresh_mask: BooleanChunked = self
+                .known_ids(&month, &mut expected)?
+                .insert_all(&digests)
+                .into_iter()
+                .collect();
             let fresh = if fresh_mask.all() {
                 part
             } else {
@@ -466,17 +477,6 @@ impl StoreWriter {
             self.staged.events.entry(month).or_default().push(fresh);
         }
         Ok((before - kept) as u64)
-    }
-
-    /// Says how many events the rows staged next belong to (a large file, estimated from its size once its
-    /// first piece is parsed; 0: no estimate). The first month they open that has no stored events yet gets
-    /// room for them all at once: a set that grew by doubling as a 10M-row bill was staged moved 10M ids
-    /// on the way (1.5, 3 and 6M) and cleared its new memory in three steps, the stager's work while the
-    /// parsers wait. A month with stored events grows as it goes (the file may well be stored already).
-    /// A file that spans months leaves the first one room for rows that go to the next, which its later
-    /// months then lack: at most the file's own rows counted twice.
-    pub fn expect_events(&mut self, rows: usize) {
-        self.expected_events = rows;
     }
 
     /// Names the file of the staged rows whose `source_file` is `unnamed` (rows of a large file staged
@@ -494,12 +494,14 @@ impl StoreWriter {
         Ok(())
     }
 
-    fn known_ids(&mut self, month: &str) -> Result<&mut IdSet> {
+    /// The set of `month`'s event ids, loaded on first touch; a month with no stored events yet takes
+    /// `expected` (leaving 0) as the ids it makes room for.
+    fn known_ids(&mut self, month: &str, expected: &mut usize) -> Result<&mut IdSet> {
         if !self.known.contains_key(month) {
             let mut set = IdSet::default();
             match self.manifest.events.get(month) {
                 Some(parts) => digests_of(&self.root, parts, "event_id", &mut set)?,
-                None => set.reserve(std::mem::take(&mut self.expected_events)),
+                None => set.reserve(std::mem::take(expected)),
             }
             self.known.insert(month.to_string(), set);
         }
@@ -1143,12 +1145,10 @@ mod tests {
         };
         let dir = tempfile::tempdir().expect("temp dir");
         let mut store = StoreWriter::open(dir.path()).expect("store");
-        store.expect_events(100_000);
         let dups = store
-            .stage_events(events(&["a", "b", "a"], day(2026, 10, 31)))
+            .stage_events_expecting(events(&["a", "b", "a"], day(2026, 10, 31)), 100_000)
             .expect("staged");
         assert_eq!(dups, 1);
-        store.expect_events(0);
         let october = &store.known["2026-10"];
         assert!(october.capacity() >= 100_000, "{}", october.capacity());
         assert_eq!(october.len(), 2);

@@ -368,7 +368,7 @@ impl PieceStaging<'_> {
     /// Stages a piece's rows, named by the file's digest if it is known (`file_id`; the parser did not know
     /// it), else unnamed until it is; spills a full batch of named rows.
     /// The first piece's rows per byte give the file's expected rows (`file_bytes` of it), which the store
-    /// makes room for at once (see [`StoreWriter::expect_events`]).
+    /// makes room for at once (see [`StoreWriter::stage_events_expecting`]).
     fn stage_piece(
         &mut self,
         file: &mut FileState,
@@ -382,15 +382,14 @@ impl PieceStaging<'_> {
             Some(id) => model::set_source_file(events, id)?,
             None => events,
         };
-        if file.pieces == 0 && piece.bytes > 0 {
+        let expected = if file.pieces == 0 && piece.bytes > 0 {
             let rows = u128::from(file_bytes) * events.height() as u128 / u128::from(piece.bytes);
             let most = file_bytes / MIN_ROW_BYTES;
-            self.store
-                .expect_events(usize::try_from(rows.min(u128::from(most))).unwrap_or(usize::MAX));
-        }
-        let staged = self.store.stage_events(events);
-        self.store.expect_events(0);
-        file.duplicates += staged?;
+            usize::try_from(rows.min(u128::from(most))).unwrap_or(usize::MAX)
+        } else {
+            0
+        };
+        file.duplicates += self.store.stage_events_expecting(events, expected)?;
         file.report.absorb(piece.report);
         match &mut file.totals {
             Some(t) => t.add(piece.totals),
