@@ -87,24 +87,11 @@ fn no_transparent_huge_pages() {
 /// Regions are found by the `hg` flag in /proc/self/smaps.
 #[cfg(target_os = "linux")]
 fn unadvise_huge_pages() {
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
-        return;
-    };
-    let mut range: Option<(usize, usize)> = None;
-    for line in smaps.lines() {
-        let head = line.split(' ').next().unwrap_or("");
-        if let Some((a, b)) = head.split_once('-') {
-            if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
-                range = Some((a, b));
-                continue;
-            }
-        }
-        if let (Some(flags), Some((a, b))) = (line.strip_prefix("VmFlags:"), range) {
-            if flags.split_whitespace().any(|f| f == "hg") {
-                // SAFETY: madvise only changes the paging advice of a mapping the kernel listed as ours.
-                unsafe {
-                    libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_NOHUGEPAGE);
-                }
+    for (range, flags) in paylens::slots::mappings() {
+        if flags.iter().any(|f| f == "hg") {
+            // SAFETY: madvise only changes the paging advice of a mapping the kernel listed as ours.
+            unsafe {
+                libc::madvise(range.start as *mut libc::c_void, range.len(), libc::MADV_NOHUGEPAGE);
             }
         }
     }

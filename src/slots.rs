@@ -171,6 +171,32 @@ unsafe fn advise_huge_pages_unless(base: *mut u8, from: usize, to: usize, dear: 
     }
 }
 
+/// The process's memory mappings as `/proc/self/smaps` lists them: each one's addresses and `VmFlags`
+/// (`hg` for huge pages asked for, `nh` for none). Empty if the file cannot be read.
+#[cfg(target_os = "linux")]
+pub fn mappings() -> Vec<(std::ops::Range<usize>, Vec<String>)> {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let mut range: Option<std::ops::Range<usize>> = None;
+    for line in smaps.lines() {
+        let head = line.split(' ').next().unwrap_or("");
+        if let Some((a, b)) = head.split_once('-') {
+            if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                range = Some(a..b);
+                continue;
+            }
+        }
+        if let Some(flags) = line.strip_prefix("VmFlags:") {
+            if let Some(r) = range.take() {
+                found.push((r, flags.split_whitespace().map(str::to_string).collect()));
+            }
+        }
+    }
+    found
+}
+
 /// The calling thread's CPU time (a fault's time on the host counts, time spent waiting does not).
 #[cfg(target_os = "linux")]
 fn thread_cpu_time() -> std::time::Duration {
@@ -385,24 +411,13 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn huge_page_advice_covers_the_whole_mapping() {
-        // The VmFlags of each mapping /proc/self/smaps lists over `start..start + len`.
+        // The VmFlags of each mapping over `start..start + len`.
         let flags_over = |start: usize, len: usize| -> Vec<Vec<String>> {
-            let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
-            let mut found = Vec::new();
-            let mut over = false;
-            for line in smaps.lines() {
-                let head = line.split(' ').next().unwrap_or("");
-                if let Some((a, b)) = head.split_once('-') {
-                    if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
-                        over = a < start + len && start < b;
-                        continue;
-                    }
-                }
-                if let Some(f) = line.strip_prefix("VmFlags:").filter(|_| over) {
-                    found.push(f.split_whitespace().map(str::to_string).collect());
-                }
-            }
-            found
+            mappings()
+                .into_iter()
+                .filter(|(r, _)| r.start < start + len && start < r.end)
+                .map(|(_, flags)| flags)
+                .collect()
         };
         for (dear, flag) in [(std::time::Duration::ZERO, "nh"), (std::time::Duration::MAX, "hg")] {
             let bytes = 6 * HUGE;
