@@ -483,8 +483,12 @@ struct Drawn {
 
 impl Drawn {
     fn new(r: &RestockOutcome, cfg: &Config, as_of: NaiveDate) -> Result<Drawn> {
+        let mut phase = crate::timings::Phases::from_env();
+        phase.mark("charts: fonts");
         let raster = crate::raster::Rasteriser::new(cfg.chart_font.as_deref())?;
+        phase.mark("charts: restock");
         let charts = restock_charts(r, cfg, as_of)?;
+        phase.mark("charts: restock pngs");
         let pngs = rasterise(&raster, &charts)?;
         Ok(Drawn { raster, charts, pngs })
     }
@@ -792,7 +796,10 @@ pub fn run(as_of: Option<NaiveDate>, cfg: &Config, quiet: bool) -> Result<PathBu
     };
     // The restock thread also draws the charts that need only the store and the restock list.
     let restock_and_draw = |as_of: NaiveDate| -> Result<(RestockOutcome, Drawn)> {
+        let mut phase = crate::timings::Phases::from_env();
+        phase.mark("restock");
         let r = crate::restock::run(&restock(as_of), cfg)?;
+        phase.mark("restock charts");
         let drawn = Drawn::new(&r, cfg, as_of)?;
         Ok((r, drawn))
     };

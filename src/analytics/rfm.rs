@@ -145,39 +145,69 @@ impl CutPoints {
 
 const QUANTILES: [f64; 4] = [0.2, 0.4, 0.6, 0.8];
 
-/// Computes the cut points over the customers of an RFM table (one small aggregate query).
-pub fn cut_points(table: &LazyFrame) -> Result<CutPoints> {
-    let mut exprs = Vec::new();
-    for m in ["recency_days", "frequency", "monetary_fen"] {
-        for (i, q) in QUANTILES.iter().enumerate() {
-            exprs.push(
-                col(m)
-                    .cast(DataType::Float64)
-                    .quantile(lit(*q), QuantileMethod::Linear)
-                    .alias(format!("{m}_{i}")),
-            );
+/// Computes the cut points over the customers of an RFM table (nulls left out, as a quantile leaves them).
+pub fn cut_points(table: &DataFrame) -> Result<CutPoints> {
+    let values = |m: &str| -> Result<Vec<i64>> {
+        Ok(table.column(m)?.cast(&DataType::Int64)?.i64()?.iter().flatten().collect())
+    };
+    Ok(CutPoints::of(
+        &values("recency_days")?,
+        &values("frequency")?,
+        &values("monetary_fen")?,
+    ))
+}
+
+impl CutPoints {
+    /// The cut points of the customers' recency, frequency and monetary values.
+    pub fn of(recency: &[i64], frequency: &[i64], monetary: &[i64]) -> CutPoints {
+        CutPoints {
+            recency: type7_cuts(recency),
+            frequency: type7_cuts(frequency),
+            monetary: type7_cuts(monetary),
         }
     }
-    let df = table.clone().select(exprs).collect()?;
-    let read = |m: &str| -> Result<Vec<f64>> {
-        let mut v = Vec::new();
-        for i in 0..QUANTILES.len() {
-            if let Some(x) = df.column(&format!("{m}_{i}"))?.f64()?.get(0) {
-                // Interpolation leaves float noise (18760.000000000015); the measures are integers, so a
-                // cut point rounded to 1e-6 scores every value the same way any engine's would.
-                let x = (x * 1e6).round() / 1e6;
-                if v.last() != Some(&x) {
-                    v.push(x);
-                }
-            }
-        }
-        Ok(v)
+}
+
+/// The [`QUANTILES`] of `values` (type 7: h = (n - 1) p, interpolated between the values ranked floor(h)
+/// and floor(h) + 1, in the arithmetic of Polars' linear quantile), rounded to 1e-6, each distinct once.
+/// One copy of the values, partitioned in place quantile after quantile: each selection works only on
+/// what lies above the one before (a sort, or a copy and selection per quantile, did the work four times).
+fn type7_cuts(values: &[i64]) -> Vec<f64> {
+    let mut cuts: Vec<f64> = Vec::with_capacity(QUANTILES.len());
+    let Some(last) = values.len().checked_sub(1) else {
+        return cuts;
     };
-    Ok(CutPoints {
-        recency: read("recency_days")?,
-        frequency: read("frequency")?,
-        monetary: read("monetary_fen")?,
-    })
+    let mut v = values.to_vec();
+    // v[..from] holds values ranked below `from`, each ranked one in its place or below it; v[from..]
+    // holds the rest, unordered.
+    let mut from = 0;
+    for q in QUANTILES {
+        let h = last as f64 * q;
+        let rank = h as usize;
+        if rank >= from {
+            v[from..].select_nth_unstable(rank - from);
+            from = rank + 1;
+        }
+        let lower = v[rank] as f64;
+        let x = if h.ceil() as usize == rank {
+            lower
+        } else {
+            // The value ranked next is the least of those above (all of v[rank + 1..]).
+            let upper = v[rank + 1..].iter().copied().min().map_or(lower, |u| u as f64);
+            if lower == upper {
+                lower
+            } else {
+                (h - rank as f64) * (upper - lower) + lower
+            }
+        };
+        // Interpolation leaves float noise (18760.000000000015); the measures are integers, so a cut point
+        // rounded to 1e-6 scores every value the same way any engine's would.
+        let x = (x * 1e6).round() / 1e6;
+        if cuts.last() != Some(&x) {
+            cuts.push(x);
+        }
+    }
+    cuts
 }
 
 /// How many cut points lie strictly below the value: 0..=len.
@@ -223,7 +253,7 @@ mod tests {
         // Values 1..=10. Type-7 quantile at p: h = (n-1)p; 0.2 -> 2.8, 0.4 -> 4.6, 0.6 -> 6.4, 0.8 -> 8.2.
         let v: Vec<i64> = (1..=10).collect();
         let t = table(&v, &v, &v);
-        let cuts = cut_points(&t).unwrap();
+        let cuts = cut_points(&t.clone().collect().unwrap()).unwrap();
         for (got, want) in cuts.frequency.iter().zip([2.8, 4.6, 6.4, 8.2]) {
             assert!((got - want).abs() < 1e-9, "{got} vs {want}");
         }
@@ -233,13 +263,54 @@ mod tests {
         assert_eq!(scores(&s, "r_score"), [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]);
     }
 
+    /// The cut points of Polars' own linear quantile, rounded and deduplicated as `cut_points` does.
+    fn polars_cuts(values: &[i64]) -> Vec<f64> {
+        let df = df!("v" => values).unwrap();
+        let exprs: Vec<Expr> = QUANTILES
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                col("v")
+                    .cast(DataType::Float64)
+                    .quantile(lit(*q), QuantileMethod::Linear)
+                    .alias(format!("q{i}"))
+            })
+            .collect();
+        let out = df.lazy().select(exprs).collect().unwrap();
+        let mut cuts: Vec<f64> = Vec::new();
+        for i in 0..QUANTILES.len() {
+            if let Some(x) = out.column(&format!("q{i}")).unwrap().f64().unwrap().get(0) {
+                let x = (x * 1e6).round() / 1e6;
+                if cuts.last() != Some(&x) {
+                    cuts.push(x);
+                }
+            }
+        }
+        cuts
+    }
+
+    #[test]
+    fn cut_points_match_polars_linear_quantiles() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut cases: Vec<Vec<i64>> = vec![vec![], vec![5], vec![9, 2], vec![3, 3, 3], vec![1, 2, 3, 4, 5]];
+        for n in [3usize, 4, 7, 10, 11, 50, 101, 1000, 20_000] {
+            for spread in [1i64, 3, 40, 1_000_000_000] {
+                cases.push((0..n).map(|_| rng.random_range(0..=spread)).collect());
+            }
+        }
+        for values in &cases {
+            assert_eq!(type7_cuts(values), polars_cuts(values), "{} values", values.len());
+        }
+    }
+
     #[test]
     fn ties_get_equal_scores_and_fewer_levels() {
         // Frequencies: seven customers bought once, two twice, one 9 times. Quantiles: 1, 1, 1, 2 -> cuts
         // {1, 2}: once -> 1, twice -> 2, nine -> 3. Identical customers never land in different scores.
         let f = [1, 1, 1, 1, 1, 1, 1, 2, 2, 9];
         let t = table(&f, &f, &f);
-        let cuts = cut_points(&t).unwrap();
+        let cuts = cut_points(&t.clone().collect().unwrap()).unwrap();
         assert_eq!(cuts.frequency, vec![1.0, 2.0]);
         assert_eq!(cuts.levels().1, 3);
         let s = score(t, &cuts).collect().unwrap();

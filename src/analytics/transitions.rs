@@ -36,9 +36,8 @@ pub fn segmented_at(
 
 /// Scores and segments an RFM table (of [`rfm_table`] or [`super::rfm::rfm_tables`]).
 pub fn segment(table: DataFrame, map: &SegmentMap) -> Result<(DataFrame, CutPoints)> {
-    let table = table.lazy();
     let cuts = cut_points(&table)?;
-    let segmented = map.assign(score(table, &cuts)).collect()?;
+    let segmented = map.assign(score(table.lazy(), &cuts)).collect()?;
     Ok((segmented, cuts))
 }
 
@@ -140,13 +139,13 @@ pub fn segment_snapshots(
     type Scores = (Vec<i32>, Vec<i32>, Vec<i32>);
     type Scored = (Vec<u32>, Vec<Option<u8>>, Option<(CutPoints, Scores)>);
     let score = |i: usize, t: &DataFrame| -> Result<Scored> {
-        let cuts = cut_points(&t.clone().lazy())?;
         let keys: Vec<u32> = t.column("customer_key")?.u32()?.into_no_null_iter().collect();
         if keys.windows(2).any(|w| w[0] >= w[1]) {
             bail!("RFM tables must be sorted by customer code");
         }
         let values = |c: &str| -> Result<Vec<i64>> { Ok(t.column(c)?.i64()?.into_no_null_iter().collect()) };
         let (recency, frequency, monetary) = (values("recency_days")?, values("frequency")?, values("monetary_fen")?);
+        let cuts = CutPoints::of(&recency, &frequency, &monetary);
         let mut scores: Scores = (Vec::new(), Vec::new(), Vec::new());
         let mut segment = Vec::with_capacity(keys.len());
         for j in 0..keys.len() {
