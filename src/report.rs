@@ -304,7 +304,7 @@ fn daily_revenue(cfg: &Config, as_of: NaiveDate, days: i64) -> Result<Vec<(Strin
     let store = crate::store::StoreReader::open(&cfg.store)?;
     let end = crate::analyze::day_number(as_of);
     let df = store
-        .scan_events()?
+        .scan_events_since(end - days as i32 + 1)?
         .with_column(col("local_date").cast(DataType::Int32).alias("day"))
         .filter(col("day").gt(lit(end - days as i32)).and(col("day").lt_eq(lit(end))))
         .group_by([col("day")])
@@ -335,7 +335,7 @@ fn weekday_hours(cfg: &Config, as_of: NaiveDate) -> Result<[[f64; 24]; 7]> {
     let end = crate::analyze::day_number(as_of);
     let tz = TimeZone::opt_try_new(Some(cfg.timezone.name()))?.context("time zone")?;
     let df = store
-        .scan_events()?
+        .scan_events_since(end - 27)?
         .filter(
             col("kind")
                 .eq(lit("payment"))

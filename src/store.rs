@@ -278,6 +278,19 @@ impl StoreReader {
         )?)
     }
 
+    /// The events of the months from `first_day`'s on (days since 1970-01-01): a query of recent days
+    /// reads only the files of those months (events are stored by the month of their local date).
+    pub fn scan_events_since(&self, first_day: i32) -> Result<LazyFrame> {
+        let paths = self.event_paths_since(first_day)?;
+        if paths.is_empty() {
+            return Ok(crate::ingest::empty_events().lazy());
+        }
+        Ok(LazyFrame::scan_parquet_files(
+            paths.into_iter().collect(),
+            ScanArgsParquet::default(),
+        )?)
+    }
+
     /// One lazy scan per events file, month by month, for a pass that takes the events a part at a time.
     pub fn scan_event_parts(&self) -> Result<Vec<LazyFrame>> {
         self.event_paths()?
@@ -292,8 +305,21 @@ impl StoreReader {
     }
 
     fn event_paths(&self) -> Result<Vec<PlRefPath>> {
+        self.event_paths_where(|_| true)
+    }
+
+    /// The events files of the months from `first_day`'s on.
+    fn event_paths_since(&self, first_day: i32) -> Result<Vec<PlRefPath>> {
+        let from = crate::ingest::model::date_of_day(first_day).map(|d| format!("{:04}-{:02}", d.year(), d.month()));
+        // A month key that is not a month (none is written) is read.
+        self.event_paths_where(|month| from.as_deref().is_none_or(|from| month.len() != 7 || month >= from))
+    }
+
+    /// The events files of the months `keep` takes, by their month key (`2026-11`).
+    fn event_paths_where(&self, keep: impl Fn(&str) -> bool) -> Result<Vec<PlRefPath>> {
         let mut paths = Vec::new();
-        for rel in self.manifest.events.values().flatten() {
+        let months = self.manifest.events.iter().filter(|(month, _)| keep(month));
+        for rel in months.flat_map(|(_, parts)| parts) {
             let p = self.root.join(rel);
             let s = p
                 .to_str()
@@ -1161,6 +1187,33 @@ mod tests {
                 .expect("staged"),
             1
         );
+    }
+
+    #[test]
+    fn recent_days_read_the_files_of_their_months() {
+        let months = ["2025-12", "2026-09", "2026-10", "2026-11", "other"];
+        let mut manifest = Manifest::default();
+        for m in months {
+            manifest.events.insert(m.into(), vec![format!("events/month={m}/a"), format!("events/month={m}/b")]);
+        }
+        let store = StoreReader {
+            root: PathBuf::from("/s"),
+            manifest,
+        };
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
+        let day = |y, m, d| (chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a date") - epoch).num_days() as i32;
+        let since = |d: i32| -> Vec<String> {
+            let paths = store.event_paths_since(d).expect("paths");
+            paths.iter().map(|p| p.as_str().trim_start_matches("/s/").to_string()).collect()
+        };
+        let files = |ms: &[&str]| -> Vec<String> {
+            ms.iter().flat_map(|m| [format!("events/month={m}/a"), format!("events/month={m}/b")]).collect()
+        };
+        assert_eq!(since(day(2026, 10, 31)), files(&["2026-10", "2026-11", "other"]));
+        assert_eq!(since(day(2026, 10, 1)), files(&["2026-10", "2026-11", "other"]));
+        assert_eq!(since(day(2026, 9, 30)), files(&["2026-09", "2026-10", "2026-11", "other"]));
+        assert_eq!(since(day(2025, 1, 1)), files(&months));
+        assert_eq!(since(day(2027, 1, 1)), files(&["other"]));
     }
 
     /// The remembered month answers as the calendar does: days in order, across month and year ends and

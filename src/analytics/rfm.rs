@@ -169,36 +169,25 @@ impl CutPoints {
 }
 
 /// The [`QUANTILES`] of `values` (type 7: h = (n - 1) p, interpolated between the values ranked floor(h)
-/// and floor(h) + 1, in the arithmetic of Polars' linear quantile), rounded to 1e-6, each distinct once.
-/// One copy of the values, partitioned in place quantile after quantile: each selection works only on
-/// what lies above the one before (a sort, or a copy and selection per quantile, did the work four times).
+/// and ceil(h), in the arithmetic of Polars' linear quantile), rounded to 1e-6, each distinct once.
 fn type7_cuts(values: &[i64]) -> Vec<f64> {
     let mut cuts: Vec<f64> = Vec::with_capacity(QUANTILES.len());
     let Some(last) = values.len().checked_sub(1) else {
         return cuts;
     };
-    let mut v = values.to_vec();
-    // v[..from] holds values ranked below `from`, each ranked one in its place or below it; v[from..]
-    // holds the rest, unordered.
-    let mut from = 0;
-    for q in QUANTILES {
-        let h = last as f64 * q;
-        let rank = h as usize;
-        if rank >= from {
-            v[from..].select_nth_unstable(rank - from);
-            from = rank + 1;
-        }
-        let lower = v[rank] as f64;
-        let x = if h.ceil() as usize == rank {
+    let at = QUANTILES.map(|q| last as f64 * q);
+    // Each quantile's two ranks; a lower rank of one can be below the upper rank of the one before.
+    let mut ranks: Vec<usize> = at.iter().flat_map(|h| [*h as usize, h.ceil() as usize]).collect();
+    ranks.sort_unstable();
+    ranks.dedup();
+    let ranked = values_at_ranks(values, &ranks);
+    let value = |rank: usize| ranked[ranks.binary_search(&rank).expect("a rank asked for")] as f64;
+    for h in at {
+        let (lower, upper) = (value(h as usize), value(h.ceil() as usize));
+        let x = if lower == upper {
             lower
         } else {
-            // The value ranked next is the least of those above (all of v[rank + 1..]).
-            let upper = v[rank + 1..].iter().copied().min().map_or(lower, |u| u as f64);
-            if lower == upper {
-                lower
-            } else {
-                (h - rank as f64) * (upper - lower) + lower
-            }
+            (h - (h as usize) as f64) * (upper - lower) + lower
         };
         // Interpolation leaves float noise (18760.000000000015); the measures are integers, so a cut point
         // rounded to 1e-6 scores every value the same way any engine's would.
@@ -208,6 +197,45 @@ fn type7_cuts(values: &[i64]) -> Vec<f64> {
         }
     }
     cuts
+}
+
+/// The values ranked `ranks` (ascending, distinct, each below `values.len()`) in `values` sorted. Values spanning a
+/// range not much wider than their count (days of recency, counts of occasions) are counted per value;
+/// others are selected in one copy, partitioned in place rank after rank, each selection working only on
+/// what lies above the one before. (A sort, or a copy and a selection per quantile as a query engine does
+/// it, costs several times more for the 14 tables of a report.)
+fn values_at_ranks(values: &[i64], ranks: &[usize]) -> Vec<i64> {
+    let mut out = Vec::with_capacity(ranks.len());
+    let (Some(&min), Some(&max)) = (values.iter().min(), values.iter().max()) else {
+        return out;
+    };
+    let span = (max as i128 - min as i128) as u128;
+    if span < 2 * values.len().max(1024) as u128 {
+        let mut counts = vec![0u32; span as usize + 1];
+        for v in values {
+            counts[(*v - min) as usize] += 1;
+        }
+        let (mut below, mut next) = (0usize, ranks.iter().peekable());
+        for (offset, count) in counts.iter().enumerate() {
+            below += *count as usize;
+            while next.next_if(|r| **r < below).is_some() {
+                out.push(min + offset as i64);
+            }
+        }
+        return out;
+    }
+    let mut v = values.to_vec();
+    // v[..from] holds values ranked below `from`, the one ranked `from - 1` in its place; v[from..] holds
+    // the rest, unordered.
+    let mut from = 0;
+    for &rank in ranks {
+        if rank >= from {
+            v[from..].select_nth_unstable(rank - from);
+            from = rank + 1;
+        }
+        out.push(v[rank]);
+    }
+    out
 }
 
 /// How many cut points lie strictly below the value: 0..=len.
@@ -299,8 +327,17 @@ mod tests {
                 cases.push((0..n).map(|_| rng.random_range(0..=spread)).collect());
             }
         }
+        // Both ways of ranking: spans of a few values (counted) and of 1e9 (selected), at every size.
+        for n in [3usize, 4, 7, 10, 11, 50, 101, 1000, 3000, 20_000] {
+            cases.push((0..n).map(|i| -(i as i64 % 7) * 1_000_000_000).collect());
+        }
         for values in &cases {
             assert_eq!(type7_cuts(values), polars_cuts(values), "{} values", values.len());
+            let mut sorted = values.clone();
+            sorted.sort_unstable();
+            let ranks: Vec<usize> = (0..values.len()).step_by(values.len() / 7 + 1).collect();
+            let want: Vec<i64> = ranks.iter().map(|r| sorted[*r]).collect();
+            assert_eq!(values_at_ranks(values, &ranks), want);
         }
     }
 
