@@ -305,31 +305,40 @@ pub fn cohorts_sorted(occ: &DataFrame, period: Period, as_of: i32) -> Result<Vec
         Period::Week => week_of(d),
     };
     let periods: Vec<i32> = (lo..=hi.max(lo)).map(of).collect();
-    let mut by_cohort: Cells = Default::default();
-    let (mut cohort, mut last) = (0, 0);
-    for (i, (&key, &day)) in keys.iter().zip(&days).enumerate() {
+    // Counts per cohort (its size, and per period since: active customers and net spend), indexed by
+    // period from the first; a cohort's row made when its first customer comes.
+    let first = periods.first().copied().unwrap_or(0);
+    let side = (periods.last().copied().unwrap_or(first) - first + 1) as usize;
+    let mut sizes = vec![0i64; side];
+    let mut rows: Vec<Vec<(i64, i64)>> = vec![Vec::new(); side];
+    let (mut cohort, mut last) = (0usize, 0usize);
+    for (i, ((&key, &day), net)) in keys.iter().zip(&days).zip(net.iter()).enumerate() {
         if day > as_of {
             continue;
         }
-        let p = periods[(day - lo) as usize];
+        let p = (periods[(day - lo) as usize] - first) as usize;
         // Later days come later: a customer's earlier row was not skipped.
         let new_customer = i == 0 || keys[i - 1] != key;
         if new_customer {
             cohort = p;
-            by_cohort.entry(cohort).or_default().0 += 1;
+            sizes[cohort] += 1;
+            if rows[cohort].is_empty() {
+                rows[cohort] = vec![(0, 0); side - cohort];
+            }
         }
-        let cell = by_cohort
-            .get_mut(&cohort)
-            .expect("entered above")
-            .1
-            .entry(p - cohort)
-            .or_default();
+        let cell = &mut rows[cohort][p - cohort];
         if new_customer || p != last {
             cell.0 += 1;
         }
-        cell.1 += net.get(i).unwrap_or(0);
+        cell.1 += net.unwrap_or(0);
         last = p;
     }
+    let by_cohort: Cells = rows
+        .into_iter()
+        .enumerate()
+        .filter(|(c, _)| sizes[*c] > 0)
+        .map(|(c, row)| (first + c as i32, (sizes[c], (0..).zip(row).collect())))
+        .collect();
     Ok(triangle(by_cohort, period, as_of))
 }
 
