@@ -1194,7 +1194,10 @@ mod tests {
         let months = ["2025-12", "2026-09", "2026-10", "2026-11", "other"];
         let mut manifest = Manifest::default();
         for m in months {
-            manifest.events.insert(m.into(), vec![format!("events/month={m}/a"), format!("events/month={m}/b")]);
+            manifest.events.insert(
+                m.into(),
+                vec![format!("events/month={m}/a"), format!("events/month={m}/b")],
+            );
         }
         let store = StoreReader {
             root: PathBuf::from("/s"),
@@ -1204,14 +1207,22 @@ mod tests {
         let day = |y, m, d| (chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a date") - epoch).num_days() as i32;
         let since = |d: i32| -> Vec<String> {
             let paths = store.event_paths_since(d).expect("paths");
-            paths.iter().map(|p| p.as_str().trim_start_matches("/s/").to_string()).collect()
+            paths
+                .iter()
+                .map(|p| p.as_str().trim_start_matches("/s/").to_string())
+                .collect()
         };
         let files = |ms: &[&str]| -> Vec<String> {
-            ms.iter().flat_map(|m| [format!("events/month={m}/a"), format!("events/month={m}/b")]).collect()
+            ms.iter()
+                .flat_map(|m| [format!("events/month={m}/a"), format!("events/month={m}/b")])
+                .collect()
         };
         assert_eq!(since(day(2026, 10, 31)), files(&["2026-10", "2026-11", "other"]));
         assert_eq!(since(day(2026, 10, 1)), files(&["2026-10", "2026-11", "other"]));
-        assert_eq!(since(day(2026, 9, 30)), files(&["2026-09", "2026-10", "2026-11", "other"]));
+        assert_eq!(
+            since(day(2026, 9, 30)),
+            files(&["2026-09", "2026-10", "2026-11", "other"])
+        );
         assert_eq!(since(day(2025, 1, 1)), files(&months));
         assert_eq!(since(day(2027, 1, 1)), files(&["other"]));
     }

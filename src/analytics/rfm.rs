@@ -148,7 +148,13 @@ const QUANTILES: [f64; 4] = [0.2, 0.4, 0.6, 0.8];
 /// Computes the cut points over the customers of an RFM table (nulls left out, as a quantile leaves them).
 pub fn cut_points(table: &DataFrame) -> Result<CutPoints> {
     let values = |m: &str| -> Result<Vec<i64>> {
-        Ok(table.column(m)?.cast(&DataType::Int64)?.i64()?.iter().flatten().collect())
+        Ok(table
+            .column(m)?
+            .cast(&DataType::Int64)?
+            .i64()?
+            .iter()
+            .flatten()
+            .collect())
     };
     Ok(CutPoints::of(
         &values("recency_days")?,
