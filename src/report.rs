@@ -799,7 +799,7 @@ pub fn run(as_of: Option<NaiveDate>, cfg: &Config, quiet: bool) -> Result<PathBu
         let mut phase = crate::timings::Phases::from_env();
         phase.mark("restock");
         let r = crate::restock::run(&restock(as_of), cfg)?;
-        phase.mark("restock charts");
+        drop(phase);
         let drawn = Drawn::new(&r, cfg, as_of)?;
         Ok((r, drawn))
     };
