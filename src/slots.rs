@@ -287,7 +287,12 @@ impl DigestSet {
 
     /// The digests it holds without growing.
     pub fn capacity(&self) -> usize {
-        self.homes / 4 * 3
+        Self::holds(self.homes)
+    }
+
+    /// The digests a table of `homes` home slots holds: it is kept at most three quarters full.
+    fn holds(homes: usize) -> usize {
+        homes / 4 * 3
     }
 
     /// Adds a digest; `true` if it was not there.
@@ -320,7 +325,7 @@ impl DigestSet {
     pub fn reserve(&mut self, more: usize) {
         let need = self.len.saturating_add(more);
         let mut homes = self.homes;
-        while need * 4 > homes * 3 {
+        while need > Self::holds(homes) {
             homes *= 2;
         }
         if homes == self.homes {

@@ -80,6 +80,11 @@ impl FileEntry {
     }
 }
 
+/// The store's key of a month (year * 12 + month0): `2026-11`.
+fn month_key(month: i32) -> String {
+    format!("{:04}-{:02}", month.div_euclid(12), month.rem_euclid(12) + 1)
+}
+
 /// The month (year * 12 + month0) of a day number (days since 1970-01-01). Rows come mostly in order of
 /// time: the last month asked for, with its first day and the next month's, answers for most rows without
 /// a calendar computation.
@@ -310,7 +315,7 @@ impl StoreReader {
 
     /// The events files of the months from `first_day`'s on.
     fn event_paths_since(&self, first_day: i32) -> Result<Vec<PlRefPath>> {
-        let from = crate::ingest::model::date_of_day(first_day).map(|d| format!("{:04}-{:02}", d.year(), d.month()));
+        let from = MonthOfDay::default().month(first_day).map(month_key);
         // A month key that is not a month (none is written) is read.
         self.event_paths_where(|month| from.as_deref().is_none_or(|from| month.len() != 7 || month >= from))
     }
@@ -477,7 +482,7 @@ impl StoreWriter {
         let single = months.len() == 1;
         let mut events = Some(events);
         for m in months {
-            let month = format!("{:04}-{:02}", m.div_euclid(12), m.rem_euclid(12) + 1);
+            let month = month_key(m);
             let part = if single {
                 events.take().expect("taken once")
             } else {
@@ -1152,10 +1157,8 @@ mod tests {
     /// opened later, and a month with stored events, grow as they go; every id is still checked.
     #[test]
     fn expected_events_size_the_first_new_month() {
-        let day = |y, m, d| {
-            let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
-            (chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a date") - epoch).num_days() as i32
-        };
+        let day =
+            |y, m, d| crate::ingest::model::days_since_epoch(chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a date"));
         let events = |ids: &[&str], d: i32| {
             let n = ids.len();
             DataFrame::new(
@@ -1203,8 +1206,8 @@ mod tests {
             root: PathBuf::from("/s"),
             manifest,
         };
-        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
-        let day = |y, m, d| (chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a date") - epoch).num_days() as i32;
+        let day =
+            |y, m, d| crate::ingest::model::days_since_epoch(chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a date"));
         let since = |d: i32| -> Vec<String> {
             let paths = store.event_paths_since(d).expect("paths");
             paths
