@@ -74,14 +74,14 @@ impl<T: std::hash::Hash + Eq + Copy> Interner<T> {
 
 /// Texts (or their absence) numbered in order of first appearance, kept across the parts of the events.
 #[derive(Default)]
-struct Texts {
+pub(super) struct Texts {
     number: HashMap<String, u32, RandomState>,
     missing: Option<u32>,
     values: Vec<Option<String>>,
 }
 
 impl Texts {
-    fn of(&mut self, v: Option<&str>) -> u32 {
+    pub(super) fn of(&mut self, v: Option<&str>) -> u32 {
         let next = self.values.len() as u32;
         let code = match v {
             Some(v) => match self.number.get(v) {
@@ -96,7 +96,7 @@ impl Texts {
         code
     }
 
-    fn get(&self, code: u32) -> Option<&str> {
+    pub(super) fn get(&self, code: u32) -> Option<&str> {
         self.values[code as usize].as_deref()
     }
 }
@@ -127,21 +127,85 @@ impl Bits {
     }
 }
 
+/// What the refunds gave back per payment: their sum (negative fen) and the day of the last one, looked
+/// up by the payment's event id.
+pub(super) struct RefundsByPayment {
+    by_id: HashMap<String, Refunded, RandomState>,
+    /// A bit per hash of the refunded payments' ids: most payments have no refund, and the bits (a few
+    /// hundred KB) answer for them from the cache where the table (megabytes) would not.
+    maybe: Bits,
+}
+
+/// A payment's refunds summed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Refunded {
+    pub fen: i64,
+    /// The last refund's day, if the refunds had days.
+    pub last_day: Option<i32>,
+}
+
+impl RefundsByPayment {
+    /// From a row per refund: payment_event_id, amount_fen and, if there, day. Rows without an id or an
+    /// amount count for nothing, as in a Polars sum grouped by id.
+    pub(super) fn new(refunds: &DataFrame) -> Result<RefundsByPayment> {
+        let mut by_id: HashMap<String, Refunded, RandomState> = HashMap::default();
+        let ids = refunds.column("payment_event_id")?.str()?;
+        let amounts = refunds.column("amount_fen")?.i64()?;
+        let days = match refunds.column("day") {
+            Ok(d) => Some(d.i32()?),
+            Err(_) => None,
+        };
+        for (i, (p, a)) in ids.iter().zip(amounts.iter()).enumerate() {
+            let Some(p) = p else { continue };
+            let day = days.and_then(|d| d.get(i));
+            let r = match by_id.get_mut(p) {
+                Some(r) => r,
+                None => by_id
+                    .entry(p.to_string())
+                    .or_insert(Refunded { fen: 0, last_day: None }),
+            };
+            r.fen += a.unwrap_or(0);
+            r.last_day = r.last_day.max(day);
+        }
+        let maybe = Bits::of(by_id.keys(), by_id.hasher());
+        Ok(RefundsByPayment { by_id, maybe })
+    }
+
+    /// The refunds of the payment with this event id, if it has any.
+    #[inline]
+    pub(super) fn of(&self, id: &str) -> Option<Refunded> {
+        if !self.maybe.has(self.by_id.hasher().hash_one(id)) {
+            return None;
+        }
+        self.by_id.get(id).copied()
+    }
+}
+
+/// A cell's view, u128::MAX for a missing one (no view is: its length would be 4 GiB).
+#[inline]
+pub(super) fn view_of(texts: &Utf8ViewArray, i: usize) -> u128 {
+    if texts.is_valid(i) {
+        texts.views()[i].as_u128()
+    } else {
+        u128::MAX
+    }
+}
+
 /// What was worked out from a row's cells, kept by the cells' views for the rows after: equal views in
 /// one array are equal texts, and a dictionary-encoded column gives each distinct text one view. Bounded:
 /// a column written without a dictionary gives every row its own view.
-struct ByViews<K, V> {
+pub(super) struct ByViews<K, V> {
     known: HashMap<K, V, RandomState>,
 }
 
 impl<K: std::hash::Hash + Eq, V: Copy> ByViews<K, V> {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         ByViews {
             known: HashMap::default(),
         }
     }
 
-    fn get_or(&mut self, views: K, work_out: impl FnOnce() -> V) -> V {
+    pub(super) fn get_or(&mut self, views: K, work_out: impl FnOnce() -> V) -> V {
         if let Some(&v) = self.known.get(&views) {
             return v;
         }
@@ -164,10 +228,7 @@ pub fn refunds(events: LazyFrame) -> LazyFrame {
 pub struct Builder {
     /// The as-of day: later events are passed over.
     as_of: i32,
-    refunded: HashMap<String, i64, RandomState>,
-    /// A bit per hash of the refunded payments' ids: most payments have no refund, and the bits (a few
-    /// hundred KB) answer for them from the cache where the table (megabytes) would not.
-    maybe_refunded: Bits,
+    refunded: RefundsByPayment,
     /// Set once a key that is not 32 hex digits is seen: from then on every key is numbered as text.
     text: Option<Texts>,
     /// The payments with a key, in input order.
@@ -198,23 +259,10 @@ impl Builder {
     /// A builder that nets payments with `refunds` (columns payment_event_id, amount_fen: every refund up
     /// to the as-of date) and passes over events after `as_of` (a day number).
     pub fn new(refunds: &DataFrame, as_of: i32) -> Result<Builder> {
-        let mut refunded: HashMap<String, i64, RandomState> = HashMap::default();
-        let ids = refunds.column("payment_event_id")?.str()?;
-        for (p, a) in ids.iter().zip(refunds.column("amount_fen")?.i64()?.iter()) {
-            if let (Some(p), Some(a)) = (p, a) {
-                match refunded.get_mut(p) {
-                    Some(sum) => *sum += a,
-                    None => {
-                        refunded.insert(p.to_string(), a);
-                    }
-                }
-            }
-        }
-        let maybe_refunded = Bits::of(refunded.keys(), refunded.hasher());
+        let refunded = RefundsByPayment::new(refunds)?;
         Ok(Builder {
             as_of,
             refunded,
-            maybe_refunded,
             text: None,
             slots: Vec::new(),
             qualities: Texts::default(),
@@ -260,14 +308,6 @@ impl Builder {
         };
         let payment = View::new_from_bytes(b"payment", 0, 0).as_u128();
         let refund = View::new_from_bytes(b"refund", 0, 0).as_u128();
-        // A cell's view, u128::MAX for a missing one (no view is: its length would be 4 GiB).
-        let view = |texts: &Utf8ViewArray, i: usize| {
-            if texts.is_valid(i) {
-                texts.views()[i].as_u128()
-            } else {
-                u128::MAX
-            }
-        };
         for c in 0..kinds.len() {
             let (kind, id, key, quality, name) = (kinds[c], ids[c], keys[c], qualities[c], names[c]);
             let (day, amount) = (days[c], amounts[c]);
@@ -283,11 +323,11 @@ impl Builder {
                 if d > self.as_of {
                     continue;
                 }
-                let kind_view = view(kind, i);
+                let kind_view = view_of(kind, i);
                 if let (Some(first), Some(channel), Some(fee)) = (self.weeks_from, channel, fee) {
                     let week = super::retention::week_of(d);
                     if week >= first {
-                        let ch = channel_of_view.get_or(view(channel, i), || self.channels.of(channel.get(i)));
+                        let ch = channel_of_view.get_or(view_of(channel, i), || self.channels.of(channel.get(i)));
                         let sums = self.week_sums.entry((week, ch)).or_default();
                         let fen = amount.get(i).unwrap_or(0);
                         if kind_view == payment {
@@ -304,19 +344,17 @@ impl Builder {
                     continue;
                 }
                 let back = match id.is_valid(i).then(|| id.value(i)) {
-                    Some(id) if self.maybe_refunded.has(self.refunded.hasher().hash_one(id)) => {
-                        self.refunded.get(id).copied().unwrap_or(0)
-                    }
-                    _ => 0,
+                    Some(id) => self.refunded.of(id).map_or(0, |r| r.fen),
+                    None => 0,
                 };
                 // The key's text is read a few rows ahead: in a dictionary-encoded column the rows' texts
                 // are all over the dictionary, and each would be a wait for memory.
                 crate::prefetch::prefetch_text(key, i + crate::prefetch::TEXTS_AHEAD);
                 let net = amount.is_valid(i).then(|| amount.value(i) + back);
                 let views = (
-                    view(quality, i),
-                    view(name, i),
-                    channel.map_or(u128::MAX, |ch| view(ch, i)),
+                    view_of(quality, i),
+                    view_of(name, i),
+                    channel.map_or(u128::MAX, |ch| view_of(ch, i)),
                 );
                 let (q, tag) = triple_of_views.get_or(views, || {
                     let q = self.qualities.of(quality.get(i));
