@@ -433,6 +433,8 @@ impl Builder {
             Some(t) => t[id as usize].clone(),
         };
 
+        let mut phase = crate::timings::Phases::from_env();
+        phase.mark("finish: buckets");
         // The payments into buckets by the keys' leading bits, in input order (a counting sort).
         let bucket = |s: &Slot| (s.key >> shift) as usize;
         let mut start = vec![0usize; (1 << BUCKET_BITS) + 1];
@@ -456,50 +458,41 @@ impl Builder {
         let (rank, products) = product_ranks(&labels.values)?;
         let pair_rank: Vec<Option<u32>> = pairs.values.iter().map(|&(_, l, _)| rank[l as usize]).collect();
 
-        // At most an occasion a payment: room for all, so that the columns are not copied as they grow.
-        let mut occ = OccasionColumns::with_capacity(bucketed.len());
-        let (mut fav_keys, mut fav_products) = (Vec::new(), Vec::new());
-        let mut by_code: Vec<String> = Vec::new();
-        let mut bought: Vec<u32> = Vec::new();
-        // Each customer's weeks and channels with a payment, for the weekly customer counts (`ALL`: any
-        // channel).
-        const ALL: u32 = u32::MAX;
-        let mut customer_weeks: HashMap<(i32, u32), i64, RandomState> = HashMap::default();
-        let mut seen: Vec<(i32, u32)> = Vec::new();
-        for w in start.windows(2) {
-            let run = &mut bucketed[w[0]..w[1]];
-            run.sort_by_key(|s| (s.key, s.day));
-            let mut a = 0;
-            while a < run.len() {
-                let b = a + run[a..].partition_point(|s| s.key == run[a].key);
-                let code = by_code.len() as u32;
-                by_code.push(key_text(run[a].key));
-                let customer = &run[a..b];
-                bought.clear();
-                bought.extend(customer.iter().filter_map(|s| pair_rank[s.tag as usize]));
-                if let Some(best) = most_common_smallest(&mut bought) {
-                    fav_keys.push(code);
-                    fav_products.push(products[best as usize].as_str());
-                }
-                occ.push_customer(code, customer, |tag| pairs.values[tag as usize].0);
-                if let Some(first) = weeks_from {
-                    seen.clear();
-                    for s in customer {
-                        let week = super::retention::week_of(s.day);
-                        if week >= first {
-                            seen.extend([(week, pairs.values[s.tag as usize].2), (week, ALL)]);
-                        }
-                    }
-                    seen.sort_unstable();
-                    seen.dedup();
-                    for wc in &seen {
-                        *customer_weeks.entry(*wc).or_default() += 1;
-                    }
-                }
-                a = b;
-            }
-        }
+        // The customers of each bucket in turn, in key order; on two threads, each taking the buckets of
+        // about half the payments, once there are enough of them to be worth a thread (the second half's
+        // codes follow the first's).
+        phase.mark("finish: customers");
+        let work = Customers {
+            key_text: &key_text,
+            pair_rank: &pair_rank,
+            products: &products,
+            pairs: &pairs.values,
+            weeks_from,
+        };
+        let half = bucketed.len() / 2;
+        let mid = if bucketed.len() >= 1 << 16 {
+            start.partition_point(|&s| s < half)
+        } else {
+            start.len() - 1
+        };
+        let payments = bucketed.len();
+        let (low, high) = bucketed.split_at_mut(start[mid]);
+        let (mut all, later) = std::thread::scope(|scope| {
+            let later = scope.spawn(|| work.of(high, &start[mid..], high.len()));
+            // Room for the later ones too, appended to these.
+            let first = work.of(low, &start[..=mid], payments);
+            (first, later.join())
+        });
+        all.append(later.map_err(|_| anyhow::anyhow!("an occasions thread panicked"))?);
+        let CustomersDone {
+            occ,
+            fav_keys,
+            fav_products,
+            by_code,
+            customer_weeks,
+        } = all;
 
+        phase.mark("finish: frames");
         let mut by_day: Vec<((i32, u32), i64)> = net_by_day.into_iter().collect();
         by_day.sort_unstable();
         let net_by_day = df!(
@@ -557,6 +550,103 @@ pub fn from_events(events: &DataFrame) -> Result<Inputs> {
     let mut b = Builder::new(&refunds, i32::MAX)?;
     b.add(events)?;
     b.finish()
+}
+
+/// What [`Builder::finish`] needs to turn bucketed payments into customers.
+struct Customers<'a, F: Fn(u128) -> String + Sync> {
+    key_text: &'a F,
+    /// A (quality, label, channel) triple's product rank.
+    pair_rank: &'a [Option<u32>],
+    products: &'a [String],
+    pairs: &'a [(u32, u32, u32)],
+    weeks_from: Option<i32>,
+}
+
+/// The customers of a run of buckets, coded from 0 in key order.
+struct CustomersDone<'a> {
+    occ: OccasionColumns,
+    fav_keys: Vec<u32>,
+    fav_products: Vec<&'a str>,
+    by_code: Vec<String>,
+    /// Customers with a payment per (week, channel), `ALL` for any channel.
+    customer_weeks: HashMap<(i32, u32), i64, RandomState>,
+}
+
+/// The channel of the weekly customer counts that stands for any channel.
+const ALL: u32 = u32::MAX;
+
+impl<'a, F: Fn(u128) -> String + Sync> Customers<'a, F> {
+    /// The customers of the buckets whose payments are `bucketed`, bucket b being
+    /// `bucketed[start[b] - start[0]..start[b + 1] - start[0]]`, with room for the occasions of `room`
+    /// payments (at most an occasion a payment: room for all, and the columns are not copied as they grow).
+    fn of(&self, bucketed: &mut [Slot], start: &[usize], room: usize) -> CustomersDone<'a> {
+        let mut occ = OccasionColumns::with_capacity(room);
+        let (mut fav_keys, mut fav_products) = (Vec::new(), Vec::new());
+        let mut by_code: Vec<String> = Vec::new();
+        let mut bought: Vec<u32> = Vec::new();
+        // Each customer's weeks and channels with a payment, for the weekly customer counts.
+        let mut customer_weeks: HashMap<(i32, u32), i64, RandomState> = HashMap::default();
+        let mut seen: Vec<(i32, u32)> = Vec::new();
+        let base = start[0];
+        for w in start.windows(2) {
+            let run = &mut bucketed[w[0] - base..w[1] - base];
+            run.sort_by_key(|s| (s.key, s.day));
+            let mut a = 0;
+            while a < run.len() {
+                let b = a + run[a..].partition_point(|s| s.key == run[a].key);
+                let code = by_code.len() as u32;
+                by_code.push((self.key_text)(run[a].key));
+                let customer = &run[a..b];
+                bought.clear();
+                bought.extend(customer.iter().filter_map(|s| self.pair_rank[s.tag as usize]));
+                if let Some(best) = most_common_smallest(&mut bought) {
+                    fav_keys.push(code);
+                    fav_products.push(self.products[best as usize].as_str());
+                }
+                occ.push_customer(code, customer, |tag| self.pairs[tag as usize].0);
+                if let Some(first) = self.weeks_from {
+                    seen.clear();
+                    for s in customer {
+                        let week = super::retention::week_of(s.day);
+                        if week >= first {
+                            seen.extend([(week, self.pairs[s.tag as usize].2), (week, ALL)]);
+                        }
+                    }
+                    seen.sort_unstable();
+                    seen.dedup();
+                    for wc in &seen {
+                        *customer_weeks.entry(*wc).or_default() += 1;
+                    }
+                }
+                a = b;
+            }
+        }
+        CustomersDone {
+            occ,
+            fav_keys,
+            fav_products,
+            by_code,
+            customer_weeks,
+        }
+    }
+}
+
+impl CustomersDone<'_> {
+    /// Adds the customers of the buckets after these, their codes following these codes.
+    fn append(&mut self, later: Self) {
+        let offset = self.by_code.len() as u32;
+        self.occ.key.extend(later.occ.key.iter().map(|k| k + offset));
+        self.occ.day.extend_from_slice(&later.occ.day);
+        self.occ.quality.extend_from_slice(&later.occ.quality);
+        self.occ.net.extend_from_slice(&later.occ.net);
+        self.occ.charges.extend_from_slice(&later.occ.charges);
+        self.fav_keys.extend(later.fav_keys.iter().map(|k| k + offset));
+        self.fav_products.extend(later.fav_products);
+        self.by_code.extend(later.by_code);
+        for (k, n) in later.customer_weeks {
+            *self.customer_weeks.entry(k).or_default() += n;
+        }
+    }
 }
 
 /// Occasions as they are built, customer by customer.
