@@ -50,6 +50,10 @@ struct Slot {
 
 const BUCKET_BITS: u32 = 11;
 
+/// Payments from which [`Builder::finish`] takes the customers on two threads (fewer in unit tests, so
+/// that their random events, a few thousand payments, take both ways).
+const TWO_THREADS_FROM: usize = if cfg!(test) { 1 << 10 } else { 1 << 16 };
+
 /// Small values numbered in order of first appearance.
 struct Interner<T> {
     number: HashMap<T, u32, RandomState>,
@@ -470,7 +474,7 @@ impl Builder {
             weeks_from,
         };
         let half = bucketed.len() / 2;
-        let mid = if bucketed.len() >= 1 << 16 {
+        let mid = if bucketed.len() >= TWO_THREADS_FROM {
             start.partition_point(|&s| s < half)
         } else {
             start.len() - 1
