@@ -156,6 +156,20 @@ const EVENT_COLUMNS: [&str; 10] = [
 ];
 
 pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
+    run_sharing(p, cfg, None)
+}
+
+/// The bill sales of every payment up to a day (`velocity::BillSales::into_frame`), with that day.
+pub type SharedSales = (i32, DataFrame);
+
+/// [`run`], sending the bill sales its occasion pass folds to `sales_to` as soon as the pass is done (the
+/// report's restock thread waits for them). The sender goes when this returns, so a receiver is never left
+/// waiting.
+pub fn run_sharing(
+    p: &AnalyzeParams,
+    cfg: &Config,
+    sales_to: Option<std::sync::mpsc::SyncSender<SharedSales>>,
+) -> Result<AnalyzeOutcome> {
     let mut phase = crate::timings::Phases::from_env();
     let store = StoreReader::open(&cfg.store)?;
     if store.manifest.events.is_empty() {
@@ -185,6 +199,9 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
     let refunds = crate::analytics::inputs::refunds(upto(events.clone())).collect()?;
     let mut inputs = crate::analytics::inputs::Builder::new(&refunds, day)?;
     drop(refunds);
+    if sales_to.is_some() {
+        inputs.fold_bill_sales();
+    }
     // Every payment the files held: about the payments with a key (duplicates and keyless ones fewer).
     inputs.reserve(store.manifest.files.iter().map(|f| f.payments as usize).sum());
     // The weekly KPIs' sums come from the same pass.
@@ -230,6 +247,10 @@ pub fn run(p: &AnalyzeParams, cfg: &Config) -> Result<AnalyzeOutcome> {
         phase.mark("occasions_finish");
         inputs.finish()
     })?;
+    if let (Some(to), Some(sales)) = (sales_to, inputs.bill_sales) {
+        // A restock thread that has gone (on an error of its own) takes nothing.
+        let _ = to.send((day, sales));
+    }
     let (occ_df, favourites, net, keys) = (inputs.occasions, inputs.favourites, inputs.net_by_day, inputs.keys);
     let weekly_sums = inputs.weekly_sums.context("the occasion pass summed no weeks")?;
     let occ = occ_df.clone().lazy();

@@ -795,21 +795,24 @@ pub fn run(as_of: Option<NaiveDate>, cfg: &Config, quiet: bool) -> Result<PathBu
         quiet: true,
     };
     // The restock thread also draws the charts that need only the store and the restock list.
-    let restock_and_draw = |as_of: NaiveDate| -> Result<(RestockOutcome, Drawn)> {
+    let restock_and_draw = |as_of: NaiveDate, sales_from| -> Result<(RestockOutcome, Drawn)> {
         let mut phase = crate::timings::Phases::from_env();
         phase.mark("restock");
-        let r = crate::restock::run(&restock(as_of), cfg)?;
+        let r = crate::restock::run_given(&restock(as_of), cfg, sales_from)?;
         drop(phase);
         let drawn = Drawn::new(&r, cfg, as_of)?;
         Ok((r, drawn))
     };
     let (a, (r, drawn)) = std::thread::scope(|scope| -> Result<_> {
-        let background = as_of.map(|d| scope.spawn(move || restock_and_draw(d)));
-        // An empty store fails here, with analyze's message.
-        let a = crate::analyze::run(&analysis, cfg)?;
+        // The analytics' pass over the payments folds restock's bill sales too, and hands them over: the
+        // restock thread reads the rest of what it needs meanwhile, then waits for them.
+        let (sales_to, sales_from) = std::sync::mpsc::sync_channel(1);
+        let background = as_of.map(|d| scope.spawn(move || restock_and_draw(d, Some(sales_from))));
+        // An empty store fails here, with analyze's message (and the sender gone, restock's wait ends).
+        let a = crate::analyze::run_sharing(&analysis, cfg, background.is_some().then_some(sales_to))?;
         let r = match background {
             Some(h) => h.join().map_err(|_| anyhow::anyhow!("the restock thread panicked"))??,
-            None => restock_and_draw(a.as_of)?,
+            None => restock_and_draw(a.as_of, None)?,
         };
         Ok((a, r))
     })?;

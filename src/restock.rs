@@ -252,7 +252,17 @@ const CLASS_DAYS: usize = 90;
 
 /// Velocity, class and forecast of every product sold up to `as_of`.
 pub fn product_facts(events: &[LazyFrame], line_items: LazyFrame, as_of: i32) -> Result<Vec<ProductFacts>> {
-    let daily = velocity::daily_units(events, line_items, as_of)?;
+    product_facts_given(events, line_items, as_of, || None)
+}
+
+/// [`product_facts`] with the bill sales `folded` gives, if any (`velocity::daily_units_given`).
+fn product_facts_given(
+    events: &[LazyFrame],
+    line_items: LazyFrame,
+    as_of: i32,
+    folded: impl FnOnce() -> Option<DataFrame>,
+) -> Result<Vec<ProductFacts>> {
+    let daily = velocity::daily_units_given(events, line_items, as_of, folded)?;
     let series = velocity::dense_series(&daily, as_of)?;
     let revenue = revenue_by_window(&daily, as_of)?;
     let abc_input: Vec<(String, i64)> = series
@@ -394,6 +404,17 @@ pub struct OrderLine {
 }
 
 pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
+    run_given(p, cfg, None)
+}
+
+/// [`run`], taking the bill sales from `sales_from` where the store has no line items: the report's
+/// analytics fold them in their pass over the payments (`analyze::run_sharing`). If the sender goes without
+/// sending, or sends another day's, the payments are read here.
+pub fn run_given(
+    p: &RestockParams,
+    cfg: &Config,
+    sales_from: Option<std::sync::mpsc::Receiver<crate::analyze::SharedSales>>,
+) -> Result<RestockOutcome> {
     let store = StoreReader::open(&cfg.store)?;
     if store.manifest.events.is_empty() {
         anyhow::bail!(crate::UserError(tr!("error.no_events", store = cfg.store.display())));
@@ -475,7 +496,11 @@ pub fn run(p: &RestockParams, cfg: &Config) -> Result<RestockOutcome> {
             ..Default::default()
         });
     }
-    let facts = product_facts(&parts, line_items, day)?;
+    let folded = || {
+        let (of_day, sales) = sales_from?.recv().ok()?;
+        (of_day == day).then_some(sales)
+    };
+    let facts = product_facts_given(&parts, line_items, day, folded)?;
     write_csv(&velocity_frame(&facts)?, &folder.join("velocity.csv"))?;
     let policy = Policy {
         service_level: p.settings.service_level,

@@ -14,7 +14,7 @@ use polars::prelude::*;
 use polars_arrow::array::{Array, PrimitiveArray, Utf8ViewArray};
 use serde::Serialize;
 
-use super::inputs::{view_of, ByViews, RefundsByPayment, Texts};
+use super::inputs::{view_of, ByViews, Refunded, RefundsByPayment, Texts};
 
 /// Receipt labels of personal collection codes: not products.
 const NOT_PRODUCTS: [&str; 4] = ["收钱码收款", "二维码收款", "收款", "转账"];
@@ -55,6 +55,19 @@ pub fn no_line_items() -> Result<LazyFrame> {
 /// events those were two thirds of the restock's work). With line items, every payment may meet an item
 /// of any file, so the events are taken whole and joined ([`sold`]).
 pub fn daily_units(events: &[LazyFrame], line_items: LazyFrame, as_of: i32) -> Result<DataFrame> {
+    daily_units_given(events, line_items, as_of, || None)
+}
+
+/// [`daily_units`], with the bill sales folded already where `folded` gives them (the frame of
+/// [`BillSales::into_frame`] over every payment up to `as_of`: the report's occasion pass folds them as it
+/// reads the payments). `folded` is asked only for a shop without line items; where it gives nothing, the
+/// payments are read and folded here.
+pub fn daily_units_given(
+    events: &[LazyFrame],
+    line_items: LazyFrame,
+    as_of: i32,
+    folded: impl FnOnce() -> Option<DataFrame>,
+) -> Result<DataFrame> {
     let upto = |ev: LazyFrame| {
         ev.with_column(col("local_date").cast(DataType::Int32).alias("day"))
             .filter(col("day").lt_eq(lit(as_of)))
@@ -70,20 +83,26 @@ pub fn daily_units(events: &[LazyFrame], line_items: LazyFrame, as_of: i32) -> R
         let ev = upto(whole()?);
         return Ok(per_product_day(sold(ev.clone(), refunds_by_payment(ev), &items)).collect()?);
     }
-    let refunds = upto(whole()?)
-        .filter(col("kind").eq(lit("refund")))
-        .select([col("payment_event_id"), col("amount_fen"), col("day")])
-        .collect()?;
-    let refunds = RefundsByPayment::new(&refunds)?;
-    let mut sales = BillSales::default();
-    for part in events {
-        let payments = upto(part.clone())
-            .filter(col("kind").eq(lit("payment")))
-            .select([col("event_id"), col("product_name"), col("day"), col("amount_fen")])
-            .collect()?;
-        sales.add(&payments, &refunds)?;
-    }
-    let rows = bill_labels_to_products(sales.into_frame()?.lazy(), &items);
+    let sales = match folded() {
+        Some(sales) => sales,
+        None => {
+            let refunds = upto(whole()?)
+                .filter(col("kind").eq(lit("refund")))
+                .select([col("payment_event_id"), col("amount_fen"), col("day")])
+                .collect()?;
+            let refunds = RefundsByPayment::new(&refunds)?;
+            let mut sales = BillSales::default();
+            for part in events {
+                let payments = upto(part.clone())
+                    .filter(col("kind").eq(lit("payment")))
+                    .select([col("event_id"), col("product_name"), col("day"), col("amount_fen")])
+                    .collect()?;
+                sales.add(&payments, &refunds)?;
+            }
+            sales.into_frame()?
+        }
+    };
+    let rows = bill_labels_to_products(sales.lazy(), &items);
     Ok(per_product_day(rows.select([
         col("product_key"),
         col("product_name_out").alias("product_name"),
@@ -109,15 +128,33 @@ fn refunds_by_payment(ev: LazyFrame) -> LazyFrame {
 /// refunded payment gives its unit back on its last refund's day. The same sums as [`sold`]'s bills
 /// grouped by Polars (a test compares the two).
 #[derive(Default)]
-struct BillSales {
+pub(super) struct BillSales {
     labels: Texts,
     /// (label, day) -> (units, revenue in fen).
     sums: HashMap<(u32, i32), (i64, i64), RandomState>,
 }
 
 impl BillSales {
+    /// The number of a bill label, for [`BillSales::payment`].
+    pub(super) fn label(&mut self, name: &str) -> u32 {
+        self.labels.of(Some(name))
+    }
+
+    /// One payment of the label numbered `label` on `day`: `paid` fen (if known), `back` its refunds.
+    #[inline]
+    pub(super) fn payment(&mut self, label: u32, day: i32, paid: Option<i64>, back: Option<Refunded>) {
+        let sum = self.sums.entry((label, day)).or_default();
+        sum.0 += 1;
+        let Some(paid) = paid else { return };
+        let kept = paid + back.map_or(0, |r| r.fen);
+        sum.1 += kept;
+        if let Some(refund_day) = back.and_then(|r| r.last_day).filter(|_| kept <= 0) {
+            self.sums.entry((label, refund_day)).or_default().0 -= 1;
+        }
+    }
+
     /// Payments (columns event_id, product_name, day, amount_fen), every one up to the as-of day.
-    fn add(&mut self, payments: &DataFrame, refunds: &RefundsByPayment) -> Result<()> {
+    pub(super) fn add(&mut self, payments: &DataFrame, refunds: &RefundsByPayment) -> Result<()> {
         let mut payments = payments.clone();
         payments.align_chunks_par();
         let text =
@@ -132,17 +169,9 @@ impl BillSales {
                 if !name.is_valid(i) || !day.is_valid(i) {
                     continue;
                 }
-                let d = day.value(i);
                 let label = label_of.get_or(view_of(name, i), || self.labels.of(name.get(i)));
-                let sum = self.sums.entry((label, d)).or_default();
-                sum.0 += 1;
-                let Some(paid) = amount.get(i) else { continue };
                 let back = id.get(i).and_then(|id| refunds.of(id));
-                let kept = paid + back.map_or(0, |r| r.fen);
-                sum.1 += kept;
-                if let Some(refund_day) = back.and_then(|r| r.last_day).filter(|_| kept <= 0) {
-                    self.sums.entry((label, refund_day)).or_default().0 -= 1;
-                }
+                self.payment(label, day.value(i), amount.get(i), back);
             }
         }
         Ok(())
@@ -150,7 +179,7 @@ impl BillSales {
 
     /// A row per label and day: product_name (the label), day, units, revenue (fen, as Float64 like
     /// [`sold`]'s).
-    fn into_frame(self) -> Result<DataFrame> {
+    pub(super) fn into_frame(self) -> Result<DataFrame> {
         let mut rows: Vec<_> = self.sums.into_iter().collect();
         rows.sort_unstable_by_key(|&(k, _)| k);
         Ok(df!(
