@@ -130,8 +130,13 @@ fn refunds_by_payment(ev: LazyFrame) -> LazyFrame {
 #[derive(Default)]
 pub(super) struct BillSales {
     labels: Texts,
-    /// (label, day) -> (units, revenue in fen).
-    sums: HashMap<(u32, i32), (i64, i64), RandomState>,
+    /// (label, day) -> its place in `sums`.
+    place: HashMap<(u32, i32), usize, RandomState>,
+    /// (units, revenue in fen) of each (label, day).
+    sums: Vec<(i64, i64)>,
+    /// Per label, the day of its last payment and that day's place: a file's payments are mostly of a
+    /// few days, so most payments find their place here without a hash.
+    last: Vec<(i32, usize)>,
 }
 
 impl BillSales {
@@ -140,16 +145,36 @@ impl BillSales {
         self.labels.of(Some(name))
     }
 
+    /// The place in `sums` of a label and day.
+    fn place_of(&mut self, label: u32, day: i32) -> usize {
+        *self.place.entry((label, day)).or_insert_with(|| {
+            self.sums.push((0, 0));
+            self.sums.len() - 1
+        })
+    }
+
     /// One payment of the label numbered `label` on `day`: `paid` fen (if known), `back` its refunds.
     #[inline]
     pub(super) fn payment(&mut self, label: u32, day: i32, paid: Option<i64>, back: Option<Refunded>) {
-        let sum = self.sums.entry((label, day)).or_default();
-        sum.0 += 1;
+        let l = label as usize;
+        let place = match self.last.get(l) {
+            Some(&(d, place)) if d == day && place != usize::MAX => place,
+            _ => {
+                let place = self.place_of(label, day);
+                if l >= self.last.len() {
+                    self.last.resize(l + 1, (0, usize::MAX));
+                }
+                self.last[l] = (day, place);
+                place
+            }
+        };
+        self.sums[place].0 += 1;
         let Some(paid) = paid else { return };
         let kept = paid + back.map_or(0, |r| r.fen);
-        sum.1 += kept;
+        self.sums[place].1 += kept;
         if let Some(refund_day) = back.and_then(|r| r.last_day).filter(|_| kept <= 0) {
-            self.sums.entry((label, refund_day)).or_default().0 -= 1;
+            let back_place = self.place_of(label, refund_day);
+            self.sums[back_place].0 -= 1;
         }
     }
 
@@ -180,7 +205,8 @@ impl BillSales {
     /// A row per label and day: product_name (the label), day, units, revenue (fen, as Float64 like
     /// [`sold`]'s).
     pub(super) fn into_frame(self) -> Result<DataFrame> {
-        let mut rows: Vec<_> = self.sums.into_iter().collect();
+        let mut rows: Vec<((u32, i32), (i64, i64))> =
+            self.place.iter().map(|(&k, &place)| (k, self.sums[place])).collect();
         rows.sort_unstable_by_key(|&(k, _)| k);
         Ok(df!(
             "product_name" => rows.iter().map(|&((l, _), _)| self.labels.get(l)).collect::<Vec<_>>(),
