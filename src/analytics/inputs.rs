@@ -147,24 +147,20 @@ pub(super) struct RefundsByPayment {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct Refunded {
     pub fen: i64,
-    /// The last refund's day, if the refunds had days.
+    /// The last refund's day (none if no refund had one).
     pub last_day: Option<i32>,
 }
 
 impl RefundsByPayment {
-    /// From a row per refund: payment_event_id, amount_fen and, if there, day. Rows without an id or an
+    /// From a row per refund ([`refunds`]: payment_event_id, amount_fen, day). Rows without an id or an
     /// amount count for nothing, as in a Polars sum grouped by id.
     pub(super) fn new(refunds: &DataFrame) -> Result<RefundsByPayment> {
         let mut by_id: HashMap<String, Refunded, RandomState> = HashMap::default();
         let ids = refunds.column("payment_event_id")?.str()?;
         let amounts = refunds.column("amount_fen")?.i64()?;
-        let days = match refunds.column("day") {
-            Ok(d) => Some(d.i32()?),
-            Err(_) => None,
-        };
-        for (i, (p, a)) in ids.iter().zip(amounts.iter()).enumerate() {
+        let days = refunds.column("day")?.i32()?;
+        for ((p, a), day) in ids.iter().zip(amounts.iter()).zip(days.iter()) {
             let Some(p) = p else { continue };
-            let day = days.and_then(|d| d.get(i));
             let r = match by_id.get_mut(p) {
                 Some(r) => r,
                 None => by_id
@@ -249,7 +245,8 @@ pub struct Builder {
     channels: Texts,
     /// Per week and channel from `weeks_from` on.
     week_sums: HashMap<(i32, u32), WeekSums, RandomState>,
-    /// With [`Builder::fold_bill_sales`]: the payments' bill sales, as restock's velocity folds them.
+    /// With [`Builder::fold_bill_sales`]: the payments' bill sales, as restock's velocity folds them (labels
+    /// by their numbers in `labels`).
     bill_sales: Option<super::velocity::BillSales>,
 }
 
@@ -265,8 +262,8 @@ struct WeekSums {
 }
 
 impl Builder {
-    /// A builder that nets payments with `refunds` (columns payment_event_id, amount_fen and, for the bill
-    /// sales' returned units, day: every refund up to the as-of date) and passes over events after `as_of` (a day number).
+    /// A builder that nets payments with `refunds` ([`refunds`] of every event up to the as-of date) and
+    /// passes over events after `as_of` (a day number).
     pub fn new(refunds: &DataFrame, as_of: i32) -> Result<Builder> {
         let refunded = RefundsByPayment::new(refunds)?;
         Ok(Builder {
@@ -371,17 +368,14 @@ impl Builder {
                     view_of(name, i),
                     channel.map_or(u128::MAX, |ch| view_of(ch, i)),
                 );
-                let (q, tag, sales_label) = triple_of_views.get_or(views, || {
+                let (q, tag) = triple_of_views.get_or(views, || {
                     let q = self.qualities.of(quality.get(i));
                     let label = self.labels.of(name.get(i));
                     let ch = self.channels.of(channel.and_then(|ch| ch.get(i)));
-                    let sales_label = match (&mut self.bill_sales, name.get(i)) {
-                        (Some(sales), Some(name)) => Some(sales.label(name)),
-                        _ => None,
-                    };
-                    (q, self.pairs.of((q, label, ch)), sales_label)
+                    (q, self.pairs.of((q, label, ch)))
                 });
-                if let (Some(sales), Some(label)) = (&mut self.bill_sales, sales_label) {
+                if let Some(sales) = self.bill_sales.as_mut().filter(|_| name.is_valid(i)) {
+                    let label = self.pairs.values[tag as usize].1;
                     sales.payment(label, d, amount.get(i), refunded);
                 }
                 if let Some(n) = net.filter(|&n| n > 0) {
@@ -561,7 +555,7 @@ impl Builder {
             net_by_day,
             keys: by_code,
             weekly_sums,
-            bill_sales: bill_sales.map(super::velocity::BillSales::into_frame).transpose()?,
+            bill_sales: bill_sales.map(|s| s.into_frame(&labels)).transpose()?,
         })
     }
 }

@@ -14,7 +14,7 @@ use polars::prelude::*;
 use polars_arrow::array::{Array, PrimitiveArray, Utf8ViewArray};
 use serde::Serialize;
 
-use super::inputs::{view_of, ByViews, Refunded, RefundsByPayment, Texts};
+use super::inputs::{refunds as refunds_of, view_of, ByViews, Refunded, RefundsByPayment, Texts};
 
 /// Receipt labels of personal collection codes: not products.
 const NOT_PRODUCTS: [&str; 4] = ["收钱码收款", "二维码收款", "收款", "转账"];
@@ -86,20 +86,16 @@ pub fn daily_units_given(
     let sales = match folded() {
         Some(sales) => sales,
         None => {
-            let refunds = upto(whole()?)
-                .filter(col("kind").eq(lit("refund")))
-                .select([col("payment_event_id"), col("amount_fen"), col("day")])
-                .collect()?;
-            let refunds = RefundsByPayment::new(&refunds)?;
-            let mut sales = BillSales::default();
+            let refunds = RefundsByPayment::new(&refunds_of(upto(whole()?)).collect()?)?;
+            let (mut sales, mut labels) = (BillSales::default(), Texts::default());
             for part in events {
                 let payments = upto(part.clone())
                     .filter(col("kind").eq(lit("payment")))
                     .select([col("event_id"), col("product_name"), col("day"), col("amount_fen")])
                     .collect()?;
-                sales.add(&payments, &refunds)?;
+                sales.add(&payments, &refunds, &mut labels)?;
             }
-            sales.into_frame()?
+            sales.into_frame(&labels)?
         }
     };
     let rows = bill_labels_to_products(sales.lazy(), &items);
@@ -127,9 +123,9 @@ fn refunds_by_payment(ev: LazyFrame) -> LazyFrame {
 /// its bill label (`product_name`) on its day, with what it kept after its refunds as revenue; a fully
 /// refunded payment gives its unit back on its last refund's day. The same sums as [`sold`]'s bills
 /// grouped by Polars (a test compares the two).
+/// Labels are numbers in a [`Texts`] the caller keeps (the occasion pass numbers them already).
 #[derive(Default)]
 pub(super) struct BillSales {
-    labels: Texts,
     /// (label, day) -> its place in `sums`.
     place: HashMap<(u32, i32), usize, RandomState>,
     /// (units, revenue in fen) of each (label, day).
@@ -140,11 +136,6 @@ pub(super) struct BillSales {
 }
 
 impl BillSales {
-    /// The number of a bill label, for [`BillSales::payment`].
-    pub(super) fn label(&mut self, name: &str) -> u32 {
-        self.labels.of(Some(name))
-    }
-
     /// The place in `sums` of a label and day.
     fn place_of(&mut self, label: u32, day: i32) -> usize {
         *self.place.entry((label, day)).or_insert_with(|| {
@@ -178,8 +169,9 @@ impl BillSales {
         }
     }
 
-    /// Payments (columns event_id, product_name, day, amount_fen), every one up to the as-of day.
-    pub(super) fn add(&mut self, payments: &DataFrame, refunds: &RefundsByPayment) -> Result<()> {
+    /// Payments (columns event_id, product_name, day, amount_fen), every one up to the as-of day; their
+    /// labels numbered in `labels`.
+    pub(super) fn add(&mut self, payments: &DataFrame, refunds: &RefundsByPayment, labels: &mut Texts) -> Result<()> {
         let mut payments = payments.clone();
         payments.align_chunks_par();
         let text =
@@ -194,7 +186,7 @@ impl BillSales {
                 if !name.is_valid(i) || !day.is_valid(i) {
                     continue;
                 }
-                let label = label_of.get_or(view_of(name, i), || self.labels.of(name.get(i)));
+                let label = label_of.get_or(view_of(name, i), || labels.of(name.get(i)));
                 let back = id.get(i).and_then(|id| refunds.of(id));
                 self.payment(label, day.value(i), amount.get(i), back);
             }
@@ -202,14 +194,14 @@ impl BillSales {
         Ok(())
     }
 
-    /// A row per label and day: product_name (the label), day, units, revenue (fen, as Float64 like
-    /// [`sold`]'s).
-    pub(super) fn into_frame(self) -> Result<DataFrame> {
+    /// A row per label and day: product_name (the label, by its number in `labels`), day, units, revenue
+    /// (fen, as Float64 like [`sold`]'s).
+    pub(super) fn into_frame(self, labels: &Texts) -> Result<DataFrame> {
         let mut rows: Vec<((u32, i32), (i64, i64))> =
             self.place.iter().map(|(&k, &place)| (k, self.sums[place])).collect();
         rows.sort_unstable_by_key(|&(k, _)| k);
         Ok(df!(
-            "product_name" => rows.iter().map(|&((l, _), _)| self.labels.get(l)).collect::<Vec<_>>(),
+            "product_name" => rows.iter().map(|&((l, _), _)| labels.get(l)).collect::<Vec<_>>(),
             "day" => rows.iter().map(|&((_, d), _)| d).collect::<Vec<_>>(),
             "units" => rows.iter().map(|&(_, (u, _))| u as f64).collect::<Vec<_>>(),
             "revenue" => rows.iter().map(|&(_, (_, r))| r as f64).collect::<Vec<_>>(),
