@@ -66,7 +66,21 @@ pub fn write_row_groups(f: &File, df: &mut DataFrame) -> PolarsResult<()> {
     let fields = parquet_schema.fields().to_vec();
     // Buffered: the page headers and the footer are thrift, written a field (often one byte) at a time.
     let mut out = std::io::BufWriter::with_capacity(1 << 16, f);
-    let mut writer = FileWriter::new_with_parquet_schema(&mut out, schema, parquet_schema, options);
+    // The file writer is told of no statistics, so it writes no column index (each page's min and max:
+    // Polars' writer records a page without them, as `column_pages` writes the ids', as a page of nulls,
+    // which DuckDB then skips when it filters). A column chunk's statistics are made from its pages'
+    // whatever the file writer is told; the pages are made with `options`.
+    let file_options = WriteOptions {
+        statistics: StatisticsOptions {
+            min_value: false,
+            max_value: false,
+            distinct_count: false,
+            null_count: false,
+            binary_statistics_truncate_length: None,
+        },
+        ..options
+    };
+    let mut writer = FileWriter::new_with_parquet_schema(&mut out, schema, parquet_schema, file_options);
     // Chunks are gathered until they make a row group: a full ingest chunk alone (written as it is, a
     // frame of one chunk is not copied), a day's bill with the ones after it.
     let mut group: Vec<DataFrame> = Vec::new();
@@ -136,6 +150,20 @@ fn column_pages(array: &dyn Array, type_: &ParquetType, options: WriteOptions) -
         TextPlan::Dictionary(d) => (d, vec![Encoding::RleDictionary]),
         TextPlan::Plain => (array, vec![Encoding::Plain]),
         TextPlan::PolarsChoice => (array, get_dtype_encoding(array.dtype())),
+    };
+    // Text written plain is ids (order ids, transaction ids, keyed hashes): nearly all distinct and in no
+    // order, so a row group's smallest and largest id let a reader skip nothing, and finding them was a
+    // comparison of every id's bytes. Their null counts are kept.
+    let options = match (&plan, array.dtype()) {
+        (TextPlan::Plain, ArrowDataType::Utf8View) => WriteOptions {
+            statistics: StatisticsOptions {
+                min_value: false,
+                max_value: false,
+                ..options.statistics
+            },
+            ..options
+        },
+        _ => options,
     };
     let mut out = Vec::new();
     for pages in array_to_columns(array, type_.clone(), options, &encodings)? {
@@ -431,7 +459,7 @@ mod tests {
             .expect("parquet");
         let meta = parquet::file::reader::FileReader::metadata(&reader);
         assert_eq!(meta.num_row_groups(), 2);
-        for g in meta.row_groups() {
+        for (i, g) in meta.row_groups().iter().enumerate() {
             let dictionary = |name: &str| {
                 let c = g
                     .columns()
@@ -444,6 +472,35 @@ mod tests {
             assert!(dictionary("product_name"));
             assert!(!dictionary("event_id"));
             assert!(!dictionary("payer_key"));
+            let stats = |name: &str| {
+                let c = g
+                    .columns()
+                    .iter()
+                    .find(|c| c.column_path().string() == name)
+                    .expect("column");
+                // No column index: Polars' would mark a page of ids (no min or max) as all null, and
+                // DuckDB would then skip it when filtering.
+                assert_eq!(c.column_index_offset(), None, "{name}");
+                let s = c.statistics().expect("statistics");
+                (
+                    s.null_count_opt(),
+                    s.min_bytes_opt().map(<[u8]>::to_vec),
+                    s.max_bytes_opt().map(<[u8]>::to_vec),
+                )
+            };
+            // Ids: null counts only. Columns of few values and numbers: their range as well.
+            assert_eq!(stats("event_id"), (Some(0), None, None));
+            assert_eq!(stats("refund_id").0, Some(g.num_rows() as u64));
+            let (nulls, min, max) = stats("kind");
+            assert!(nulls.unwrap() > 0);
+            assert_eq!(
+                (min.as_deref(), max.as_deref()),
+                (Some(&b"payment"[..]), Some(&b"refund"[..]))
+            );
+            let first = i as i64 * ROW_GROUP_ROWS as i64;
+            let (_, min, max) = stats("amount_fen");
+            assert_eq!(min, Some(first.to_le_bytes().to_vec()));
+            assert_eq!(max, Some((first + g.num_rows() - 1).to_le_bytes().to_vec()));
         }
         // The text as the `parquet` crate decodes it (its own zstd reader).
         let file = File::open(&path).expect("open");
