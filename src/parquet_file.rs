@@ -71,13 +71,7 @@ pub fn write_row_groups(f: &File, df: &mut DataFrame) -> PolarsResult<()> {
     // which DuckDB then skips when it filters). A column chunk's statistics are made from its pages'
     // whatever the file writer is told; the pages are made with `options`.
     let file_options = WriteOptions {
-        statistics: StatisticsOptions {
-            min_value: false,
-            max_value: false,
-            distinct_count: false,
-            null_count: false,
-            binary_statistics_truncate_length: None,
-        },
+        statistics: StatisticsOptions::empty(),
         ..options
     };
     let mut writer = FileWriter::new_with_parquet_schema(&mut out, schema, parquet_schema, file_options);
@@ -460,24 +454,19 @@ mod tests {
         let meta = parquet::file::reader::FileReader::metadata(&reader);
         assert_eq!(meta.num_row_groups(), 2);
         for (i, g) in meta.row_groups().iter().enumerate() {
-            let dictionary = |name: &str| {
-                let c = g
-                    .columns()
+            let column = |name: &str| {
+                g.columns()
                     .iter()
                     .find(|c| c.column_path().string() == name)
-                    .expect("column");
-                c.dictionary_page_offset().is_some()
+                    .expect("column")
             };
+            let dictionary = |name: &str| column(name).dictionary_page_offset().is_some();
             assert!(dictionary("kind"));
             assert!(dictionary("product_name"));
             assert!(!dictionary("event_id"));
             assert!(!dictionary("payer_key"));
             let stats = |name: &str| {
-                let c = g
-                    .columns()
-                    .iter()
-                    .find(|c| c.column_path().string() == name)
-                    .expect("column");
+                let c = column(name);
                 // No column index: Polars' would mark a page of ids (no min or max) as all null, and
                 // DuckDB would then skip it when filtering.
                 assert_eq!(c.column_index_offset(), None, "{name}");
