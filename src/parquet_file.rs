@@ -272,7 +272,7 @@ fn compress_page(page: Page) -> PolarsResult<CompressedPage> {
 enum TextPlan {
     /// With this dictionary (built while the column was looked at).
     Dictionary(DictionaryArray<u32>),
-    /// Plain: the values are ids or event times, nearly all distinct.
+    /// Plain: the values are ids or event times, nearly all distinct, or all null.
     Plain,
     /// As Polars decides (an estimate of the distinct count, then a dictionary or plain).
     PolarsChoice,
@@ -283,6 +283,11 @@ enum TextPlan {
 fn plan_text(a: &Utf8ViewArray) -> TextPlan {
     if a.is_empty() {
         return TextPlan::PolarsChoice;
+    }
+    if a.null_count() == a.len() {
+        // All null (a bill without terminals or operators): nothing but the nulls to write. Polars would
+        // estimate the distinct count and build a dictionary of no values.
+        return TextPlan::Plain;
     }
     let views = a.views();
     // Values of at most 12 bytes are looked up by their view (length and bytes, zero-padded: equal views
@@ -345,7 +350,7 @@ fn plan_text(a: &Utf8ViewArray) -> TextPlan {
         keys.push(key);
     }
     if values.is_empty() {
-        return TextPlan::PolarsChoice; // all null
+        return TextPlan::Plain; // all null (looked at above)
     }
     if repeated == 0 {
         return TextPlan::Plain; // a short row group of ids: a dictionary would only add the keys
@@ -465,6 +470,7 @@ mod tests {
             assert!(dictionary("product_name"));
             assert!(!dictionary("event_id"));
             assert!(!dictionary("payer_key"));
+            assert!(!dictionary("refund_id"), "all null: no dictionary");
             let stats = |name: &str| {
                 let c = column(name);
                 // No column index: Polars' would mark a page of ids (no min or max) as all null, and
