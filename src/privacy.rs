@@ -58,12 +58,44 @@ impl KeyHasher {
         out
     }
 
-    /// A key's text from its [`KeyHasher::digest`], on the stack.
+    /// A key's text from its [`KeyHasher::digest`] (lower-case hex, as `hex::encode` writes it), on the
+    /// stack. Every ingested row with a buyer writes one: on x86-64 the 32 digits are made 16 at a time
+    /// (SSE2) instead of a table lookup per digit (the `hex` crate's, about 1 % of a large bill's ingest).
     pub fn hex(digest: &[u8; KEY_HEX_LEN / 2]) -> [u8; KEY_HEX_LEN] {
-        let mut hex = [0u8; KEY_HEX_LEN];
-        hex::encode_to_slice(digest, &mut hex).expect("two hex digits per byte");
-        hex
+        #[cfg(target_arch = "x86_64")]
+        {
+            hex_sse2(digest)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let mut hex = [0u8; KEY_HEX_LEN];
+            hex::encode_to_slice(digest, &mut hex).expect("two hex digits per byte");
+            hex
+        }
     }
+}
+
+/// The hex digits of 16 bytes: each byte's high and low nibbles interleaved, then `'0' + n`, and 39 more
+/// (`'a' - '0' - 10`) where `n > 9`.
+#[cfg(target_arch = "x86_64")]
+fn hex_sse2(digest: &[u8; 16]) -> [u8; 32] {
+    use std::arch::x86_64::*;
+    let mut out = [0u8; 32];
+    // SAFETY: SSE2 is part of x86-64; the load reads the 16 bytes of `digest`, the stores write the 32
+    // bytes of `out` (unaligned loads and stores).
+    unsafe {
+        let v = _mm_loadu_si128(digest.as_ptr().cast());
+        let nibble = _mm_set1_epi8(0x0f);
+        let high = _mm_and_si128(_mm_srli_epi16(v, 4), nibble);
+        let low = _mm_and_si128(v, nibble);
+        let ascii = |n: __m128i| {
+            let letters = _mm_and_si128(_mm_cmpgt_epi8(n, _mm_set1_epi8(9)), _mm_set1_epi8(39));
+            _mm_add_epi8(_mm_add_epi8(n, _mm_set1_epi8(b'0' as i8)), letters)
+        };
+        _mm_storeu_si128(out.as_mut_ptr().cast(), ascii(_mm_unpacklo_epi8(high, low)));
+        _mm_storeu_si128(out.as_mut_ptr().add(16).cast(), ascii(_mm_unpackhi_epi8(high, low)));
+    }
+    out
 }
 
 /// Writes a store secret chosen by the caller (the demo derives one from its seed so that its synthetic
@@ -104,6 +136,23 @@ pub fn mask_label(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key's text is what the `hex` crate writes, for every byte value in every place.
+    #[test]
+    fn key_text_is_lower_case_hex() {
+        let mut next = crate::analytics::testing::pseudo_random(3);
+        for round in 0..2000 {
+            let digest: [u8; 16] = std::array::from_fn(|i| match round {
+                0..=255 => (round + i) as u8,
+                _ => next(256) as u8,
+            });
+            assert_eq!(
+                KeyHasher::hex(&digest).to_vec(),
+                hex::encode(digest).into_bytes(),
+                "{digest:?}"
+            );
+        }
+    }
 
     #[test]
     fn keyed_hash_matches_rfc4231_style_reference() {

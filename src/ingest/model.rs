@@ -270,6 +270,8 @@ pub struct KeyCache {
     order: Vec<KeySlot>,
     /// Entries of `order` from here on were first met in the file being read: its identities carry them.
     file_start: usize,
+    /// The identifier last prefetched and its digest: the row's lookup then digests it once, not twice.
+    prefetched: (String, u128),
 }
 
 #[derive(Clone, Copy, Default)]
@@ -287,6 +289,7 @@ impl Default for KeyCache {
             slots: Slots::zeroed(1 << 12),
             order: Vec::new(),
             file_start: 0,
+            prefetched: (String::new(), 0),
         }
     }
 }
@@ -295,7 +298,10 @@ impl KeyCache {
     /// The key (as hex text) of `id`; an identifier not met before is hashed and its identity goes into
     /// `identities`.
     fn key(&mut self, hasher: &KeyHasher, id: RawIdentity<'_>, identities: &mut Identities) -> [u8; 32] {
-        let digest = id_digest(&id.id);
+        let digest = match &self.prefetched {
+            (text, digest) if *digest != 0 && *text == *id.id => *digest,
+            _ => id_digest(&id.id),
+        };
         let i = self.probe(digest);
         if self.slots[i].id == digest {
             return KeyHasher::hex(&self.slots[i].key);
@@ -317,8 +323,12 @@ impl KeyCache {
 
     /// Starts fetching the memory of the slot where `id`'s lookup begins (the table is read at random, and
     /// a lookup is a cache miss: a parser asks for it early in the row).
-    fn prefetch(&self, id: &str) {
-        self.slots.prefetch(id_digest(id) as usize & (self.slots.len() - 1));
+    fn prefetch(&mut self, id: &str) {
+        let digest = id_digest(id);
+        self.slots.prefetch(digest as usize & (self.slots.len() - 1));
+        self.prefetched.0.clear();
+        self.prefetched.0.push_str(id);
+        self.prefetched.1 = digest;
     }
 
     /// The slot that holds `id`, or the empty slot where it would go (linear probing from its home slot).
@@ -453,7 +463,7 @@ impl<'a> EventSink<'a> {
     }
 
     /// A hint that the row being read has this raw buyer id: its key's memory is fetched meanwhile.
-    pub fn prefetch_key(&self, raw_id: &str) {
+    pub fn prefetch_key(&mut self, raw_id: &str) {
         self.cache.prefetch(raw_id);
     }
 
