@@ -301,11 +301,31 @@ fn plan_text(a: &Utf8ViewArray) -> TextPlan {
     // length and the first bytes, and either the rest of a short value or where a long one is stored).
     let mut last: Option<(u128, u32)> = None;
     let mut repeated = 0usize;
-    for (i, view) in views.iter().enumerate() {
+    let no_nulls = a.null_count() == 0;
+    let mut i = 0;
+    while let Some(view) = views.get(i) {
+        // A run of the last value (most rows of a column of a handful of values: the kind, the channel,
+        // the currency) is passed over a view at a time and its keys written at once. Without nulls only:
+        // a null's view is that of an empty value.
+        if let (Some((v, k)), true) = (last, no_nulls) {
+            let mut end = i;
+            while views.get(end).is_some_and(|w| w.as_u128() == v) {
+                crate::prefetch::prefetch_views(views, end);
+                end += 1;
+            }
+            if end > i {
+                keys.extend(std::iter::repeat_n(k, end - i));
+                repeated += end - i;
+                i = end;
+                continue;
+            }
+        }
         // The views were written by a parser a while ago and are read here first, in order: a fetch ahead
         // crosses the pages where the processor's own stops (half of this loop's time was the loads).
         crate::prefetch::prefetch_views(views, i);
-        if a.is_null(i) {
+        let at = i;
+        i += 1;
+        if a.is_null(at) {
             keys.push(0);
             continue;
         }
@@ -318,8 +338,8 @@ fn plan_text(a: &Utf8ViewArray) -> TextPlan {
                 continue;
             }
         }
-        // SAFETY: i < a.len() (the views are the array's own).
-        let value = unsafe { a.value_unchecked(i) };
+        // SAFETY: at < a.len() (the views are the array's own).
+        let value = unsafe { a.value_unchecked(at) };
         let found = if is_short { short.get(&view) } else { long.get(value) };
         let key = match found {
             Some(&k) => {
@@ -438,6 +458,8 @@ mod tests {
             "product_name" => (0..n).map(|i| products[(i / 3) % products.len()].to_string()).collect::<Vec<_>>(),
             "customer_key" => (0..n).map(|i| format!("{:032x}", (i * 7919) % 6000)).collect::<Vec<_>>(),
             "refund_id" => (0..n).map(|_| None::<&str>).collect::<Vec<_>>(),
+            // No nulls, runs of every length (empty text among them, whose view is a null's).
+            "status" => (0..n).map(|i| ["SUCCESS", "", "REFUND", "一个超过十二字节的状态"][(i * i / 977) % 4]).collect::<Vec<_>>(),
             "amount_fen" => (0..n as i64).collect::<Vec<_>>(),
             // Keyed hashes of many customers, some repeated: plain, and entropy-coded only (`zstd_mode`).
             "payer_key" => (0..n).map(|i| format!("{:016x}{:016x}", mix(i as u64 % 50_000), mix((i as u64 % 50_000) << 32 | 1))).collect::<Vec<_>>(),
@@ -468,6 +490,7 @@ mod tests {
             let dictionary = |name: &str| column(name).dictionary_page_offset().is_some();
             assert!(dictionary("kind"));
             assert!(dictionary("product_name"));
+            assert!(dictionary("status"));
             assert!(!dictionary("event_id"));
             assert!(!dictionary("payer_key"));
             assert!(!dictionary("refund_id"), "all null: no dictionary");
