@@ -1115,15 +1115,9 @@ mod tests {
     #[test]
     fn lines_in_memory_are_the_streamed_lines() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("bill.csv");
         let mut content = b"\xEF\xBB\xBFh1,h2\r\n`a,\xE6\x8B\xBF\r\n\r\n\n`b,\xFF\xFEx\r\n".to_vec();
         content.extend(b"\xC4\xC3,last");
-        std::fs::write(&path, &content).expect("write");
-        let streamed = Input {
-            name: "bill.csv".into(),
-            payload: Payload::File(path),
-            size: content.len() as u64,
-        };
+        let streamed = bill_file(&dir, &content);
         let loaded = streamed.loaded(u64::MAX).expect("read");
         assert!(matches!(loaded.payload, Payload::Bytes(_)));
         let piece = Piece {
@@ -1161,6 +1155,17 @@ mod tests {
         }
     }
 
+    /// `content` written as `bill.csv` in `dir`, as an input read from its file.
+    fn bill_file(dir: &tempfile::TempDir, content: &[u8]) -> Input {
+        let path = dir.path().join("bill.csv");
+        std::fs::write(&path, content).expect("write");
+        Input {
+            name: "bill.csv".into(),
+            payload: Payload::File(path),
+            size: content.len() as u64,
+        }
+    }
+
     /// Lines checked for UTF-8 a block at a time are the lines a streamed read decodes: over many blocks,
     /// with bytes that are not UTF-8 here and there (a character cut at a block's end among them), a line
     /// longer than a block, and borrowed reads mixed with owned ones on the same lines.
@@ -1182,13 +1187,7 @@ mod tests {
         }
         assert!(content.len() > 4 * UTF8_BLOCK);
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("bill.csv");
-        std::fs::write(&path, &content).expect("write");
-        let streamed = Input {
-            name: "bill.csv".into(),
-            payload: Payload::File(path),
-            size: content.len() as u64,
-        };
+        let streamed = bill_file(&dir, &content);
         let loaded = streamed.loaded(u64::MAX).expect("read");
         let mut want = Vec::new();
         let mut lines = Lines::new(&streamed, TextEncoding::Utf8).expect("lines");
